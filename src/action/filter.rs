@@ -1,0 +1,92 @@
+//! `where:` clauses shared by `update` and `query`: column → value (equality, or `IN` for a
+//! list, `IS NULL` for null) or column → `{operator: value}`.
+
+use crate::route::compile::Compiler;
+use crate::route::model::ValueMap;
+use crate::route::Ident;
+use crate::store::sql::{FilterOp, StatementBuilder};
+use crate::template::{TemplateEnvironment, TemplateValue, ValueTemplate};
+
+use super::ActionError;
+
+/// One compiled condition of a `where:`.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    column: Ident,
+    op: FilterOp,
+    value: ValueTemplate,
+}
+
+/// Compiles a `where:` map.
+pub fn compile(
+    compiler: &mut Compiler<'_>,
+    path: &str,
+    table: Option<&Ident>,
+    map: &ValueMap,
+) -> Vec<Filter> {
+    let mut filters = Vec::new();
+    for (column, value) in map {
+        let column_path = format!("{path}.{column}");
+        let ident = match table {
+            Some(table) => compiler.column(&column_path, table, column),
+            None => None,
+        };
+        let operators = match value {
+            serde_yaml::Value::Mapping(entries) => Some(entries),
+            _ => None,
+        };
+        let mut compiled = Vec::new();
+        match operators {
+            Some(entries) => {
+                for (operator, operand) in entries {
+                    let name = operator.as_str().unwrap_or_default();
+                    let operator_path = format!("{column_path}.{name}");
+                    let Some(op) = FilterOp::parse(name) else {
+                        compiler.error(
+                            &operator_path,
+                            format!("unknown operator {name:?} for column {column}"),
+                            Some(format!("use one of {}", FilterOp::NAMES.join(", "))),
+                        );
+                        continue;
+                    };
+                    if let Some(template) = compiler.value(&operator_path, operand) {
+                        compiled.push((op, template));
+                    }
+                }
+            }
+            None => {
+                if let Some(template) = compiler.value(&column_path, value) {
+                    compiled.push((FilterOp::Eq, template));
+                }
+            }
+        }
+        if let Some(ident) = ident {
+            filters.extend(compiled.into_iter().map(|(op, value)| Filter {
+                column: ident.clone(),
+                op,
+                value,
+            }));
+        }
+    }
+    filters
+}
+
+/// Renders the filters and appends them as a `WHERE` clause.
+pub fn push_where(
+    builder: &mut StatementBuilder,
+    filters: &[Filter],
+    templates: &TemplateEnvironment,
+    context: &TemplateValue,
+) -> Result<(), ActionError> {
+    let mut rendered = Vec::with_capacity(filters.len());
+    for filter in filters {
+        rendered.push((
+            &filter.column,
+            filter.op,
+            templates.render(&filter.value, context)?,
+        ));
+    }
+    builder
+        .push_where(rendered)
+        .map_err(ActionError::InvalidValue)
+}

@@ -1,0 +1,184 @@
+//! `http:` call an endpoint. At-least-once: a retried event calls again, so every request
+//! carries an `Idempotency-Key` derived from event id, route and action position, the same on
+//! every attempt, for the receiver to deduplicate.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::Method;
+use serde_json::json;
+
+use super::{ActionError, Run, Scope};
+use crate::route::compile::Compiler;
+use crate::route::model::HttpDef;
+use crate::template::ValueTemplate;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Response bodies beyond this are cut before they reach `steps`.
+const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// A compiled HTTP call.
+#[derive(Debug, Clone)]
+pub struct Http {
+    /// HTTP method.
+    pub method: Method,
+    url: ValueTemplate,
+    headers: Vec<(HeaderName, ValueTemplate)>,
+    body: Option<ValueTemplate>,
+    timeout: Duration,
+    success: Option<Vec<u16>>,
+    as_name: Option<String>,
+}
+
+pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &HttpDef) -> Option<Http> {
+    let method_text = def.method.as_deref().unwrap_or("POST").to_ascii_uppercase();
+    let method = match Method::from_bytes(method_text.as_bytes()) {
+        Ok(method) => Some(method),
+        Err(_) => {
+            compiler.error(
+                &format!("{path}.method"),
+                format!("invalid HTTP method {method_text:?}"),
+                None,
+            );
+            None
+        }
+    };
+    let url = compiler.text(&format!("{path}.url"), &def.url);
+    let mut headers = Vec::new();
+    for (name, value) in &def.headers {
+        let header_path = format!("{path}.headers.{name}");
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Ok(header) => {
+                if let Some(template) = compiler.text(&header_path, value) {
+                    headers.push((header, template));
+                }
+            }
+            Err(_) => compiler.error(&header_path, format!("invalid header name {name:?}"), None),
+        }
+    }
+    let body = match &def.body {
+        Some(body) => Some(compiler.value(&format!("{path}.body"), body)?),
+        None => None,
+    };
+    if let Some(codes) = &def.success {
+        if codes.iter().any(|code| !(100..=599).contains(code)) {
+            compiler.error(
+                &format!("{path}.success"),
+                "status codes must be between 100 and 599",
+                None,
+            );
+        }
+    }
+    let as_name = match &def.as_name {
+        Some(name) => Some(compiler.step_name(&format!("{path}.as"), name)?),
+        None => None,
+    };
+    Some(Http {
+        method: method?,
+        url: url?,
+        headers,
+        body,
+        timeout: def.timeout.unwrap_or(DEFAULT_TIMEOUT),
+        success: def.success.clone(),
+        as_name,
+    })
+}
+
+/// The idempotency key of one action of one route for one event: stable across retries.
+pub fn idempotency_key(event_id: &str, route: &str, step_path: &str) -> String {
+    let name = format!("{event_id}/{route}/{step_path}");
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
+}
+
+impl Http {
+    pub(super) async fn execute(
+        &self,
+        run: &mut Run<'_>,
+        scope: &mut Scope,
+        step_path: &str,
+    ) -> Result<(), ActionError> {
+        let context = scope.context();
+        let url = run.templates.render_string(&self.url, &context)?;
+        let parsed = reqwest::Url::parse(&url).map_err(|error| {
+            ActionError::InvalidValue(format!("http url {url:?} is not a URL: {error}"))
+        })?;
+        let shown_url = format!(
+            "{}://{}{}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or(""),
+            parsed.path()
+        );
+        let failure = |message: String, retryable: bool| ActionError::Http {
+            method: self.method.to_string(),
+            url: shown_url.clone(),
+            message,
+            retryable,
+        };
+        let mut request = run
+            .http
+            .request(self.method.clone(), parsed.clone())
+            .timeout(self.timeout)
+            .header(
+                "Idempotency-Key",
+                idempotency_key(&run.event.envelope.event_id, run.route.as_str(), step_path),
+            );
+        for (name, value) in &self.headers {
+            let value = run.templates.render_string(value, &context)?;
+            let value = HeaderValue::from_str(&value).map_err(|_| {
+                ActionError::InvalidValue(format!("header {name} rendered an invalid value"))
+            })?;
+            request = request.header(name.clone(), value);
+        }
+        if let Some(body) = &self.body {
+            request = request.json(&run.templates.render(body, &context)?);
+        }
+        let response = request.send().await.map_err(|error| {
+            let message = if error.is_timeout() {
+                format!("timed out after {:?}", self.timeout)
+            } else {
+                format!("request failed: {error}")
+            };
+            failure(message, true)
+        })?;
+        let status = response.status();
+        let succeeded = match &self.success {
+            Some(codes) => codes.contains(&status.as_u16()),
+            None => status.is_success(),
+        };
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| failure(format!("reading response failed: {error}"), true))?;
+        let body_bytes = &bytes[..bytes.len().min(MAX_RESPONSE_BYTES)];
+        if !succeeded {
+            let retryable =
+                status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408;
+            let snippet: String = String::from_utf8_lossy(body_bytes)
+                .chars()
+                .take(200)
+                .collect();
+            return Err(failure(format!("status {status}: {snippet}"), retryable));
+        }
+        if let Some(name) = &self.as_name {
+            let body =
+                serde_json::from_slice::<serde_json::Value>(body_bytes).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(body_bytes).into_owned())
+                });
+            scope.set_step(name, &json!({"status": status.as_u16(), "body": body}));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_stable_and_distinct() {
+        let a = idempotency_key("e1", "notify", "0");
+        assert_eq!(a, idempotency_key("e1", "notify", "0"));
+        assert_ne!(a, idempotency_key("e1", "notify", "1"));
+        assert_ne!(a, idempotency_key("e2", "notify", "0"));
+    }
+}

@@ -1,0 +1,99 @@
+//! `insert:` one row, optionally ignoring or overwriting on a unique conflict.
+
+use super::{ActionError, Run, Scope};
+use crate::route::compile::Compiler;
+use crate::route::model::{ConflictAction, InsertDef};
+use crate::route::Ident;
+use crate::store::sql::{bind_all, insert_sql, row_to_json, Conflict};
+use crate::template::ValueTemplate;
+
+/// A compiled insert.
+#[derive(Debug, Clone)]
+pub struct Insert {
+    /// Target table.
+    pub table: Ident,
+    values: Vec<ValueTemplate>,
+    sql: String,
+    as_name: Option<String>,
+}
+
+pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &InsertDef) -> Option<Insert> {
+    let table = compiler.table(&format!("{path}.table"), &def.table);
+    let columns = compiler.columns(&format!("{path}.values"), table.as_ref(), &def.values);
+    let conflict = match &def.on_conflict {
+        None => Conflict::Fail,
+        Some(on_conflict) => {
+            let keys: Vec<Ident> = on_conflict
+                .columns
+                .iter()
+                .enumerate()
+                .filter_map(|(index, column)| {
+                    let column_path = format!("{path}.on_conflict.columns[{index}]");
+                    table
+                        .as_ref()
+                        .and_then(|table| compiler.column(&column_path, table, column))
+                })
+                .collect();
+            if on_conflict.columns.is_empty() {
+                compiler.error(
+                    &format!("{path}.on_conflict.columns"),
+                    "on_conflict needs at least one column",
+                    None,
+                );
+            }
+            match on_conflict.action {
+                ConflictAction::Ignore => Conflict::Ignore(keys),
+                ConflictAction::Update => Conflict::Update(keys),
+            }
+        }
+    };
+    if def.values.is_empty() {
+        compiler.error(
+            &format!("{path}.values"),
+            "insert needs at least one value",
+            None,
+        );
+    }
+    let as_name = match &def.as_name {
+        Some(name) => Some(compiler.step_name(&format!("{path}.as"), name)?),
+        None => None,
+    };
+    let table = table?;
+    if columns.len() != def.values.len() {
+        return None;
+    }
+    let column_refs: Vec<&Ident> = columns.iter().map(|(column, _)| column).collect();
+    let sql = insert_sql(&table, &column_refs, &conflict);
+    Some(Insert {
+        table,
+        values: columns.into_iter().map(|(_, value)| value).collect(),
+        sql,
+        as_name,
+    })
+}
+
+impl Insert {
+    pub(super) async fn execute(
+        &self,
+        run: &mut Run<'_>,
+        scope: &mut Scope,
+    ) -> Result<(), ActionError> {
+        let context = scope.context();
+        let params = self
+            .values
+            .iter()
+            .map(|value| run.templates.render(value, &context))
+            .collect::<Result<Vec<_>, _>>()?;
+        let row = bind_all(sqlx::query(&self.sql), &params)
+            .fetch_optional(&mut *run.connection)
+            .await?;
+        if let Some(name) = &self.as_name {
+            let value = match row {
+                Some(row) => serde_json::Value::Object(row_to_json(&row)?),
+                None => serde_json::Value::Null,
+            };
+            scope.set_step(name, &value);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,345 @@
+//! Action kinds: what a route does for an event. One module per kind; adding a kind touches
+//! that module and the [`Action`] enum.
+//!
+//! Actions run inside the caller's database transaction (a savepoint per route), so their
+//! database effects and emitted events commit or roll back together with the consumer position.
+
+mod emit;
+mod filter;
+mod http;
+mod insert;
+mod query;
+mod update;
+mod upsert;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use minijinja::Value;
+use sqlx::AnyConnection;
+use thiserror::Error;
+
+use crate::event::Event;
+use crate::route::compile::Compiler;
+use crate::route::model::ActionDef;
+use crate::route::RouteName;
+use crate::schema::SchemaRegistry;
+use crate::template::{Condition, RenderError, TemplateEnvironment};
+
+pub use emit::Emit;
+pub use http::Http;
+pub use insert::Insert;
+pub use query::Query;
+pub use update::Update;
+pub use upsert::Upsert;
+
+/// A compiled action.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// `insert:`
+    Insert(Insert),
+    /// `upsert:`
+    Upsert(Upsert),
+    /// `update:`
+    Update(Update),
+    /// `query:`
+    Query(Query),
+    /// `emit:`
+    Emit(Emit),
+    /// `http:`
+    Http(Http),
+}
+
+impl Action {
+    /// The kind as written in route files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Insert(_) => "insert",
+            Self::Upsert(_) => "upsert",
+            Self::Update(_) => "update",
+            Self::Query(_) => "query",
+            Self::Emit(_) => "emit",
+            Self::Http(_) => "http",
+        }
+    }
+
+    /// A one-line summary (`insert customers`, `emit customer.events CUSTOMER_CREATED`).
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Insert(insert) => format!("insert {}", insert.table),
+            Self::Upsert(upsert) => format!("upsert {}", upsert.table),
+            Self::Update(update) => format!("update {}", update.table),
+            Self::Query(query) => format!("query {}", query.table),
+            Self::Emit(emit) => format!("emit {} {}", emit.topic, emit.event_type),
+            Self::Http(http) => format!("http {}", http.method),
+        }
+    }
+}
+
+/// An action with its position in the route and its condition.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Position in the route: `2`, or `1.for_each.0` for nested actions.
+    pub path: String,
+    /// Run only when truthy.
+    pub when: Option<Condition>,
+    /// What to do.
+    pub action: Action,
+}
+
+impl Step {
+    /// Compiles one action definition found at `path` in its file.
+    pub fn compile(
+        compiler: &mut Compiler<'_>,
+        path: &str,
+        step_path: String,
+        definition: &ActionDef,
+    ) -> Option<Self> {
+        let (when, action) = match definition {
+            ActionDef::Insert(def) => (
+                &def.when,
+                insert::compile(compiler, &format!("{path}.insert"), def).map(Action::Insert),
+            ),
+            ActionDef::Upsert(def) => (
+                &def.when,
+                upsert::compile(compiler, &format!("{path}.upsert"), def).map(Action::Upsert),
+            ),
+            ActionDef::Update(def) => (
+                &def.when,
+                update::compile(compiler, &format!("{path}.update"), def).map(Action::Update),
+            ),
+            ActionDef::Query(def) => (
+                &def.when,
+                query::compile(compiler, &format!("{path}.query"), &step_path, def)
+                    .map(Action::Query),
+            ),
+            ActionDef::Emit(def) => (
+                &def.when,
+                emit::compile(compiler, &format!("{path}.emit"), def).map(Action::Emit),
+            ),
+            ActionDef::Http(def) => (
+                &def.when,
+                http::compile(compiler, &format!("{path}.http"), def).map(Action::Http),
+            ),
+        };
+        let kind = match definition {
+            ActionDef::Insert(_) => "insert",
+            ActionDef::Upsert(_) => "upsert",
+            ActionDef::Update(_) => "update",
+            ActionDef::Query(_) => "query",
+            ActionDef::Emit(_) => "emit",
+            ActionDef::Http(_) => "http",
+        };
+        let when = match when {
+            Some(expression) => {
+                Some(compiler.condition(&format!("{path}.{kind}.when"), expression)?)
+            }
+            None => None,
+        };
+        Some(Self {
+            path: step_path,
+            when,
+            action: action?,
+        })
+    }
+}
+
+/// Why an action failed.
+#[derive(Debug, Error)]
+pub enum ActionError {
+    /// A template could not be rendered (undefined variable, type error...).
+    #[error("template error: {0}")]
+    Render(#[from] RenderError),
+    /// A rendered value is not usable (empty key, wrong shape...).
+    #[error("{0}")]
+    InvalidValue(String),
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// An emitted event failed its schema.
+    #[error("emitted {event_type} on {topic} fails its schema: {errors}")]
+    Schema {
+        /// Topic.
+        topic: String,
+        /// Event type.
+        event_type: String,
+        /// Validation errors joined with `; `.
+        errors: String,
+    },
+    /// An HTTP call failed.
+    #[error("http {method} {url}: {message}")]
+    Http {
+        /// Method.
+        method: String,
+        /// URL without query string.
+        url: String,
+        /// What happened.
+        message: String,
+        /// Whether trying again may help (5xx, 429, timeouts, connection errors).
+        retryable: bool,
+    },
+}
+
+impl ActionError {
+    /// Whether the same attempt may succeed later. Template and value errors are
+    /// deterministic; lost connections, busy databases and 5xx responses are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Render(_) | Self::InvalidValue(_) | Self::Schema { .. } => false,
+            Self::Http { retryable, .. } => *retryable,
+            Self::Database(error) => database_error_is_transient(error),
+        }
+    }
+}
+
+fn database_error_is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => {
+            let code = database.code().unwrap_or_default();
+            // SQLite BUSY/LOCKED; PostgreSQL serialization failure, deadlock, connection
+            // exceptions (08xxx), admin shutdown / cannot connect now (57P0x).
+            matches!(code.as_ref(), "5" | "6" | "517" | "262" | "40001" | "40P01")
+                || code.starts_with("08")
+                || code.starts_with("57P0")
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_) => true,
+        _ => false,
+    }
+}
+
+/// What templates can see while a route runs.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    event: Value,
+    data: Value,
+    env: Value,
+    steps: BTreeMap<String, Value>,
+    row: Option<Value>,
+}
+
+impl Scope {
+    /// The scope at the start of a route: the event, its data and the allowed environment.
+    pub fn new(event: &Event, env: Value) -> Self {
+        let envelope = &event.envelope;
+        let event_value = Value::from_serialize(serde_json::json!({
+            "topic": event.topic.as_str(),
+            "key": event.key,
+            "eventId": envelope.event_id,
+            "eventType": envelope.event_type,
+            "timestamp": envelope.timestamp,
+            "source": envelope.source,
+            "data": envelope.data,
+        }));
+        Self {
+            event: event_value,
+            data: Value::from_serialize(&envelope.data),
+            env,
+            steps: BTreeMap::new(),
+            row: None,
+        }
+    }
+
+    /// The template context: `event`, `data`, `steps`, `env` and (in `for_each`) `row`.
+    pub fn context(&self) -> Value {
+        let mut context = BTreeMap::new();
+        context.insert("event", self.event.clone());
+        context.insert("data", self.data.clone());
+        context.insert("env", self.env.clone());
+        context.insert("steps", Value::from(self.steps.clone()));
+        if let Some(row) = &self.row {
+            context.insert("row", row.clone());
+        }
+        Value::from(context)
+    }
+
+    /// Records an action's result under `steps.<name>`.
+    pub fn set_step(&mut self, name: &str, value: &serde_json::Value) {
+        self.steps
+            .insert(name.to_owned(), Value::from_serialize(value));
+    }
+}
+
+/// Everything an action needs while it runs.
+pub struct Run<'a> {
+    /// The transaction (savepoint) the route runs in.
+    pub connection: &'a mut AnyConnection,
+    /// Compiled templates of the route set.
+    pub templates: &'a TemplateEnvironment,
+    /// Event schemas, to check emitted events.
+    pub schemas: &'a SchemaRegistry,
+    /// Shared HTTP client.
+    pub http: &'a reqwest::Client,
+    /// The event being handled.
+    pub event: &'a Event,
+    /// The route running.
+    pub route: &'a RouteName,
+    /// Events emitted so far, to log once the transaction commits.
+    pub emitted: &'a mut Vec<Event>,
+}
+
+/// Which action failed and why.
+#[derive(Debug, Error)]
+#[error("action {path} ({kind}) failed: {error}")]
+pub struct StepFailure {
+    /// The failing step's path.
+    pub path: String,
+    /// Its kind.
+    pub kind: &'static str,
+    /// The error.
+    pub error: ActionError,
+}
+
+/// Runs `steps` in order; the first failure stops the route.
+pub fn run_steps<'r, 'a: 'r>(
+    run: &'r mut Run<'a>,
+    steps: &'r [Step],
+    scope: &'r mut Scope,
+) -> Pin<Box<dyn Future<Output = Result<(), StepFailure>> + Send + 'r>> {
+    Box::pin(async move {
+        for step in steps {
+            let fail = |error: ActionError| StepFailure {
+                path: step.path.clone(),
+                kind: step.action.kind(),
+                error,
+            };
+            if let Some(condition) = &step.when {
+                let context = scope.context();
+                if !run
+                    .templates
+                    .test(condition, &context)
+                    .map_err(|e| fail(e.into()))?
+                {
+                    continue;
+                }
+            }
+            let result = match &step.action {
+                Action::Insert(action) => action.execute(run, scope).await,
+                Action::Upsert(action) => action.execute(run, scope).await,
+                Action::Update(action) => action.execute(run, scope).await,
+                Action::Query(action) => match action.execute(run, scope).await {
+                    Err(error) => Err(error),
+                    Ok(rows) => {
+                        // Nested failures keep their own path (`1.for_each.0`).
+                        let outer_row = scope.row.take();
+                        for row in rows {
+                            scope.row = Some(Value::from_serialize(&row));
+                            run_steps(run, &action.for_each, scope).await?;
+                        }
+                        scope.row = outer_row;
+                        Ok(())
+                    }
+                },
+                Action::Emit(action) => action.execute(run, scope).await,
+                Action::Http(action) => action.execute(run, scope, &step.path).await,
+            };
+            result.map_err(fail)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,98 @@
+//! `update:` rows matching `where`: overwrite `set` columns, add to `increment` counters.
+
+use super::filter::{self, Filter};
+use super::{ActionError, Run, Scope};
+use crate::route::compile::Compiler;
+use crate::route::model::UpdateDef;
+use crate::route::Ident;
+use crate::store::sql::{row_to_json, StatementBuilder};
+use crate::template::ValueTemplate;
+
+/// A compiled update.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// Target table.
+    pub table: Ident,
+    set: Vec<(Ident, ValueTemplate)>,
+    increment: Vec<(Ident, ValueTemplate)>,
+    filters: Vec<Filter>,
+    as_name: Option<String>,
+}
+
+pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpdateDef) -> Option<Update> {
+    let table = compiler.table(&format!("{path}.table"), &def.table);
+    let set = compiler.columns(&format!("{path}.set"), table.as_ref(), &def.set);
+    let increment = compiler.columns(&format!("{path}.increment"), table.as_ref(), &def.increment);
+    let filters = filter::compile(
+        compiler,
+        &format!("{path}.where"),
+        table.as_ref(),
+        &def.where_,
+    );
+    if def.set.is_empty() && def.increment.is_empty() {
+        compiler.error(path, "update needs `set` or `increment`", None);
+    }
+    if def.where_.is_empty() {
+        compiler.error(
+            &format!("{path}.where"),
+            "update needs a non-empty `where`",
+            Some("an update of every row is almost always a mistake".into()),
+        );
+    }
+    let as_name = match &def.as_name {
+        Some(name) => Some(compiler.step_name(&format!("{path}.as"), name)?),
+        None => None,
+    };
+    let table = table?;
+    if set.len() != def.set.len() || increment.len() != def.increment.len() || def.where_.is_empty()
+    {
+        return None;
+    }
+    Some(Update {
+        table,
+        set,
+        increment,
+        filters,
+        as_name,
+    })
+}
+
+impl Update {
+    pub(super) async fn execute(
+        &self,
+        run: &mut Run<'_>,
+        scope: &mut Scope,
+    ) -> Result<(), ActionError> {
+        let context = scope.context();
+        let mut builder = StatementBuilder::new(format!("UPDATE {} SET ", self.table.quoted()));
+        let mut first = true;
+        for (column, value) in &self.set {
+            if !first {
+                builder.push(", ");
+            }
+            first = false;
+            builder.push(&format!("{} = ", column.quoted()));
+            builder.push_param(run.templates.render(value, &context)?);
+        }
+        for (column, value) in &self.increment {
+            if !first {
+                builder.push(", ");
+            }
+            first = false;
+            builder.push(&format!("{0} = COALESCE({0}, 0) + ", column.quoted()));
+            builder.push_param(run.templates.render(value, &context)?);
+        }
+        filter::push_where(&mut builder, &self.filters, run.templates, &context)?;
+        builder.push(" RETURNING *");
+        let statement = builder.finish();
+        let rows = statement.query().fetch_all(&mut *run.connection).await?;
+        if let Some(name) = &self.as_name {
+            let rows = rows
+                .iter()
+                .map(|row| row_to_json(row).map(serde_json::Value::Object))
+                .collect::<Result<Vec<_>, _>>()?;
+            scope.set_step(name, &serde_json::Value::Array(rows));
+        }
+        Ok(())
+    }
+}

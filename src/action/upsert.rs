@@ -1,0 +1,95 @@
+//! `upsert:` insert a row keyed by `where`, or update the existing one (set + increment).
+
+use super::{ActionError, Run, Scope};
+use crate::route::compile::Compiler;
+use crate::route::model::UpsertDef;
+use crate::route::Ident;
+use crate::store::sql::{bind_all, row_to_json, upsert_sql};
+use crate::template::ValueTemplate;
+
+/// A compiled upsert.
+#[derive(Debug, Clone)]
+pub struct Upsert {
+    /// Target table.
+    pub table: Ident,
+    values: Vec<ValueTemplate>,
+    sql: String,
+    as_name: Option<String>,
+}
+
+pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpsertDef) -> Option<Upsert> {
+    let table = compiler.table(&format!("{path}.table"), &def.table);
+    let keys = compiler.columns(&format!("{path}.where"), table.as_ref(), &def.where_);
+    let set = compiler.columns(&format!("{path}.set"), table.as_ref(), &def.set);
+    let increment = compiler.columns(&format!("{path}.increment"), table.as_ref(), &def.increment);
+    if def.where_.is_empty() {
+        compiler.error(
+            &format!("{path}.where"),
+            "upsert needs `where` key columns (a unique constraint)",
+            None,
+        );
+    }
+    let as_name = match &def.as_name {
+        Some(name) => Some(compiler.step_name(&format!("{path}.as"), name)?),
+        None => None,
+    };
+    let table = table?;
+    if keys.len() != def.where_.len()
+        || set.len() != def.set.len()
+        || increment.len() != def.increment.len()
+        || keys.is_empty()
+    {
+        return None;
+    }
+    let refs = |pairs: &[(Ident, ValueTemplate)]| {
+        pairs
+            .iter()
+            .map(|(column, _)| column.clone())
+            .collect::<Vec<_>>()
+    };
+    let (key_columns, set_columns, increment_columns) = (refs(&keys), refs(&set), refs(&increment));
+    let sql = upsert_sql(
+        &table,
+        &key_columns.iter().collect::<Vec<_>>(),
+        &set_columns.iter().collect::<Vec<_>>(),
+        &increment_columns.iter().collect::<Vec<_>>(),
+    );
+    let values = keys
+        .into_iter()
+        .chain(set)
+        .chain(increment)
+        .map(|(_, value)| value)
+        .collect();
+    Some(Upsert {
+        table,
+        values,
+        sql,
+        as_name,
+    })
+}
+
+impl Upsert {
+    pub(super) async fn execute(
+        &self,
+        run: &mut Run<'_>,
+        scope: &mut Scope,
+    ) -> Result<(), ActionError> {
+        let context = scope.context();
+        let params = self
+            .values
+            .iter()
+            .map(|value| run.templates.render(value, &context))
+            .collect::<Result<Vec<_>, _>>()?;
+        let row = bind_all(sqlx::query(&self.sql), &params)
+            .fetch_optional(&mut *run.connection)
+            .await?;
+        if let Some(name) = &self.as_name {
+            let value = match row {
+                Some(row) => serde_json::Value::Object(row_to_json(&row)?),
+                None => serde_json::Value::Null,
+            };
+            scope.set_step(name, &value);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! `POST /api/events/{topic}`: submit an event to the bus.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, FieldError};
+use super::json::ApiJson;
+use super::{api_key, AppState};
+use crate::engine::log_published;
+use crate::event::{EventError, SubmittedEvent};
+use crate::store::log;
+
+fn field_of(error: &EventError) -> &'static str {
+    match error {
+        EventError::InvalidTopic(_) => "topic",
+        EventError::InvalidEventType(_) => "eventType",
+        EventError::InvalidTimestamp(_) => "timestamp",
+        EventError::InvalidKey => "key",
+        EventError::InvalidEventId => "eventId",
+    }
+}
+
+/// Validates and appends the event; 202 once it is durably in the log.
+pub async fn submit(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    ApiJson(submitted): ApiJson<SubmittedEvent>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    api_key::require(&state, &headers)?;
+    let event = submitted
+        .into_event(&topic)
+        .map_err(|error| ApiError::BadRequest {
+            message: error.to_string(),
+            fields: vec![FieldError {
+                field: field_of(&error).into(),
+                message: error.to_string(),
+            }],
+        })?;
+    let routes = state.routes.load();
+    if let Err(errors) = routes.schemas.validate(
+        event.topic.as_str(),
+        &event.envelope.event_type,
+        &event.envelope.data,
+    ) {
+        let fields = errors
+            .iter()
+            .map(|error| match error.split_once(": ") {
+                Some((field, message)) => FieldError {
+                    field: field.into(),
+                    message: message.into(),
+                },
+                None => FieldError {
+                    field: "data".into(),
+                    message: error.clone(),
+                },
+            })
+            .collect();
+        return Err(ApiError::Unprocessable {
+            message: format!(
+                "{} on {} does not match schemas/{}/{}.json",
+                event.envelope.event_type, event.topic, event.topic, event.envelope.event_type
+            ),
+            fields,
+        });
+    }
+    let mut transaction = state.store.begin().await?;
+    let appended = log::append(&mut transaction, &event).await?;
+    transaction.commit().await?;
+    if appended {
+        state.log_signal.notify_one();
+        log_published(std::slice::from_ref(&event));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"eventId": event.envelope.event_id})),
+    ))
+}

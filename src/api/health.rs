@@ -1,0 +1,32 @@
+//! Liveness and readiness.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::AppState;
+
+/// The process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// The process can do its work: database reachable, consumer not failing.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let mut reasons = Vec::new();
+    if let Err(error) = state.store.ping().await {
+        reasons.push(format!("database: {error}"));
+    }
+    if let Some(error) = state.engine_health.last_error() {
+        reasons.push(format!("event consumer: {error}"));
+    }
+    if reasons.is_empty() {
+        (StatusCode::OK, Json(json!({"status": "ready"})))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reasons": reasons})),
+        )
+    }
+}

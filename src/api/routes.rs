@@ -1,0 +1,49 @@
+//! `GET /api/routes` (what is loaded and how the last reload went), `POST /api/routes/reload`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::{api_key, AppState};
+use crate::reload::Signal;
+
+/// Lists routes with their triggers and actions.
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    api_key::require(&state, &headers)?;
+    let routes = state.routes.load();
+    let listed: Vec<Value> = routes
+        .routes
+        .iter()
+        .map(|route| {
+            json!({
+                "name": route.name,
+                "description": route.description,
+                "file": route.file.display().to_string(),
+                "topic": route.trigger.topic.as_str(),
+                "eventTypes": route.trigger.types.names(),
+                "actions": route.steps.iter().map(|step| json!({"kind": step.action.kind(), "summary": step.action.summary()})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"routes": listed, "reload": state.reloader.status()}),
+    ))
+}
+
+/// Asks the reload loop to reload; the outcome appears in `GET /api/routes`.
+pub async fn reload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    api_key::require(&state, &headers)?;
+    let _ = state.reload_signals.try_send(Signal::Reload("api"));
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "reload requested"})),
+    ))
+}

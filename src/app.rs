@@ -1,0 +1,205 @@
+//! Start-up and shutdown: the one path from settings to a running daemon.
+//!
+//! Order matters: open and migrate the database, load the routes (refusing to start on an
+//! invalid set), bind the listener (so tests can use port 0 and read the address), then start
+//! the consumer, the reload loop, the file watcher and the HTTP server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Settings;
+use crate::engine::{Engine, EngineOptions, RouteSetHandle};
+use crate::reload::watcher::SourceWatcher;
+use crate::reload::{LoadSettings, ReloadError, Reloader};
+use crate::route::load::Source;
+use crate::route::RouteSet;
+use crate::store::{Store, StoreError};
+use crate::template::TemplateLimits;
+
+/// How long shutdown waits for the batch in flight and open requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// Database problems.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The routes are invalid.
+    #[error("the routes are invalid, not starting:\n{0}")]
+    Routes(ReloadError),
+    /// The listen address is taken or not ours.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// Address.
+        address: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A daemon ready to run: database migrated, routes loaded, listener bound.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    engine: Engine,
+    reloader: Reloader,
+    reload_signals: mpsc::Receiver<crate::reload::Signal>,
+    watched: Vec<PathBuf>,
+}
+
+/// Connects to the database named in `settings` and applies all migrations.
+pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
+    let store = Store::connect(&settings.database_url).await?;
+    store.migrate(settings.migrations.as_deref()).await?;
+    Ok(store)
+}
+
+impl Application {
+    /// Prepares everything; nothing runs until [`Application::run`].
+    pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        let store = open_store(&settings).await?;
+        tracing::info!(database = %store.display_url(), "database ready");
+        let handle: RouteSetHandle = Arc::new(ArcSwap::from_pointee(RouteSet::empty()));
+        let reloader = Reloader::new(
+            store.clone(),
+            LoadSettings {
+                routes: settings.routes.clone(),
+                schemas: settings.schemas.clone(),
+                env: settings.template_env(),
+                retry: settings.retry,
+                limits: TemplateLimits::default(),
+            },
+            handle.clone(),
+        );
+        tracing::info!(routes = %settings.routes.describe(), schemas = %settings.schemas.describe(), "loading routes");
+        reloader.reload().await.map_err(AppError::Routes)?;
+
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| AppError::Bind {
+                    address: settings.listen,
+                    source,
+                })?;
+        let log_signal = Arc::new(Notify::new());
+        let engine = Engine::new(
+            store.clone(),
+            handle.clone(),
+            log_signal.clone(),
+            EngineOptions {
+                consumer: settings.consumer.clone(),
+                batch_size: settings.batch_size,
+            },
+        );
+        let (reload_sender, reload_signals) = mpsc::channel(8);
+        let state = AppState {
+            store,
+            routes: handle,
+            reloader: reloader.clone(),
+            reload_signals: reload_sender,
+            log_signal,
+            api_key: settings.api_key.as_deref().map(Arc::from),
+            engine_health: engine.health(),
+        };
+        let watched = [&settings.routes, &settings.schemas]
+            .into_iter()
+            .filter_map(|source| match source {
+                Source::Directory(path) => Some(path.clone()),
+                Source::Bundled => None,
+            })
+            .collect();
+        Ok(Self {
+            listener,
+            state,
+            engine,
+            reloader,
+            reload_signals,
+            watched,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Runs until `shutdown` is cancelled, then stops taking input, lets the batch in flight
+    /// commit, and closes the database.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        let address = self.local_addr();
+        let watcher = match SourceWatcher::start(&self.watched, self.state.reload_signals.clone()) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch route files; reload with SIGHUP or POST /api/routes/reload");
+                None
+            }
+        };
+        spawn_sighup(self.state.reload_signals.clone(), shutdown.clone());
+        let reload_task = tokio::spawn(self.reloader.clone().run(
+            self.reload_signals,
+            watcher,
+            shutdown.clone(),
+        ));
+        let engine_task = tokio::spawn(self.engine.run(shutdown.clone()));
+        let store = self.state.store.clone();
+        let server_shutdown = shutdown.clone();
+        let server = axum::serve(
+            self.listener,
+            api::app(self.state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { server_shutdown.cancelled().await });
+        tracing::info!("listening on http://{address}");
+        let served = server.await;
+        shutdown.cancel();
+        match tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let _ = engine_task.await;
+            let _ = reload_task.await;
+        })
+        .await
+        {
+            Ok(()) => tracing::info!("stopped cleanly"),
+            Err(_) => tracing::warn!("the event consumer did not stop in time; its uncommitted batch will be redone on start"),
+        }
+        store.close().await;
+        served.map_err(AppError::Serve)
+    }
+}
+
+#[cfg(unix)]
+fn spawn_sighup(signals: mpsc::Sender<crate::reload::Signal>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                received = hangups.recv() => {
+                    if received.is_none() { break }
+                    tracing::info!("SIGHUP received; reloading routes");
+                    let _ = signals.try_send(crate::reload::Signal::Reload("SIGHUP"));
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_signals: mpsc::Sender<crate::reload::Signal>, _shutdown: CancellationToken) {}

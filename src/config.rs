@@ -1,0 +1,333 @@
+//! Daemon settings: command-line flags > environment > `crm-router.yaml` > defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::engine::retry::RetryPolicy;
+use crate::route::load::Source;
+use crate::route::model::RetryDef;
+
+/// Default SQLite file, in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://crm-router.db";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Why settings could not be resolved.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The config file is not valid.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is not usable.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// Setting name.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `crm-router.yaml`. Every field is optional; flags and environment variables win.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `sqlite://FILE` (default `sqlite://crm-router.db`) or `postgres://...`.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Directory of route files (default `./routes` when it exists, else the bundled routes).
+    #[serde(default)]
+    pub routes: Option<PathBuf>,
+    /// Directory of event schemas (default `./schemas` when it exists, else the bundled ones).
+    #[serde(default)]
+    pub schemas: Option<PathBuf>,
+    /// Directory of your own SQL migrations (default `./migrations` when it exists).
+    #[serde(default)]
+    pub migrations: Option<PathBuf>,
+    /// HTTP listen address (default `127.0.0.1:8080`).
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub log_format: Option<LogFormat>,
+    /// Environment variables templates may read as `env.NAME`; all others are invisible.
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+    /// Consumer name under which positions are stored (default `crm-router`).
+    #[serde(default)]
+    pub consumer: Option<String>,
+    /// Most events per transaction (default 500).
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Default retry policy of routes.
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
+}
+
+impl ConfigFile {
+    /// Reads and parses a config file.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if matches!(
+            serde_yaml::from_str::<serde_yaml::Value>(&text),
+            Ok(serde_yaml::Value::Null)
+        ) {
+            return Ok(Self::default());
+        }
+        let mut file: Self = serde_yaml::from_str(&text).map_err(|error| {
+            let (line, column) = error
+                .location()
+                .map(|location| (location.line(), location.column()))
+                .unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: error.to_string(),
+            }
+        })?;
+        // Relative directories in the file mean "next to the file", wherever it is run from.
+        let base = path.parent().unwrap_or(Path::new(""));
+        for directory in [&mut file.routes, &mut file.schemas, &mut file.migrations]
+            .into_iter()
+            .flatten()
+        {
+            if directory.is_relative() {
+                *directory = base.join(&*directory);
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// What flags and environment variables said (already merged by clap: flag > env).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--database-url` / `DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `--routes` / `CRM_ROUTER_ROUTES`.
+    pub routes: Option<PathBuf>,
+    /// `--schemas` / `CRM_ROUTER_SCHEMAS`.
+    pub schemas: Option<PathBuf>,
+    /// `--migrations` / `CRM_ROUTER_MIGRATIONS`.
+    pub migrations: Option<PathBuf>,
+    /// `--listen` / `CRM_ROUTER_LISTEN`.
+    pub listen: Option<String>,
+    /// `PORT` (Render, Heroku): listen on `0.0.0.0:$PORT` unless `--listen` is given.
+    pub port: Option<u16>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `CRM_ROUTER_API_KEY`.
+    pub api_key: Option<String>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Database URL.
+    pub database_url: String,
+    /// Route files.
+    pub routes: Source,
+    /// Schema files.
+    pub schemas: Source,
+    /// User migrations directory.
+    pub migrations: Option<PathBuf>,
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Environment variables visible to templates.
+    pub env_allow: Vec<String>,
+    /// Consumer name.
+    pub consumer: String,
+    /// Most events per transaction.
+    pub batch_size: usize,
+    /// Default retry policy.
+    pub retry: RetryPolicy,
+    /// Key for `X-API-Key` on `/api/events` and `/api/routes`; `None` disables those endpoints.
+    pub api_key: Option<String>,
+}
+
+fn directory_or_default(explicit: Option<PathBuf>, default: &str) -> Source {
+    match explicit {
+        Some(path) => Source::Directory(path),
+        None if Path::new(default).is_dir() => Source::Directory(PathBuf::from(default)),
+        None => Source::Bundled,
+    }
+}
+
+impl Settings {
+    /// Merges overrides, the config file and defaults.
+    pub fn resolve(overrides: Overrides, file: ConfigFile) -> Result<Self, ConfigError> {
+        let listen = match (overrides.listen, overrides.port, file.listen) {
+            (Some(listen), _, _) => listen,
+            (None, Some(port), _) => format!("0.0.0.0:{port}"),
+            (None, None, Some(listen)) => listen,
+            (None, None, None) => DEFAULT_LISTEN.to_owned(),
+        };
+        let listen = listen.parse().map_err(|error| ConfigError::Invalid {
+            field: "listen",
+            message: format!("{listen:?} is not an address like 127.0.0.1:8080 ({error})"),
+        })?;
+        let retry = match &file.retry {
+            Some(def) => RetryPolicy::from_def(def, RetryPolicy::default()).map_err(|message| {
+                ConfigError::Invalid {
+                    field: "retry",
+                    message,
+                }
+            })?,
+            None => RetryPolicy::default(),
+        };
+        let batch_size = file.batch_size.unwrap_or(500);
+        if !(1..=10_000).contains(&batch_size) {
+            return Err(ConfigError::Invalid {
+                field: "batch_size",
+                message: "must be between 1 and 10000".into(),
+            });
+        }
+        let migrations = overrides.migrations.or(file.migrations).or_else(|| {
+            Path::new("migrations")
+                .is_dir()
+                .then(|| PathBuf::from("migrations"))
+        });
+        let api_key = overrides.api_key.filter(|key| !key.is_empty());
+        if api_key.as_ref().is_some_and(|key| key.len() < 16) {
+            return Err(ConfigError::Invalid {
+                field: "CRM_ROUTER_API_KEY",
+                message: "use at least 16 characters".into(),
+            });
+        }
+        Ok(Self {
+            database_url: overrides
+                .database_url
+                .or(file.database_url)
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
+            routes: directory_or_default(overrides.routes.or(file.routes), "routes"),
+            schemas: directory_or_default(overrides.schemas.or(file.schemas), "schemas"),
+            migrations,
+            listen,
+            log_format: overrides.log_format.or(file.log_format).unwrap_or_default(),
+            env_allow: file.env_allow,
+            consumer: file.consumer.unwrap_or_else(|| "crm-router".to_owned()),
+            batch_size,
+            retry,
+            api_key,
+        })
+    }
+
+    /// The `env` template variable: allow-listed variables that are set.
+    pub fn template_env(&self) -> minijinja::Value {
+        let visible: std::collections::BTreeMap<String, String> = self
+            .env_allow
+            .iter()
+            .filter_map(|name| std::env::var(name).ok().map(|value| (name.clone(), value)))
+            .collect();
+        minijinja::Value::from_serialize(visible)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_port_beat_file_beat_defaults() {
+        let file = ConfigFile {
+            listen: Some("127.0.0.1:9000".into()),
+            database_url: Some("sqlite://file.db".into()),
+            ..ConfigFile::default()
+        };
+        let settings = Settings::resolve(Overrides::default(), file.clone()).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(settings.database_url, "sqlite://file.db");
+
+        let port = Overrides {
+            port: Some(10000),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Settings::resolve(port, file.clone())
+                .unwrap()
+                .listen
+                .to_string(),
+            "0.0.0.0:10000"
+        );
+
+        let flag = Overrides {
+            listen: Some("127.0.0.1:1".into()),
+            port: Some(10000),
+            database_url: Some("sqlite://flag.db".into()),
+            ..Overrides::default()
+        };
+        let settings = Settings::resolve(flag, file).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:1");
+        assert_eq!(settings.database_url, "sqlite://flag.db");
+
+        let defaults = Settings::resolve(Overrides::default(), ConfigFile::default()).unwrap();
+        assert_eq!(defaults.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(defaults.database_url, DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let bad = Overrides {
+            listen: Some("localhost".into()),
+            ..Overrides::default()
+        };
+        let error = Settings::resolve(bad, ConfigFile::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("invalid listen:"), "{error}");
+        let short_key = Overrides {
+            api_key: Some("short".into()),
+            ..Overrides::default()
+        };
+        assert!(Settings::resolve(short_key, ConfigFile::default()).is_err());
+    }
+
+    #[test]
+    fn config_files_refuse_unknown_keys_with_a_position() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("crm-router.yaml");
+        std::fs::write(&path, "listen: 127.0.0.1:1\nlisten_adress: x\n").unwrap();
+        let error = ConfigFile::read(&path).unwrap_err().to_string();
+        assert!(
+            error.contains(":2:1: unknown field `listen_adress`"),
+            "{error}"
+        );
+    }
+}

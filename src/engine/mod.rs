@@ -1,0 +1,288 @@
+//! The consumer: reads events in order, runs the matching routes, and commits their effects,
+//! their emitted events and the new consumer position in one transaction per batch.
+//!
+//! Failure handling: a route that fails with a retryable error stops the batch just before its
+//! event (everything earlier commits); that event is then retried alone with backoff, each
+//! attempt in a fresh transaction, and the reloaded route set is used for each attempt. When a
+//! route's attempts are used up (or its error is permanent), only that route's effects are
+//! rolled back and a dead letter is written in their place, in the same transaction that
+//! advances the position: the stream moves on and nothing is lost.
+
+mod handle;
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::event::Event;
+use crate::route::RouteSet;
+use crate::store::log::{self, LogRecord, EMBEDDED_STREAM};
+use crate::store::{Store, StoreError};
+use handle::{handle_record, Retry};
+
+/// The live route set; swapped whole on reload, read once per batch.
+pub type RouteSetHandle = Arc<ArcSwap<RouteSet>>;
+
+/// Wakes the consumer when an event is appended in this process, so there is no polling delay.
+pub type LogSignal = Arc<Notify>;
+
+/// Delay before retrying after the database itself failed (not a route).
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Consumer name under which positions are stored (`KAFKA_GROUP_ID` in Kafka mode).
+    pub consumer: String,
+    /// Most events per transaction.
+    pub batch_size: usize,
+}
+
+/// Runs routes over the embedded event log.
+pub struct Engine {
+    store: Store,
+    routes: RouteSetHandle,
+    http: reqwest::Client,
+    signal: LogSignal,
+    options: EngineOptions,
+    health: Arc<EngineHealth>,
+}
+
+/// What `/readyz` needs to know about the engine.
+#[derive(Debug, Default)]
+pub struct EngineHealth {
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl EngineHealth {
+    /// The last database failure, cleared on the next successful commit.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("health lock").clone()
+    }
+
+    fn set(&self, error: Option<String>) {
+        *self.last_error.lock().expect("health lock") = error;
+    }
+}
+
+/// Logs what an event's commit published.
+pub fn log_published(events: &[Event]) {
+    for event in events {
+        tracing::info!(
+            topic = %event.topic,
+            event_id = %event.envelope.event_id,
+            "📤 Event published: {} to topic {}",
+            event.envelope.event_type,
+            event.topic
+        );
+    }
+}
+
+impl Engine {
+    /// An engine over `store`'s event log.
+    pub fn new(
+        store: Store,
+        routes: RouteSetHandle,
+        signal: LogSignal,
+        options: EngineOptions,
+    ) -> Self {
+        Self {
+            store,
+            routes,
+            http: reqwest::Client::builder()
+                .user_agent(concat!("crm-router/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("the TLS backend initialises"),
+            signal,
+            options,
+            health: Arc::default(),
+        }
+    }
+
+    /// Health shared with the HTTP layer.
+    pub fn health(&self) -> Arc<EngineHealth> {
+        self.health.clone()
+    }
+
+    /// Consumes until `shutdown` is cancelled; the batch in flight always finishes first.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StoreError> {
+        let mut position = log::position(
+            self.store.reader(),
+            &self.options.consumer,
+            EMBEDDED_STREAM,
+            0,
+        )
+        .await?;
+        tracing::info!(position, consumer = %self.options.consumer, "event consumer started");
+        while !shutdown.is_cancelled() {
+            let records = match log::read_after(
+                self.store.reader(),
+                position,
+                self.options.batch_size as i64,
+            )
+            .await
+            {
+                Ok(records) => records,
+                Err(error) => {
+                    self.store_failed(&error);
+                    sleep_or_cancel(STORE_RETRY, &shutdown).await;
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                tokio::select! {
+                    _ = self.signal.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            match self.run_batch(position, &records).await {
+                Ok((done, None)) => position = done,
+                Ok((done, Some((record, retry)))) => {
+                    position = done;
+                    if let Some(done) = self.retry_alone(&record, retry, &shutdown).await {
+                        position = done;
+                    }
+                }
+                Err(error) => {
+                    self.store_failed(&error);
+                    sleep_or_cancel(STORE_RETRY, &shutdown).await;
+                }
+            }
+        }
+        tracing::info!(position, "event consumer stopped");
+        Ok(())
+    }
+
+    fn store_failed(&self, error: &StoreError) {
+        tracing::error!(%error, "event consumer cannot reach the database; retrying");
+        self.health.set(Some(error.to_string()));
+    }
+
+    /// Handles records in one transaction. Returns the new position and, when a record needs
+    /// a retry, that record (everything before it is committed).
+    async fn run_batch(
+        &self,
+        position: i64,
+        records: &[LogRecord],
+    ) -> Result<(i64, Option<(LogRecord, Retry)>), StoreError> {
+        let routes = self.routes.load_full();
+        let mut transaction = self.store.begin().await?;
+        let mut done = position;
+        let mut published = Vec::new();
+        let mut pending_retry = None;
+        for record in records {
+            let mut savepoint = sqlx::Connection::begin(&mut *transaction).await?;
+            match handle_record(&mut savepoint, record, &routes, &self.http, 1, None).await {
+                Ok(emitted) => {
+                    savepoint.commit().await?;
+                    done = record.seq;
+                    published.extend(emitted);
+                }
+                Err(retry) => {
+                    savepoint.rollback().await?;
+                    pending_retry = Some((record.clone(), retry));
+                    break;
+                }
+            }
+        }
+        if done > position {
+            log::set_position(
+                &mut transaction,
+                &self.options.consumer,
+                EMBEDDED_STREAM,
+                0,
+                done,
+            )
+            .await?;
+        }
+        transaction.commit().await?;
+        self.health.set(None);
+        log_published(&published);
+        Ok((done, pending_retry))
+    }
+
+    /// Retries one record until it succeeds or its failing routes are dead-lettered.
+    /// Returns the new position, or `None` when shutting down first.
+    async fn retry_alone(
+        &self,
+        record: &LogRecord,
+        mut retry: Retry,
+        shutdown: &CancellationToken,
+    ) -> Option<i64> {
+        let first_failed_at = crate::template::now_rfc3339();
+        let mut attempt = 1;
+        loop {
+            tracing::warn!(
+                seq = record.seq,
+                route = %retry.route,
+                attempt,
+                error = %retry.error,
+                "route failed; retrying in {:?}",
+                retry.delay
+            );
+            if !sleep_or_cancel(retry.delay, shutdown).await {
+                return None;
+            }
+            attempt += 1;
+            let routes = self.routes.load_full();
+            let outcome = async {
+                let mut transaction = self.store.begin().await?;
+                let result = handle_record(
+                    &mut transaction,
+                    record,
+                    &routes,
+                    &self.http,
+                    attempt,
+                    Some(&first_failed_at),
+                )
+                .await;
+                match result {
+                    Ok(emitted) => {
+                        log::set_position(
+                            &mut transaction,
+                            &self.options.consumer,
+                            EMBEDDED_STREAM,
+                            0,
+                            record.seq,
+                        )
+                        .await?;
+                        transaction.commit().await?;
+                        Ok(Ok(emitted))
+                    }
+                    Err(retry) => {
+                        transaction.rollback().await?;
+                        Ok::<_, StoreError>(Err(retry))
+                    }
+                }
+            }
+            .await;
+            match outcome {
+                Ok(Ok(emitted)) => {
+                    self.health.set(None);
+                    log_published(&emitted);
+                    return Some(record.seq);
+                }
+                Ok(Err(next)) => retry = next,
+                Err(error) => {
+                    self.store_failed(&error);
+                    attempt -= 1;
+                    retry.delay = STORE_RETRY;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps; false when cancelled first.
+async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => true,
+        _ = shutdown.cancelled() => false,
+    }
+}

@@ -1,0 +1,204 @@
+//! Events as they travel: the KafkaJS-compatible JSON envelope plus the topic and key.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The JSON every producer and consumer agrees on:
+/// `{"eventId","eventType","timestamp","source","data"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    /// Unique id (a UUID); the idempotency key of the event.
+    pub event_id: String,
+    /// `USER_CREATED`, `CUSTOMER_CREATED`, ...
+    pub event_type: String,
+    /// When the event happened, RFC 3339.
+    pub timestamp: String,
+    /// The producer (`auth-service`, `crm-router`, a route name...).
+    pub source: String,
+    /// The payload, validated against `schemas/<topic>/<eventType>.json` when that exists.
+    pub data: serde_json::Value,
+}
+
+/// An event with its routing information.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Where it was published.
+    pub topic: TopicName,
+    /// The id of the entity it is about; events with one key keep their order.
+    pub key: String,
+    /// The envelope.
+    pub envelope: Envelope,
+}
+
+/// Why an event was refused.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum EventError {
+    /// Topic names follow Kafka's rules.
+    #[error("topic {0:?} is not a valid topic name (1-249 of letters, digits, '.', '_', '-')")]
+    InvalidTopic(String),
+    /// Event types are identifiers such as `USER_CREATED` or `user.created`.
+    #[error("eventType {0:?} must be 1-200 of letters, digits, '_', '.', ':' or '-'")]
+    InvalidEventType(String),
+    /// The timestamp is not RFC 3339.
+    #[error("timestamp {0:?} is not an RFC 3339 date-time")]
+    InvalidTimestamp(String),
+    /// The key is empty or too long.
+    #[error("key must be 1-1024 characters")]
+    InvalidKey,
+    /// The event id is empty or too long.
+    #[error("eventId must be 1-200 characters")]
+    InvalidEventId,
+}
+
+/// A validated topic name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct TopicName(String);
+
+impl TopicName {
+    /// Parses a topic name (Kafka's legal characters and length).
+    pub fn parse(name: &str) -> Result<Self, EventError> {
+        let ok = !name.is_empty()
+            && name.len() <= 249
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if ok {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(EventError::InvalidTopic(name.to_owned()))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TopicName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks an event type.
+pub fn check_event_type(event_type: &str) -> Result<(), EventError> {
+    let ok = !event_type.is_empty()
+        && event_type.len() <= 200
+        && event_type
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EventError::InvalidEventType(event_type.to_owned()))
+    }
+}
+
+/// An event as a client submits it: `eventId`, `timestamp`, `source` and `key` may be omitted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubmittedEvent {
+    /// Defaults to a new UUID.
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// Required.
+    pub event_type: String,
+    /// Defaults to now.
+    #[serde(default)]
+    pub timestamp: Option<String>,
+    /// Defaults to `api`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Required (may be `{}`).
+    pub data: serde_json::Value,
+    /// Defaults to the event id.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+impl SubmittedEvent {
+    /// Fills in the defaults and checks every field.
+    pub fn into_event(self, topic: &str) -> Result<Event, EventError> {
+        let topic = TopicName::parse(topic)?;
+        check_event_type(&self.event_type)?;
+        let event_id = self
+            .event_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if event_id.is_empty() || event_id.len() > 200 {
+            return Err(EventError::InvalidEventId);
+        }
+        let timestamp = match self.timestamp {
+            Some(timestamp) => {
+                chrono::DateTime::parse_from_rfc3339(&timestamp)
+                    .map_err(|_| EventError::InvalidTimestamp(timestamp.clone()))?;
+                timestamp
+            }
+            None => crate::template::now_rfc3339(),
+        };
+        let key = self.key.unwrap_or_else(|| event_id.clone());
+        if key.is_empty() || key.len() > 1024 {
+            return Err(EventError::InvalidKey);
+        }
+        Ok(Event {
+            topic,
+            key,
+            envelope: Envelope {
+                event_id,
+                event_type: self.event_type,
+                timestamp,
+                source: self.source.unwrap_or_else(|| "api".to_owned()),
+                data: self.data,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn envelope_uses_the_kafkajs_field_names() {
+        let envelope = Envelope {
+            event_id: "e1".into(),
+            event_type: "USER_CREATED".into(),
+            timestamp: "2026-11-28T00:00:00Z".into(),
+            source: "auth-service".into(),
+            data: json!({"userId": "u1"}),
+        };
+        assert_eq!(
+            serde_json::to_value(&envelope).unwrap(),
+            json!({"eventId": "e1", "eventType": "USER_CREATED", "timestamp": "2026-11-28T00:00:00Z", "source": "auth-service", "data": {"userId": "u1"}})
+        );
+    }
+
+    #[test]
+    fn submitted_events_get_defaults_and_checks() {
+        let submitted: SubmittedEvent =
+            serde_json::from_value(json!({"eventType": "USER_CREATED", "data": {}})).unwrap();
+        let event = submitted.into_event("user.events").unwrap();
+        assert_eq!(event.key, event.envelope.event_id);
+        assert!(uuid::Uuid::parse_str(&event.envelope.event_id).is_ok());
+
+        let bad_type: SubmittedEvent =
+            serde_json::from_value(json!({"eventType": "no spaces", "data": {}})).unwrap();
+        assert_eq!(
+            bad_type.into_event("user.events"),
+            Err(EventError::InvalidEventType("no spaces".into()))
+        );
+        let ok: SubmittedEvent =
+            serde_json::from_value(json!({"eventType": "X", "data": {}})).unwrap();
+        assert!(matches!(
+            ok.into_event("a/b"),
+            Err(EventError::InvalidTopic(_))
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+//! crm-router: declarative YAML routes turn events into database rows, HTTP calls and new
+//! events, with effects, emitted events and consumer positions committed together.
+//!
+//! See ARCHITECTURE.md for the map of modules and the path of one event.
+
+pub mod action;
+pub mod api;
+pub mod app;
+pub mod bundled;
+pub mod check;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod init;
+pub mod reload;
+pub mod route;
+pub mod schema;
+pub mod store;
+pub mod template;

@@ -1,0 +1,243 @@
+//! The `crm-router` binary: parses the command line, sets up logging, runs a command.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crm_router::app::Application;
+use crm_router::config::{ConfigFile, LogFormat, Overrides, Settings};
+use crm_router::route::load::{self, LoadOptions};
+use crm_router::template::TemplateLimits;
+
+/// A declarative event router for the CRM: YAML routes turn events into rows, HTTP calls and
+/// new events.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Config file (default: ./crm-router.yaml when it exists).
+    #[arg(long, global = true, env = "CRM_ROUTER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, env = "CRM_ROUTER_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run(SourceArgs),
+    /// Validate routes, templates, schemas, tables and columns; exit 1 on any problem.
+    Check(SourceArgs),
+    /// Write the bundled routes, schemas and a commented config into DIR for editing.
+    Init {
+        /// Target directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the routes that would be loaded (trigger → actions).
+    Routes(SourceArgs),
+}
+
+#[derive(Debug, Args)]
+struct SourceArgs {
+    /// `sqlite://FILE` (default sqlite://crm-router.db) or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Route directory (default ./routes when it exists, else the bundled routes).
+    #[arg(long, env = "CRM_ROUTER_ROUTES")]
+    routes: Option<PathBuf>,
+    /// Event schema directory (default ./schemas when it exists, else the bundled schemas).
+    #[arg(long, env = "CRM_ROUTER_SCHEMAS")]
+    schemas: Option<PathBuf>,
+    /// Your own SQL migrations (default ./migrations when it exists).
+    #[arg(long, env = "CRM_ROUTER_MIGRATIONS")]
+    migrations: Option<PathBuf>,
+    /// HTTP listen address (default 127.0.0.1:8080; with PORT set, 0.0.0.0:$PORT).
+    #[arg(long, env = "CRM_ROUTER_LISTEN")]
+    listen: Option<String>,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn settings(
+    cli_config: Option<&Path>,
+    log_format: Option<LogFormat>,
+    args: SourceArgs,
+) -> anyhow::Result<Settings> {
+    let default_config = Path::new("crm-router.yaml");
+    let file = match cli_config {
+        Some(path) => ConfigFile::read(path)?,
+        None if default_config.is_file() => ConfigFile::read(default_config)?,
+        None => ConfigFile::default(),
+    };
+    let port = match std::env::var("PORT") {
+        Ok(port) => Some(
+            port.parse::<u16>()
+                .with_context(|| format!("PORT={port:?} is not a port number"))?,
+        ),
+        Err(_) => None,
+    };
+    let overrides = Overrides {
+        database_url: args.database_url,
+        routes: args.routes,
+        schemas: args.schemas,
+        migrations: args.migrations,
+        listen: args.listen,
+        port,
+        log_format,
+        api_key: std::env::var("CRM_ROUTER_API_KEY").ok(),
+    };
+    Ok(Settings::resolve(overrides, file)?)
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down: finishing the batch in flight");
+    token.cancel();
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let application = Application::build(settings).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_signal(shutdown.clone()));
+    application.run(shutdown).await?;
+    Ok(())
+}
+
+async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
+    let report = crm_router::check::check(&settings).await?;
+    if report.diagnostics.is_empty() {
+        println!(
+            "ok: {} routes, {} schemas (routes: {}, schemas: {})",
+            report.routes,
+            report.schemas,
+            settings.routes.describe(),
+            settings.schemas.describe()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for diagnostic in &report.diagnostics {
+        println!("{diagnostic}");
+    }
+    eprintln!("{} problem(s) found", report.diagnostics.len());
+    Ok(ExitCode::FAILURE)
+}
+
+fn list_routes(settings: Settings) -> anyhow::Result<ExitCode> {
+    let loaded = load::load(&LoadOptions {
+        routes: &settings.routes,
+        schemas: &settings.schemas,
+        catalog: None,
+        env: settings.template_env(),
+        default_retry: settings.retry,
+        limits: TemplateLimits::default(),
+    });
+    let set = match loaded {
+        Ok(set) => set,
+        Err(diagnostics) => {
+            for diagnostic in &diagnostics {
+                println!("{diagnostic}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    println!("# routes from {}", set.origin);
+    for route in &set.routes {
+        let actions: Vec<String> = route
+            .steps
+            .iter()
+            .map(|step| step.action.summary())
+            .collect();
+        println!(
+            "{}: {} [{}] → {}",
+            route.name,
+            route.trigger.topic.as_str(),
+            route.trigger.types.names().join(", "),
+            actions.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = cli.config.clone();
+    let result = match cli.command {
+        Command::Run(args) => match settings(config.as_deref(), cli.log_format, args) {
+            Ok(settings) => {
+                init_tracing(settings.log_format);
+                run(settings).await.map(|()| ExitCode::SUCCESS)
+            }
+            Err(error) => Err(error),
+        },
+        Command::Check(args) => {
+            init_tracing_quiet();
+            match settings(config.as_deref(), cli.log_format, args) {
+                Ok(settings) => check(settings).await,
+                Err(error) => Err(error),
+            }
+        }
+        Command::Routes(args) => {
+            settings(config.as_deref(), cli.log_format, args).and_then(list_routes)
+        }
+        Command::Init { dir, force } => crm_router::init::init(&dir, force)
+            .map(|written| {
+                for path in written {
+                    println!("wrote {}", path.display());
+                }
+                println!(
+                    "next: cd {} && crm-router check && crm-router run",
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            })
+            .map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check` prints its own report; only warnings from libraries should reach stderr.
+fn init_tracing_quiet() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,sqlx=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,212 @@
+//! Turns route definitions into executable routes, collecting every problem with its position.
+
+use std::path::Path;
+
+use crate::action::Step;
+use crate::route::diagnostic::{did_you_mean, Diagnostic};
+use crate::route::ident::Ident;
+use crate::route::model::{ActionDef, ValueMap};
+use crate::route::source_map::SourceMap;
+use crate::store::Catalog;
+use crate::template::{CompileError, Condition, TemplateEnvironment, ValueTemplate};
+
+/// State shared while compiling the routes of one file.
+pub struct Compiler<'a> {
+    templates: &'a mut TemplateEnvironment,
+    catalog: Option<&'a Catalog>,
+    file: &'a Path,
+    source: &'a SourceMap,
+    diagnostics: &'a mut Vec<Diagnostic>,
+    route: String,
+}
+
+impl<'a> Compiler<'a> {
+    /// A compiler for one file.
+    pub fn new(
+        templates: &'a mut TemplateEnvironment,
+        catalog: Option<&'a Catalog>,
+        file: &'a Path,
+        source: &'a SourceMap,
+        diagnostics: &'a mut Vec<Diagnostic>,
+    ) -> Self {
+        Self {
+            templates,
+            catalog,
+            file,
+            source,
+            diagnostics,
+            route: String::new(),
+        }
+    }
+
+    /// Sets the route whose parts are compiled next (names its templates).
+    pub fn set_route(&mut self, name: &str) {
+        self.route = name.to_owned();
+    }
+
+    /// Reports a problem at the key that names `path`.
+    pub fn error(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        let mut diagnostic = Diagnostic::at(self.file, self.source.key(path), message);
+        diagnostic.hint = hint;
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn template_error(&mut self, path: &str, error: CompileError) {
+        let full_path = format!("{path}{}", error.path);
+        let mut position = self.source.value(&full_path);
+        if error.line_offset > 0 {
+            position.line += error.line_offset;
+            position.column = 1;
+        }
+        self.diagnostics.push(Diagnostic::at(
+            self.file,
+            position,
+            format!("{} (in {})", error.message, display_path(&full_path)),
+        ));
+    }
+
+    fn template_name(&self, path: &str) -> String {
+        format!("{}:{}", self.route, display_path(path))
+    }
+
+    /// Compiles a string template.
+    pub fn text(&mut self, path: &str, text: &str) -> Option<ValueTemplate> {
+        let name = self.template_name(path);
+        match self.templates.compile_text(&name, text) {
+            Ok(template) => Some(template),
+            Err(error) => {
+                self.template_error(path, error);
+                None
+            }
+        }
+    }
+
+    /// Compiles a YAML tree with template leaves.
+    pub fn value(&mut self, path: &str, value: &serde_yaml::Value) -> Option<ValueTemplate> {
+        let name = self.template_name(path);
+        match self.templates.compile_value(&name, value) {
+            Ok(template) => Some(template),
+            Err(error) => {
+                self.template_error(path, error);
+                None
+            }
+        }
+    }
+
+    /// Compiles a `when:` condition.
+    pub fn condition(&mut self, path: &str, expression: &str) -> Option<Condition> {
+        let name = self.template_name(path);
+        match self.templates.compile_condition(&name, expression) {
+            Ok(condition) => Some(condition),
+            Err(error) => {
+                self.template_error(path, error);
+                None
+            }
+        }
+    }
+
+    /// Checks a name used under `as:` (it becomes `steps.<name>`).
+    pub fn step_name(&mut self, path: &str, name: &str) -> Option<String> {
+        match Ident::parse(name) {
+            Ok(_) => Some(name.to_owned()),
+            Err(error) => {
+                self.error(path, format!("invalid `as` name: {error}"), None);
+                None
+            }
+        }
+    }
+
+    /// Checks a table name, and that the table exists when a catalog is known.
+    pub fn table(&mut self, path: &str, name: &str) -> Option<Ident> {
+        let ident = match Ident::parse(name) {
+            Ok(ident) => ident,
+            Err(error) => {
+                self.error(path, format!("invalid table name: {error}"), None);
+                return None;
+            }
+        };
+        if let Some(catalog) = self.catalog {
+            if catalog.columns(name).is_none() {
+                let hint = did_you_mean(name, catalog.table_names())
+                    .map(|close| format!("did you mean \"{close}\"?"))
+                    .or_else(|| Some("add the table in a migration under --migrations".to_owned()));
+                self.error(path, format!("unknown table \"{name}\""), hint);
+                return None;
+            }
+        }
+        Some(ident)
+    }
+
+    /// Checks a column name of `table`.
+    pub fn column(&mut self, path: &str, table: &Ident, name: &str) -> Option<Ident> {
+        let ident = match Ident::parse(name) {
+            Ok(ident) => ident,
+            Err(error) => {
+                self.error(path, format!("invalid column name: {error}"), None);
+                return None;
+            }
+        };
+        if let Some(columns) = self
+            .catalog
+            .and_then(|catalog| catalog.columns(table.as_str()))
+        {
+            if !columns.iter().any(|column| column.name == name) {
+                let hint = did_you_mean(name, columns.iter().map(|column| column.name.as_str()))
+                    .map(|close| format!("did you mean \"{close}\"?"));
+                self.error(
+                    path,
+                    format!("unknown column \"{name}\" in table {table}"),
+                    hint,
+                );
+                return None;
+            }
+        }
+        Some(ident)
+    }
+
+    /// Compiles `column: template` pairs of `table`.
+    pub fn columns(
+        &mut self,
+        path: &str,
+        table: Option<&Ident>,
+        values: &ValueMap,
+    ) -> Vec<(Ident, ValueTemplate)> {
+        let mut compiled = Vec::with_capacity(values.len());
+        for (column, value) in values {
+            let column_path = format!("{path}.{column}");
+            let ident = match table {
+                Some(table) => self.column(&column_path, table, column),
+                None => Ident::parse(column).ok(),
+            };
+            let template = self.value(&column_path, value);
+            if let (Some(ident), Some(template)) = (ident, template) {
+                compiled.push((ident, template));
+            }
+        }
+        compiled
+    }
+
+    /// Compiles a list of actions at `path` (`routes[0].actions`).
+    pub fn steps(&mut self, path: &str, step_prefix: &str, definitions: &[ActionDef]) -> Vec<Step> {
+        definitions
+            .iter()
+            .enumerate()
+            .filter_map(|(index, definition)| {
+                let step_path = if step_prefix.is_empty() {
+                    index.to_string()
+                } else {
+                    format!("{step_prefix}.{index}")
+                };
+                Step::compile(self, &format!("{path}[{index}]"), step_path, definition)
+            })
+            .collect()
+    }
+}
+
+/// `routes[0].actions[1].insert.values.x` → `actions[1].insert.values.x` (what users recognise).
+fn display_path(path: &str) -> &str {
+    match path.find("].") {
+        Some(cut) if path.starts_with("routes[") => &path[cut + 2..],
+        _ => path,
+    }
+}

@@ -1,0 +1,79 @@
+//! What tables and columns exist, for `check` and for reload-time validation of routes.
+
+use std::collections::BTreeMap;
+
+use sqlx::{AnyConnection, Row};
+
+use super::{Dialect, StoreError};
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// Declared SQL type, lower case.
+    pub sql_type: String,
+}
+
+/// Tables and their columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    tables: BTreeMap<String, Vec<Column>>,
+}
+
+impl Catalog {
+    /// Builds a catalog from (table, columns) pairs.
+    pub fn from_tables(tables: impl IntoIterator<Item = (String, Vec<Column>)>) -> Self {
+        Self {
+            tables: tables.into_iter().collect(),
+        }
+    }
+
+    /// Columns of `table`, if the table exists.
+    pub fn columns(&self, table: &str) -> Option<&[Column]> {
+        self.tables.get(table).map(Vec::as_slice)
+    }
+
+    /// All table names.
+    pub fn table_names(&self) -> impl Iterator<Item = &str> {
+        self.tables.keys().map(String::as_str)
+    }
+}
+
+/// Reads the catalog of the current database (SQLite) or schema (PostgreSQL).
+pub(super) async fn read(
+    connection: &mut AnyConnection,
+    dialect: Dialect,
+) -> Result<Catalog, StoreError> {
+    let rows = match dialect {
+        Dialect::Sqlite => {
+            sqlx::query(
+                "SELECT m.name AS table_name, p.name AS column_name, lower(p.type) AS column_type \
+                 FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx_%' \
+                 ORDER BY m.name, p.cid",
+            )
+            .fetch_all(&mut *connection)
+            .await?
+        }
+        Dialect::Postgres => {
+            sqlx::query(
+                "SELECT table_name::text AS table_name, column_name::text AS column_name, lower(data_type::text) AS column_type \
+                 FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx\\_%' \
+                 ORDER BY table_name, ordinal_position",
+            )
+            .fetch_all(&mut *connection)
+            .await?
+        }
+    };
+    let mut tables: BTreeMap<String, Vec<Column>> = BTreeMap::new();
+    for row in rows {
+        let table: String = row.try_get("table_name")?;
+        tables.entry(table).or_default().push(Column {
+            name: row.try_get("column_name")?,
+            sql_type: row.try_get("column_type")?,
+        });
+    }
+    Ok(Catalog { tables })
+}

@@ -1,0 +1,129 @@
+//! The event log: the embedded bus's topics and, in Kafka mode, the outbox the relay drains.
+//!
+//! Every event the daemon accepts or emits is appended here in the transaction that caused it.
+//! The embedded consumer reads it in `seq` order; with one writer connection on SQLite, `seq`
+//! order is commit order, so a consumer position never skips a row committed later.
+
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::StoreError;
+use crate::event::{Envelope, Event};
+use crate::template::now_rfc3339;
+
+/// The stream name under which the embedded bus stores its consumer position.
+pub const EMBEDDED_STREAM: &str = "__event_log";
+
+/// One log row as read by a consumer.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Position in the log.
+    pub seq: i64,
+    /// Topic.
+    pub topic: String,
+    /// Entity key.
+    pub key: String,
+    /// The envelope JSON as stored.
+    pub envelope: String,
+}
+
+/// Appends `event`; returns false when an event with the same id is already in the log
+/// (re-submitting an event is idempotent).
+pub async fn append(connection: &mut AnyConnection, event: &Event) -> Result<bool, sqlx::Error> {
+    let envelope = serde_json::to_string(&event.envelope).expect("envelopes serialise");
+    let result = sqlx::query(
+        "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event.envelope.event_id.as_str())
+    .bind(event.topic.as_str())
+    .bind(event.key.as_str())
+    .bind(event.envelope.event_type.as_str())
+    .bind(envelope)
+    .bind(now_rfc3339())
+    .execute(connection)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Up to `limit` records after position `after`, in order.
+pub async fn read_after(
+    pool: &AnyPool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<LogRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, topic, event_key, envelope FROM event_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(LogRecord {
+                seq: row.try_get("seq")?,
+                topic: row.try_get("topic")?,
+                key: row.try_get("event_key")?,
+                envelope: row.try_get("envelope")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// The highest position in the log (0 when empty).
+pub async fn head(pool: &AnyPool) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM event_log")
+        .fetch_one(pool)
+        .await?;
+    Ok(row.try_get("head")?)
+}
+
+/// The committed position of `consumer` on a stream partition (0 when never committed).
+pub async fn position(
+    pool: &AnyPool,
+    consumer: &str,
+    stream: &str,
+    partition: i64,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "SELECT position FROM consumer_positions WHERE consumer = $1 AND topic = $2 AND partition = $3",
+    )
+    .bind(consumer)
+    .bind(stream)
+    .bind(partition)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some(row) => row.try_get("position")?,
+        None => 0,
+    })
+}
+
+/// Stores a consumer position inside the caller's transaction.
+pub async fn set_position(
+    connection: &mut AnyConnection,
+    consumer: &str,
+    stream: &str,
+    partition: i64,
+    position: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO consumer_positions (consumer, topic, partition, position, updated_at) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (consumer, topic, partition) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+    )
+    .bind(consumer)
+    .bind(stream)
+    .bind(partition)
+    .bind(position)
+    .bind(now_rfc3339())
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// Decodes a stored or received envelope.
+pub fn decode_envelope(text: &str) -> Result<Envelope, serde_json::Error> {
+    serde_json::from_str(text)
+}

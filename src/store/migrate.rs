@@ -1,0 +1,63 @@
+//! Built-in migrations (embedded in the binary) and the user's own (`--migrations DIR`).
+//!
+//! Both go through sqlx's migrator and share its `_sqlx_migrations` table; each run ignores the
+//! other's versions. A user version equal to a built-in one is refused, since it would be
+//! silently skipped.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use sqlx::migrate::Migrator;
+use sqlx::AnyPool;
+
+use super::{Dialect, StoreError};
+
+fn builtin(dialect: Dialect) -> Migrator {
+    let mut migrator = match dialect {
+        Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
+        Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
+    };
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
+/// Versions of the built-in migrations, for collision checks.
+fn builtin_versions(dialect: Dialect) -> BTreeSet<i64> {
+    builtin(dialect)
+        .iter()
+        .map(|migration| migration.version)
+        .collect()
+}
+
+pub(super) async fn run(
+    pool: &AnyPool,
+    dialect: Dialect,
+    user_migrations: Option<&Path>,
+) -> Result<(), StoreError> {
+    builtin(dialect).run(pool).await?;
+    let Some(directory) = user_migrations else {
+        return Ok(());
+    };
+    let mut user = Migrator::new(directory).await.map_err(|error| {
+        StoreError::UserMigration(format!(
+            "cannot read migrations in {}: {error}",
+            directory.display()
+        ))
+    })?;
+    let reserved = builtin_versions(dialect);
+    if let Some(clash) = user
+        .iter()
+        .find(|migration| reserved.contains(&migration.version))
+    {
+        return Err(StoreError::UserMigration(format!(
+            "migration {}_{} in {} uses version {}, which crm-router's own migrations use; rename it with a later version (e.g. a timestamp prefix)",
+            clash.version,
+            clash.description,
+            directory.display(),
+            clash.version
+        )));
+    }
+    user.set_ignore_missing(true);
+    user.run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! The database: connection pools, migrations, the schema catalog, the event log and dead
+//! letters.
+//!
+//! Everything goes through sqlx's `Any` driver so SQLite (the embedded default) and PostgreSQL
+//! share one code path; the few dialect differences live in [`Dialect`]. Only this module writes
+//! SQL text, and only from checked identifiers ([`crate::route::Ident`]) and `$n` placeholders.
+
+pub mod catalog;
+pub mod dead_letters;
+pub mod log;
+mod migrate;
+pub mod sql;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use thiserror::Error;
+
+pub use catalog::Catalog;
+
+/// Failures talking to the database, with what we were doing.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The URL names a database we do not support.
+    #[error("unsupported DATABASE_URL scheme in {0:?}: use sqlite://FILE or postgres://...")]
+    UnsupportedUrl(String),
+    /// Could not connect.
+    #[error("cannot open database {url}: {source}")]
+    Connect {
+        /// The URL with any password removed.
+        url: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A user migration is unusable.
+    #[error("{0}")]
+    UserMigration(String),
+    /// Any other query failed.
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// Which SQL dialect the store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite (embedded default).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The database handle shared by the engine, the API and the reload loop.
+#[derive(Debug, Clone)]
+pub struct Store {
+    writer: AnyPool,
+    reader: AnyPool,
+    dialect: Dialect,
+    display_url: String,
+}
+
+/// Normalises what a user may pass as `DATABASE_URL`: a plain path means a SQLite file.
+fn normalise_url(url: &str) -> Result<(String, Dialect), StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((url.to_owned(), Dialect::Postgres));
+    }
+    let path_or_url = if let Some(rest) = url.strip_prefix("sqlite://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        rest
+    } else if url.contains("://") {
+        return Err(StoreError::UnsupportedUrl(redact_url(url)));
+    } else {
+        url
+    };
+    let mut normalised = format!("sqlite://{path_or_url}");
+    if !path_or_url.contains("mode=") {
+        normalised.push(if path_or_url.contains('?') { '&' } else { '?' });
+        normalised.push_str("mode=rwc");
+    }
+    Ok((normalised, Dialect::Sqlite))
+}
+
+/// The URL with its password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+impl Store {
+    /// Opens the database named by `url` (`sqlite://FILE`, a plain path, or `postgres://...`).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, dialect) = normalise_url(url)?;
+        let display_url = redact_url(&url);
+        let connect_error = |source| StoreError::Connect {
+            url: display_url.clone(),
+            source,
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(connect_error)?;
+        let store = match dialect {
+            Dialect::Sqlite => {
+                // One writer connection: SQLite allows one writer anyway, and serialising writes
+                // in-process avoids SQLITE_BUSY and keeps the log's sequence in commit order.
+                let writer = sqlite_pool(1)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(connect_error)?;
+                writer
+                    .execute("PRAGMA journal_mode = WAL")
+                    .await
+                    .map_err(connect_error)?;
+                let reader = sqlite_pool(4)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                Self {
+                    writer,
+                    reader,
+                    dialect,
+                    display_url,
+                }
+            }
+            Dialect::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?;
+                Self {
+                    writer: pool.clone(),
+                    reader: pool,
+                    dialect,
+                    display_url,
+                }
+            }
+        };
+        Ok(store)
+    }
+
+    /// Applies the built-in migrations, then the user's from `user_migrations` (if given).
+    pub async fn migrate(&self, user_migrations: Option<&Path>) -> Result<(), StoreError> {
+        migrate::run(&self.writer, self.dialect, user_migrations).await
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        let statement = match self.dialect {
+            // IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot
+            // fail half-way with SQLITE_BUSY when another process touches the file.
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        };
+        Ok(self.writer.begin_with(statement).await?)
+    }
+
+    /// The pool for reads that need no transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// The SQL dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The URL with credentials removed.
+    pub fn display_url(&self) -> &str {
+        &self.display_url
+    }
+
+    /// Tables and columns as they are now.
+    pub async fn catalog(&self) -> Result<Catalog, StoreError> {
+        let mut connection = self.reader.acquire().await?;
+        catalog::read(&mut connection, self.dialect).await
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    /// Closes the pools, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+fn sqlite_pool(connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|connection, _meta| {
+            Box::pin(async move {
+                // FULL: an acknowledged write survives power loss; batching keeps this to one
+                // fsync per batch, not per event.
+                connection
+                    .execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+                    .await?;
+                Ok(())
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalised_and_redacted() {
+        assert_eq!(
+            normalise_url("crm-router.db").unwrap(),
+            (
+                "sqlite://crm-router.db?mode=rwc".to_owned(),
+                Dialect::Sqlite
+            )
+        );
+        assert_eq!(
+            normalise_url("sqlite:///tmp/x.db?mode=ro").unwrap().0,
+            "sqlite:///tmp/x.db?mode=ro"
+        );
+        assert_eq!(
+            normalise_url("postgres://u:p@h/db").unwrap().1,
+            Dialect::Postgres
+        );
+        assert!(matches!(
+            normalise_url("mysql://h/db"),
+            Err(StoreError::UnsupportedUrl(_))
+        ));
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite://crm.db"), "sqlite://crm.db");
+    }
+}

@@ -1,0 +1,431 @@
+//! The one template environment of a route set.
+//!
+//! Every string in a route that contains `{{`, `{%` or `{#` is compiled here when the route set
+//! is loaded, so a syntax error fails the reload, never live traffic. Rendering is strict: an
+//! undefined variable is an error, not an empty string. There is no HTML escaping (values go to
+//! SQL parameters and JSON), and a fuel limit stops runaway loops.
+//!
+//! A string that is exactly one `{{ expression }}` keeps the expression's type (a number stays a
+//! number, `none` becomes SQL NULL); any other template renders to a string.
+
+mod functions;
+
+pub use functions::now_rfc3339;
+
+use minijinja::{Environment, UndefinedBehavior};
+use thiserror::Error;
+
+pub use minijinja::Value as TemplateValue;
+
+/// Upper bounds on what one template may do.
+#[derive(Debug, Clone, Copy)]
+pub struct TemplateLimits {
+    /// Fuel for one render (roughly instructions executed).
+    pub fuel: u64,
+    /// Largest rendered string, in bytes.
+    pub max_output_bytes: usize,
+}
+
+impl Default for TemplateLimits {
+    fn default() -> Self {
+        Self {
+            fuel: 200_000,
+            max_output_bytes: 1 << 20,
+        }
+    }
+}
+
+/// A template failed to compile.
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct CompileError {
+    /// Path below the compiled node (`.text`, `[2]`), empty for the node itself.
+    pub path: String,
+    /// 0-based line inside the template text where the error is, when minijinja knows it.
+    pub line_offset: usize,
+    /// minijinja's description.
+    pub message: String,
+}
+
+/// A template failed while rendering for one event.
+#[derive(Debug, Error)]
+pub enum RenderError {
+    /// minijinja reported an error (undefined variable, type error, out of fuel, ...).
+    #[error("{0:#}")]
+    Template(#[from] minijinja::Error),
+    /// The output was larger than the limit.
+    #[error("template output of {actual} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Bytes rendered.
+        actual: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A `{{ expression }}` produced something that is not JSON (cannot happen with `tojson`).
+    #[error("expression result is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+}
+
+/// A compiled value: a literal, a template, or a tree of them (for `data:` and `body:`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueTemplate {
+    /// A value without template syntax, passed through as is.
+    Literal(serde_json::Value),
+    /// `{{ expr }}` alone: renders to the expression's own JSON type.
+    Expression(String),
+    /// Any other template: renders to a string.
+    Text(String),
+    /// A list whose items are templates.
+    List(Vec<ValueTemplate>),
+    /// A map whose values are templates (keys are literal).
+    Map(Vec<(String, ValueTemplate)>),
+}
+
+/// Serialises an expression's value as JSON, refusing undefined (which `tojson` would accept).
+const NATIVE_FILTER: &str = "__crm_router_native";
+
+fn native_json(value: minijinja::Value) -> Result<String, minijinja::Error> {
+    if value.is_undefined() {
+        return Err(minijinja::Error::from(minijinja::ErrorKind::UndefinedError));
+    }
+    serde_json::to_string(&value).map_err(|error| {
+        minijinja::Error::new(minijinja::ErrorKind::BadSerialization, error.to_string())
+    })
+}
+
+/// A compiled `when:` condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition(String);
+
+/// The compiled templates of one route set.
+pub struct TemplateEnvironment {
+    env: Environment<'static>,
+    limits: TemplateLimits,
+}
+
+impl std::fmt::Debug for TemplateEnvironment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateEnvironment")
+            .finish_non_exhaustive()
+    }
+}
+
+fn has_template_syntax(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+/// The inner expression when `text` is exactly one `{{ ... }}`.
+fn sole_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    if has_template_syntax(inner) || inner.contains("}}") {
+        return None;
+    }
+    Some(inner.trim())
+}
+
+fn compile_error(error: &minijinja::Error, path: &str) -> CompileError {
+    CompileError {
+        path: path.to_owned(),
+        line_offset: error.line().unwrap_or(1).saturating_sub(1),
+        message: match error.detail() {
+            Some(detail) => format!("template syntax error: {detail}"),
+            None => format!("template syntax error: {}", error.kind()),
+        },
+    }
+}
+
+impl TemplateEnvironment {
+    /// An empty environment with crm-router's functions and filters.
+    pub fn new(limits: TemplateLimits) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_fuel(Some(limits.fuel));
+        env.set_keep_trailing_newline(true);
+        functions::register(&mut env);
+        env.add_filter(NATIVE_FILTER, native_json);
+        Self { env, limits }
+    }
+
+    /// Compiles a string that may contain template syntax. `name` identifies it in errors.
+    pub fn compile_text(&mut self, name: &str, text: &str) -> Result<ValueTemplate, CompileError> {
+        if !has_template_syntax(text) {
+            return Ok(ValueTemplate::Literal(serde_json::Value::String(
+                text.to_owned(),
+            )));
+        }
+        if let Some(expression) = sole_expression(text) {
+            let source = format!("{{{{ ({expression}) | {NATIVE_FILTER} }}}}");
+            self.env
+                .add_template_owned(name.to_owned(), source)
+                .map_err(|error| compile_error(&error, ""))?;
+            return Ok(ValueTemplate::Expression(name.to_owned()));
+        }
+        self.env
+            .add_template_owned(name.to_owned(), text.to_owned())
+            .map_err(|error| compile_error(&error, ""))?;
+        Ok(ValueTemplate::Text(name.to_owned()))
+    }
+
+    /// Compiles a YAML tree whose string leaves may be templates.
+    pub fn compile_value(
+        &mut self,
+        name: &str,
+        value: &serde_yaml::Value,
+    ) -> Result<ValueTemplate, CompileError> {
+        use serde_yaml::Value as Yaml;
+        let prefix_path = |mut error: CompileError, segment: String| {
+            error.path = format!("{segment}{}", error.path);
+            error
+        };
+        match value {
+            Yaml::String(text) => self.compile_text(name, text),
+            Yaml::Sequence(items) => {
+                let mut compiled = Vec::with_capacity(items.len());
+                for (index, item) in items.iter().enumerate() {
+                    let item = self
+                        .compile_value(&format!("{name}[{index}]"), item)
+                        .map_err(|error| prefix_path(error, format!("[{index}]")))?;
+                    compiled.push(item);
+                }
+                Ok(ValueTemplate::List(compiled))
+            }
+            Yaml::Mapping(map) => {
+                let mut compiled = Vec::with_capacity(map.len());
+                for (key, item) in map {
+                    let key = yaml_key(key).ok_or_else(|| CompileError {
+                        path: String::new(),
+                        line_offset: 0,
+                        message: "map keys must be strings, numbers or booleans".into(),
+                    })?;
+                    let item = self
+                        .compile_value(&format!("{name}.{key}"), item)
+                        .map_err(|error| prefix_path(error, format!(".{key}")))?;
+                    compiled.push((key, item));
+                }
+                Ok(ValueTemplate::Map(compiled))
+            }
+            Yaml::Tagged(tagged) => self.compile_value(name, &tagged.value),
+            literal => {
+                let json = serde_json::to_value(literal).map_err(|error| CompileError {
+                    path: String::new(),
+                    line_offset: 0,
+                    message: format!("value cannot be represented as JSON: {error}"),
+                })?;
+                Ok(ValueTemplate::Literal(json))
+            }
+        }
+    }
+
+    /// Compiles a `when:` expression (written without `{{ }}`).
+    pub fn compile_condition(
+        &mut self,
+        name: &str,
+        expression: &str,
+    ) -> Result<Condition, CompileError> {
+        if has_template_syntax(expression) {
+            return Err(CompileError {
+                path: String::new(),
+                line_offset: 0,
+                message: "`when:` takes a bare expression; remove the `{{ }}`".into(),
+            });
+        }
+        let source = format!("{{% if {expression} %}}1{{% endif %}}");
+        self.env
+            .add_template_owned(name.to_owned(), source)
+            .map_err(|error| compile_error(&error, ""))?;
+        Ok(Condition(name.to_owned()))
+    }
+
+    /// Renders a compiled value against `context`.
+    pub fn render(
+        &self,
+        template: &ValueTemplate,
+        context: &TemplateValue,
+    ) -> Result<serde_json::Value, RenderError> {
+        match template {
+            ValueTemplate::Literal(value) => Ok(value.clone()),
+            ValueTemplate::Expression(name) => {
+                let json = self.render_named(name, context)?;
+                Ok(serde_json::from_str(&json)?)
+            }
+            ValueTemplate::Text(name) => {
+                Ok(serde_json::Value::String(self.render_named(name, context)?))
+            }
+            ValueTemplate::List(items) => items
+                .iter()
+                .map(|item| self.render(item, context))
+                .collect::<Result<Vec<_>, _>>()
+                .map(serde_json::Value::Array),
+            ValueTemplate::Map(entries) => {
+                let mut map = serde_json::Map::with_capacity(entries.len());
+                for (key, item) in entries {
+                    map.insert(key.clone(), self.render(item, context)?);
+                }
+                Ok(serde_json::Value::Object(map))
+            }
+        }
+    }
+
+    /// Renders a template that must produce a string (URLs, keys, headers).
+    pub fn render_string(
+        &self,
+        template: &ValueTemplate,
+        context: &TemplateValue,
+    ) -> Result<String, RenderError> {
+        Ok(match self.render(template, context)? {
+            serde_json::Value::String(text) => text,
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        })
+    }
+
+    /// Evaluates a condition.
+    pub fn test(
+        &self,
+        condition: &Condition,
+        context: &TemplateValue,
+    ) -> Result<bool, RenderError> {
+        Ok(self.render_named(&condition.0, context)? == "1")
+    }
+
+    fn render_named(&self, name: &str, context: &TemplateValue) -> Result<String, RenderError> {
+        let template = self.env.get_template(name)?;
+        let output = template.render(context)?;
+        if output.len() > self.limits.max_output_bytes {
+            return Err(RenderError::TooLarge {
+                actual: output.len(),
+                limit: self.limits.max_output_bytes,
+            });
+        }
+        Ok(output)
+    }
+}
+
+fn yaml_key(key: &serde_yaml::Value) -> Option<String> {
+    match key {
+        serde_yaml::Value::String(text) => Some(text.clone()),
+        serde_yaml::Value::Number(number) => Some(number.to_string()),
+        serde_yaml::Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::context;
+    use serde_json::json;
+
+    fn environment() -> TemplateEnvironment {
+        TemplateEnvironment::new(TemplateLimits::default())
+    }
+
+    fn event_context() -> TemplateValue {
+        let data = json!({"name": "Acme {{ 7*7 }}", "amount": 12.5, "count": 3, "missing": null});
+        context! {
+            event => TemplateValue::from_serialize(json!({"eventType": "CUSTOMER_CREATED", "data": data.clone()})),
+            data => TemplateValue::from_serialize(&data),
+            steps => TemplateValue::from_serialize(json!({"customer": {"id": "c1"}})),
+            env => TemplateValue::from_serialize(json!({"REGION": "eu"})),
+        }
+    }
+
+    #[test]
+    fn a_sole_expression_keeps_its_type() {
+        let mut env = environment();
+        let amount = env.compile_text("a", "{{ data.amount }}").unwrap();
+        let count = env.compile_text("b", "{{ data.count + 1 }}").unwrap();
+        let null = env.compile_text("c", "{{ data.missing }}").unwrap();
+        let context = event_context();
+        assert_eq!(env.render(&amount, &context).unwrap(), json!(12.5));
+        assert_eq!(env.render(&count, &context).unwrap(), json!(4));
+        assert_eq!(env.render(&null, &context).unwrap(), json!(null));
+    }
+
+    #[test]
+    fn mixed_text_renders_to_a_string_and_event_data_is_never_evaluated() {
+        let mut env = environment();
+        let title = env
+            .compile_text("t", "初回コンタクト: {{ data.name }}")
+            .unwrap();
+        assert_eq!(
+            env.render(&title, &event_context()).unwrap(),
+            json!("初回コンタクト: Acme {{ 7*7 }}")
+        );
+    }
+
+    #[test]
+    fn context_exposes_event_steps_and_env() {
+        let mut env = environment();
+        let value = env
+            .compile_value(
+                "v",
+                &serde_yaml::from_str("{type: '{{ event.eventType }}', customer: '{{ steps.customer.id }}', region: '{{ env.REGION }}', n: 5, list: ['{{ data.count }}']}").unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            env.render(&value, &event_context()).unwrap(),
+            json!({"type": "CUSTOMER_CREATED", "customer": "c1", "region": "eu", "n": 5, "list": [3]})
+        );
+    }
+
+    #[test]
+    fn undefined_variables_are_errors_not_empty_strings() {
+        let mut env = environment();
+        let text = env.compile_text("t", "Hello {{ data.nmae }}").unwrap();
+        let expression = env.compile_text("e", "{{ env.SECRET }}").unwrap();
+        let context = event_context();
+        let error = env.render(&text, &context).unwrap_err().to_string();
+        assert!(error.contains("undefined"), "{error}");
+        assert!(env.render(&expression, &context).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_fail_at_compile_time_with_a_line() {
+        let mut env = environment();
+        let error = env
+            .compile_text("t", "line one\n{{ data.name ")
+            .unwrap_err();
+        assert!(error.message.contains("syntax error"), "{}", error.message);
+        assert_eq!(error.line_offset, 1);
+        let error = env.compile_condition("c", "{{ data.x }}").unwrap_err();
+        assert!(error.message.contains("bare expression"));
+    }
+
+    #[test]
+    fn conditions_follow_jinja_truthiness() {
+        let mut env = environment();
+        let yes = env
+            .compile_condition(
+                "y",
+                "data.count > 2 and event.eventType == 'CUSTOMER_CREATED'",
+            )
+            .unwrap();
+        let no = env.compile_condition("n", "data.missing").unwrap();
+        let context = event_context();
+        assert!(env.test(&yes, &context).unwrap());
+        assert!(!env.test(&no, &context).unwrap());
+    }
+
+    #[test]
+    fn runaway_templates_run_out_of_fuel_and_output_is_bounded() {
+        let mut env = TemplateEnvironment::new(TemplateLimits {
+            fuel: 1_000,
+            max_output_bytes: 100,
+        });
+        let looping = env
+            .compile_text("l", "{% for i in range(100000) %}{{ i }}{% endfor %}")
+            .unwrap();
+        assert!(env.render(&looping, &event_context()).is_err());
+        let big = env
+            .compile_text("b", "{{ 'x' * 50 }}{{ 'y' * 60 }}")
+            .unwrap();
+        assert!(matches!(
+            env.render(&big, &event_context()),
+            Err(RenderError::TooLarge { .. })
+        ));
+    }
+}
