@@ -281,6 +281,23 @@ pub fn load(options: &LoadOptions<'_>) -> Result<RouteSet, Vec<Diagnostic>> {
         );
         for (index, definition) in parsed.routes.iter().enumerate() {
             let path = format!("routes[{index}]");
+            // Names are claimed before compiling, so a duplicate is reported even when the
+            // first definition has errors of its own.
+            let position = source.key(&format!("{path}.name"));
+            if let Some((first_file, first_position)) = first_definition.get(&definition.name) {
+                compiler.error(
+                    &format!("{path}.name"),
+                    format!("duplicate route name \"{}\"", definition.name),
+                    Some(format!(
+                        "first defined at {}:{}:{}; route names must be unique",
+                        first_file.display(),
+                        first_position.line,
+                        first_position.column
+                    )),
+                );
+                continue;
+            }
+            first_definition.insert(definition.name.clone(), (file.path.clone(), position));
             if let Some(route) = compile_route(
                 &mut compiler,
                 &path,
@@ -288,26 +305,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<RouteSet, Vec<Diagnostic>> {
                 definition,
                 options.default_retry,
             ) {
-                let position = source.key(&format!("{path}.name"));
-                match first_definition.get(route.name.as_str()) {
-                    Some((first_file, first_position)) => {
-                        compiler.error(
-                            &format!("{path}.name"),
-                            format!("duplicate route name \"{}\"", route.name),
-                            Some(format!(
-                                "first defined at {}:{}:{}; route names must be unique",
-                                first_file.display(),
-                                first_position.line,
-                                first_position.column
-                            )),
-                        );
-                    }
-                    None => {
-                        first_definition
-                            .insert(route.name.to_string(), (file.path.clone(), position));
-                        routes.push(route);
-                    }
-                }
+                routes.push(route);
             }
         }
     }

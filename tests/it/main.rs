@@ -1,1 +1,9 @@
+//! Integration tests: the real binary, a real SQLite file, real HTTP on a random port.
 
+mod cascade;
+mod check;
+mod crash;
+mod dead_letters;
+mod http_errors;
+mod reload;
+mod support;

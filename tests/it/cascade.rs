@@ -1,0 +1,192 @@
+//! An event runs a route that inserts a row and emits an event, which a second route turns
+//! into another row: the bundled USER_CREATED → customer → first-contact task cascade.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{count, drained, eventually, Project};
+
+#[tokio::test]
+async fn user_created_cascades_to_customer_task_opportunity_and_analytics() {
+    let project = Project::bundled();
+    let daemon = project.start();
+    let (status, body) = daemon
+        .post_event(
+            "user.events",
+            json!({
+                "eventType": "USER_CREATED",
+                "source": "auth-service",
+                "key": "u-1",
+                "data": {"userId": "u-1", "email": "kafka-test@example.com", "name": "Kafka Test User {{ 7*7 }}", "role": "USER"}
+            }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert!(uuid::Uuid::parse_str(body["eventId"].as_str().unwrap()).is_ok());
+
+    let db = project.database().await;
+    drained(&db).await;
+    let (customer_id, name, owner): (String, String, String) = sqlx::query_as(
+        "SELECT id, name, owner_id FROM customers WHERE email = 'kafka-test@example.com'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    // Template syntax inside event data is data, never evaluated.
+    assert_eq!(name, "Kafka Test User {{ 7*7 }}");
+    assert_eq!(owner, "u-1");
+    let (title, task_customer, assignee, priority, status): (
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = sqlx::query_as("SELECT title, customer_id, assignee_id, priority, status FROM tasks")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(title, "初回コンタクト: Kafka Test User {{ 7*7 }}");
+    assert_eq!(
+        (task_customer.as_str(), assignee.as_str()),
+        (customer_id.as_str(), "u-1")
+    );
+    assert_eq!((priority.as_str(), status.as_str()), ("MEDIUM", "TODO"));
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM opportunities WHERE stage = 'PROSPECTING'"
+        )
+        .await,
+        1
+    );
+
+    let emitted: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT topic, event_type, event_key FROM event_log ORDER BY seq")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    let types: Vec<&str> = emitted
+        .iter()
+        .map(|(_, event_type, _)| event_type.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "USER_CREATED",
+            "CUSTOMER_CREATED",
+            "TASK_CREATED",
+            "OPPORTUNITY_CREATED"
+        ]
+    );
+    assert_eq!(
+        emitted[1].2, customer_id,
+        "CUSTOMER_CREATED is keyed by the customer id"
+    );
+    let counts: i64 = count(&db, "SELECT SUM(count) FROM analytics_daily").await;
+    assert_eq!(counts, 4, "analytics counted every event once");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
+
+    let log = daemon.log();
+    assert!(
+        log.contains("📥 Event received: USER_CREATED from topic user.events"),
+        "{log}"
+    );
+    assert!(
+        log.contains("📤 Event published: CUSTOMER_CREATED to topic customer.events"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn resubmitting_an_event_id_is_idempotent_and_duplicates_by_email_are_ignored() {
+    let project = Project::bundled();
+    let daemon = project.start();
+    let event = json!({
+        "eventId": "7f1d8a52-0000-4000-8000-000000000001",
+        "eventType": "USER_CREATED",
+        "data": {"userId": "u-2", "email": "twice@example.com", "name": "Twice", "role": "USER"}
+    });
+    assert_eq!(daemon.post_event("user.events", event.clone()).await.0, 202);
+    assert_eq!(daemon.post_event("user.events", event).await.0, 202);
+    // A different event for the same email: the route's on_conflict ignore keeps one customer.
+    let again = json!({"eventType": "USER_CREATED", "data": {"userId": "u-3", "email": "twice@example.com", "name": "Again", "role": "USER"}});
+    assert_eq!(daemon.post_event("user.events", again).await.0, 202);
+    let db = project.database().await;
+    drained(&db).await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM event_log WHERE event_type = 'USER_CREATED'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM customers WHERE email = 'twice@example.com'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM tasks").await, 1);
+}
+
+#[tokio::test]
+async fn schema_failures_are_rejected_over_http_and_emitted_ones_dead_lettered() {
+    let project = Project::bundled();
+    let daemon = project.start();
+    let (status, body) = daemon
+        .post_event("user.events", json!({"eventType": "USER_CREATED", "data": {"userId": "u", "email": 42, "name": "N", "role": "USER"}}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "unprocessable_entity");
+    let fields = body["error"]["fields"].as_array().unwrap();
+    assert!(
+        fields.iter().any(|field| field["field"] == "data/email"),
+        "{body}"
+    );
+
+    // A route that emits an event its schema refuses: the route is dead-lettered, not retried,
+    // and the stream continues.
+    project.write(
+        "routes/bad-emit.yaml",
+        "routes:\n  - name: bad-emit\n    on: {topic: test.events, type: PING}\n    actions:\n      - emit: {topic: customer.events, eventType: CUSTOMER_CREATED, key: k, data: {customerId: 1}}\n",
+    );
+    let db = project.database().await;
+    eventually(Duration::from_secs(10), "the route to load", || async {
+        let (_, routes) = daemon.get("/api/routes").await;
+        routes["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|route| route["name"] == "bad-emit")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        daemon
+            .post_event("test.events", json!({"eventType": "PING", "data": {}}))
+            .await
+            .0,
+        202
+    );
+    drained(&db).await;
+    let (route, error, attempts): (String, String, i64) =
+        sqlx::query_as("SELECT route, error, attempts FROM dead_letters")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(route, "bad-emit");
+    assert!(error.contains("fails its schema"), "{error}");
+    assert_eq!(attempts, 1, "schema failures are permanent");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT SUM(count) FROM analytics_daily WHERE event_type = 'PING'"
+        )
+        .await,
+        1
+    );
+}

@@ -1,0 +1,219 @@
+//! `crm-router check` reports every problem as file:line:col with a hint, and exits 1.
+
+use crate::support::Project;
+
+/// Runs `check` over route files written into an otherwise empty project.
+fn check(files: &[(&str, &str)]) -> (i32, String) {
+    let project = Project::empty();
+    for (name, text) in files {
+        project.write(&format!("routes/{name}"), text);
+    }
+    let output = project.command(&["check", "--routes", "routes", "--schemas", "schemas"]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.code().unwrap(), stdout)
+}
+
+fn assert_check(files: &[(&str, &str)], expected: &[&str]) {
+    let (code, stdout) = check(files);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, expected, "full output:\n{stdout}");
+    assert_eq!(code, 1);
+}
+
+const GOOD: &str = r#"routes:
+  - name: good
+    on: {topic: user.events, type: USER_CREATED}
+    actions:
+      - insert:
+          table: customers
+          values: {id: "{{ uuid() }}", name: "{{ data.name }}", email: "{{ data.email }}", created_at: "{{ now() }}", updated_at: "{{ now() }}"}
+"#;
+
+#[test]
+fn a_valid_set_passes() {
+    let (code, stdout) = check(&[("good.yaml", GOOD)]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.starts_with("ok: 1 routes"), "{stdout}");
+}
+
+#[test]
+fn the_bundled_routes_pass() {
+    let project = Project::bundled();
+    let output = project.command(&["check"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(" routes, "), "{stdout}");
+}
+
+#[test]
+fn unknown_columns_and_tables_get_suggestions() {
+    let text = r#"routes:
+  - name: typo
+    on: {topic: user.events}
+    actions:
+      - insert:
+          table: customers
+          values:
+            id: "{{ uuid() }}"
+            emial: "{{ data.email }}"
+      - update:
+          table: custmers
+          where: {id: x}
+          set: {name: y}
+"#;
+    assert_check(
+        &[("typo.yaml", text)],
+        &[
+            r#"routes/typo.yaml:9:13: unknown column "emial" in table customers (hint: did you mean "email"?)"#,
+            r#"routes/typo.yaml:11:11: unknown table "custmers" (hint: did you mean "customers"?)"#,
+        ],
+    );
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let syntax = "routes:\n  - name: a\n    on: {topic: x.events}\n    actions:\n      - emit: {topic: x.events, eventType: A, key: \"{{ data.id \"}\n";
+    let unknown_field = "routes:\n  - name: b\n    on: {topic: x.events}\n    retry: {attempts: 2}\n    actoins: []\n";
+    let duplicate = "routes:\n  - name: a\n    on: {topic: y.events}\n    actions:\n      - emit: {topic: y.events, eventType: B, key: k}\n";
+    let bad_yaml = "routes:\n  - name: c\n    on: {topic: [unclosed\n";
+    let bad_when = "routes:\n  - name: d\n    on: {topic: x.events, when: \"{{ data.x }}\"}\n    actions:\n      - emit: {topic: 'bad topic', eventType: A, key: k}\n";
+    assert_check(
+        &[
+            ("1-syntax.yaml", syntax),
+            ("2-unknown.yaml", unknown_field),
+            ("3-dup.yaml", duplicate),
+            ("4-bad.yaml", bad_yaml),
+            ("5-when.yaml", bad_when),
+        ],
+        &[
+            r#"routes/1-syntax.yaml:5:52: template syntax error: unexpected end of input, expected end of variable block (in actions[0].emit.key)"#,
+            r#"routes/2-unknown.yaml:5:5: routes[0]: unknown field `actoins`, expected one of `name`, `description`, `on`, `retry`, `actions` (hint: check the spelling; the route format is in schemas/route.schema.json)"#,
+            r#"routes/3-dup.yaml:2:5: duplicate route name "a" (hint: first defined at routes/1-syntax.yaml:2:5; route names must be unique)"#,
+            r#"routes/4-bad.yaml:3:17: routes[0].on.topic: invalid type: sequence, expected a string"#,
+            r#"routes/5-when.yaml:3:33: `when:` takes a bare expression; remove the `{{ }}` (in on.when)"#,
+            r#"routes/5-when.yaml:5:16: topic "bad topic" is not a valid topic name (1-249 of letters, digits, '.', '_', '-')"#,
+        ],
+    );
+}
+
+#[test]
+fn alias_bombs_are_refused_not_expanded() {
+    // Nine levels of ten-fold aliases: a billion leaves if expanded.
+    let mut bomb = String::from(
+        "routes:\n  - name: bomb\n    on: {topic: x.events}\n    actions:\n      - insert:\n          table: customers\n          values:\n            a: &a [x, x, x, x, x, x, x, x, x, x]\n",
+    );
+    for level in 1..9 {
+        let previous = (b'a' + level - 1) as char;
+        let current = (b'a' + level) as char;
+        let refs = vec![format!("*{previous}"); 10].join(", ");
+        bomb.push_str(&format!("            {current}: &{current} [{refs}]\n"));
+    }
+    let (code, stdout) = check(&[("bomb.yaml", &bomb)]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.starts_with("routes/bomb.yaml:"), "{stdout}");
+    assert!(
+        stdout.contains("repetition limit") || stdout.contains("recursion limit"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn oversized_and_non_utf8_files_are_refused() {
+    let project = Project::empty();
+    project.write(
+        "routes/big.yaml",
+        &format!("# {}\nroutes: []\n", "x".repeat(1 << 20)),
+    );
+    std::fs::write(
+        project.path().join("routes/latin1.yaml"),
+        b"routes: []\n# caf\xe9\n",
+    )
+    .unwrap();
+    let output = project.command(&["check", "--routes", "routes", "--schemas", "schemas"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout.contains("routes/big.yaml:0:0: file is"), "{stdout}");
+    assert!(
+        stdout.contains("routes/latin1.yaml:0:0: file is not valid UTF-8"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn user_migrations_add_tables_that_check_knows() {
+    let project = Project::empty();
+    project.write(
+        "migrations/20270101000000_leads.sql",
+        "CREATE TABLE leads (id TEXT PRIMARY KEY, source TEXT NOT NULL);\n",
+    );
+    project.write(
+        "routes/leads.yaml",
+        "routes:\n  - name: lead\n    on: {topic: lead.events}\n    actions:\n      - insert: {table: leads, values: {id: \"{{ uuid() }}\", sorce: web}}\n",
+    );
+    let output = project.command(&["check", "--routes", "routes", "--schemas", "schemas"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout.trim(),
+        r#"routes/leads.yaml:5:61: unknown column "sorce" in table leads (hint: did you mean "source"?)"#
+    );
+    let clash = Project::empty();
+    clash.write(
+        "migrations/20261128000001_mine.sql",
+        "CREATE TABLE mine (id TEXT);\n",
+    );
+    let output = clash.command(&["check", "--routes", "routes", "--schemas", "schemas"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("uses version 20261128000001, which crm-router's own migrations use"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn init_writes_an_editable_project_that_checks_clean() {
+    let project = Project::empty();
+    let output = project.command(&["init", "app"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let app = project.path().join("app");
+    assert!(app.join("routes/customer-from-user.yaml").is_file());
+    assert!(app.join("schemas/route.schema.json").is_file());
+    assert!(app.join("crm-router.yaml").is_file());
+
+    let check = std::process::Command::new(crate::support::binary())
+        .args(["check"])
+        .current_dir(&app)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("(routes: routes, schemas: schemas)"),
+        "{stdout}"
+    );
+
+    let again = project.command(&["init", "app"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists; pass --force"));
+
+    let listing = project.command(&[
+        "routes",
+        "--routes",
+        "app/routes",
+        "--schemas",
+        "app/schemas",
+    ]);
+    let stdout = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        stdout.contains("user-creates-customer: user.events [USER_CREATED] → insert customers, emit customer.events CUSTOMER_CREATED"),
+        "{stdout}"
+    );
+}

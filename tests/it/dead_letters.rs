@@ -1,0 +1,138 @@
+//! Retries and dead letters: transient failures are retried with backoff (the same
+//! Idempotency-Key each time), permanent ones dead-lettered at once, exhausted ones after the
+//! configured attempts; the failing route's effects are rolled back, the others commit, and
+//! the stream moves on.
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::json;
+
+use crate::support::{count, drained, Project};
+
+const MIGRATION: &str = "CREATE TABLE items (id TEXT NOT NULL, label TEXT NOT NULL);\n";
+
+/// An HTTP target that answers 500 `failures` times, then 200, recording Idempotency-Keys.
+async fn flaky_target(failures: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let seen = keys.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let key = headers
+                    .get("idempotency-key")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let mut keys = seen.lock().unwrap();
+                keys.push(key);
+                if keys.len() <= failures {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}/hook"), keys)
+}
+
+#[tokio::test]
+async fn failing_routes_are_retried_then_dead_lettered_and_the_stream_moves_on() {
+    let (hook, keys) = flaky_target(2).await;
+    let project = Project::empty();
+    project.write("migrations/20270101000000_items.sql", MIGRATION);
+    project.write(
+        "routes/routes.yaml",
+        &format!(
+            r#"routes:
+  - name: record
+    on: {{topic: test.events}}
+    actions:
+      - insert: {{table: items, values: {{id: "{{{{ event.eventId }}}}", label: "{{{{ event.eventType }}}}"}}}}
+  - name: unreachable
+    on: {{topic: test.events, type: UNREACHABLE}}
+    retry: {{attempts: 3, backoff: {{initial: 10ms, max: 50ms, multiplier: 2}}}}
+    actions:
+      - insert: {{table: items, values: {{id: x, label: rolled-back}}}}
+      - http: {{url: "http://127.0.0.1:1/nothing", timeout: 1s}}
+  - name: typo
+    on: {{topic: test.events, type: TYPO}}
+    actions:
+      - insert: {{table: items, values: {{id: y, label: "{{{{ data.nmae }}}}"}}}}
+  - name: flaky
+    on: {{topic: test.events, type: FLAKY}}
+    retry: {{attempts: 5, backoff: {{initial: 10ms, max: 50ms, multiplier: 2}}}}
+    actions:
+      - http: {{url: "{hook}", body: {{id: "{{{{ event.eventId }}}}"}}}}
+"#
+        ),
+    );
+    let daemon = project.start();
+    for event_type in ["UNREACHABLE", "TYPO", "FLAKY", "AFTER"] {
+        let (status, body) = daemon
+            .post_event(
+                "test.events",
+                json!({"eventType": event_type, "data": {"name": "n"}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let db = project.database().await;
+    drained(&db).await;
+
+    // The `record` route ran for all four events, including the ones whose other routes failed.
+    let labels: Vec<String> = sqlx::query_scalar("SELECT label FROM items ORDER BY label")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        labels,
+        ["AFTER", "FLAKY", "TYPO", "UNREACHABLE"],
+        "failed routes left no rows behind"
+    );
+
+    let letters: Vec<(String, String, String, String, i64)> = sqlx::query_as(
+        "SELECT route, action_index, action_kind, error, attempts FROM dead_letters ORDER BY route",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let (route, index, kind, error, attempts) = &letters[0];
+    assert_eq!(
+        (route.as_str(), index.as_str(), kind.as_str(), *attempts),
+        ("typo", "0", "insert", 1)
+    );
+    assert!(error.contains("undefined"), "{error}");
+    let (route, index, kind, error, attempts) = &letters[1];
+    assert_eq!(
+        (route.as_str(), index.as_str(), kind.as_str(), *attempts),
+        ("unreachable", "1", "http", 3)
+    );
+    assert!(
+        error.contains("http POST http://127.0.0.1/nothing: request failed"),
+        "{error}"
+    );
+
+    // The flaky target saw three attempts with one idempotency key, then succeeded.
+    let keys = keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys.iter().all(|key| key == &keys[0]));
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM dead_letters WHERE route = 'flaky'"
+        )
+        .await,
+        0
+    );
+    assert!(daemon.log().contains("event dead-lettered"));
+}

@@ -1,0 +1,179 @@
+//! Hot reload on a live daemon: add, change and remove routes; an invalid edit keeps the old
+//! routes running and is reported with its position.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{drained, eventually, Daemon, Project};
+
+const MIGRATION: &str = "CREATE TABLE items (id TEXT PRIMARY KEY, label TEXT NOT NULL);\n";
+
+fn route(name: &str, event_type: &str, label: &str) -> String {
+    format!(
+        "routes:\n  - name: {name}\n    on: {{topic: test.events, type: {event_type}}}\n    actions:\n      - insert: {{table: items, values: {{id: \"{{{{ event.eventId }}}}\", label: \"{label}\"}}}}\n"
+    )
+}
+
+async fn route_names(daemon: &Daemon) -> Vec<String> {
+    let (_, listing) = daemon.get("/api/routes").await;
+    let mut names: Vec<String> = listing["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|route| route["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn labels(project: &Project) -> Vec<String> {
+    let db = project.database().await;
+    drained(&db).await;
+    sqlx::query_scalar("SELECT label FROM items ORDER BY label")
+        .fetch_all(&db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn routes_are_added_changed_and_removed_without_restart() {
+    let project = Project::empty();
+    project.write("migrations/20270101000000_items.sql", MIGRATION);
+    project.write("routes/items.yaml", &route("item", "ITEM", "v1"));
+    let daemon = project.start();
+    let post = |event_type: &'static str| {
+        let daemon = &daemon;
+        async move {
+            assert_eq!(
+                daemon
+                    .post_event("test.events", json!({"eventType": event_type, "data": {}}))
+                    .await
+                    .0,
+                202
+            );
+        }
+    };
+    post("ITEM").await;
+    assert_eq!(labels(&project).await, ["v1"]);
+
+    // Change: takes effect within a second of the save.
+    project.write("routes/items.yaml", &route("item", "ITEM", "v2"));
+    let changed_at = std::time::Instant::now();
+    eventually(Duration::from_secs(5), "the changed route", || async {
+        daemon.log().contains("(+0 ~1 -0)").then_some(())
+    })
+    .await;
+    assert!(
+        changed_at.elapsed() < Duration::from_secs(1),
+        "reload took {:?}",
+        changed_at.elapsed()
+    );
+    post("ITEM").await;
+    assert_eq!(labels(&project).await, ["v1", "v2"]);
+
+    // Add a route in a new file, saved the way editors do: write elsewhere, rename over.
+    let staging = project.path().join("other.yaml.tmp");
+    std::fs::write(&staging, route("other", "OTHER", "other")).unwrap();
+    std::fs::rename(&staging, project.path().join("routes/other.yaml")).unwrap();
+    eventually(Duration::from_secs(5), "the added route", || async {
+        (route_names(&daemon).await == ["item", "other"]).then_some(())
+    })
+    .await;
+    post("OTHER").await;
+    assert_eq!(labels(&project).await, ["other", "v1", "v2"]);
+
+    // An invalid edit: the old routes keep running and the error names the place.
+    project.write("routes/items.yaml", "routes:\n  - name: item\n    on: {topic: test.events, type: ITEM}\n    actions:\n      - insert: {table: items, values: {labl: x}}\n");
+    let (_, listing) = eventually(Duration::from_secs(5), "the failed reload", || async {
+        let (status, listing) = daemon.get("/api/routes").await;
+        (listing["reload"]["ok"] == false).then_some((status, listing))
+    })
+    .await;
+    let error = listing["reload"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("routes/items.yaml:5:41: unknown column \"labl\" in table items"),
+        "{error}"
+    );
+    assert_eq!(listing["routes"].as_array().unwrap().len(), 2);
+    post("ITEM").await;
+    assert_eq!(labels(&project).await, ["other", "v1", "v2", "v2"]);
+
+    // Remove: the route no longer runs.
+    std::fs::remove_file(project.path().join("routes/items.yaml")).unwrap();
+    eventually(Duration::from_secs(5), "the removal", || async {
+        (route_names(&daemon).await == ["other"]).then_some(())
+    })
+    .await;
+    post("ITEM").await;
+    post("OTHER").await;
+    assert_eq!(labels(&project).await, ["other", "other", "v1", "v2", "v2"]);
+    let (_, listing) = daemon.get("/api/routes").await;
+    assert_eq!(listing["reload"]["ok"], true);
+    assert_eq!(listing["routes"][0]["name"], "other");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_routes_directory_replaced_by_a_symlink_swap_is_followed() {
+    let project = Project::empty();
+    project.write("migrations/20270101000000_items.sql", MIGRATION);
+    project.write("releases/v1/items.yaml", &route("item", "ITEM", "v1"));
+    project.write("releases/v2/items.yaml", &route("item", "ITEM", "v2"));
+    std::fs::remove_dir(project.path().join("routes")).unwrap();
+    std::os::unix::fs::symlink(
+        project.path().join("releases/v1"),
+        project.path().join("routes"),
+    )
+    .unwrap();
+    let daemon = project.start();
+    assert_eq!(
+        daemon
+            .post_event("test.events", json!({"eventType": "ITEM", "data": {}}))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(labels(&project).await, ["v1"]);
+
+    // Atomic swap as deploy tools do it: new link, renamed over the old one.
+    std::os::unix::fs::symlink(
+        project.path().join("releases/v2"),
+        project.path().join("routes.new"),
+    )
+    .unwrap();
+    std::fs::rename(
+        project.path().join("routes.new"),
+        project.path().join("routes"),
+    )
+    .unwrap();
+    eventually(Duration::from_secs(5), "the swapped routes", || async {
+        daemon.log().contains("(+0 ~1 -0)").then_some(())
+    })
+    .await;
+    assert_eq!(
+        daemon
+            .post_event("test.events", json!({"eventType": "ITEM", "data": {}}))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(labels(&project).await, ["v1", "v2"]);
+
+    // And edits inside the new target are still seen.
+    project.write("releases/v2/items.yaml", &route("item", "ITEM", "v3"));
+    eventually(
+        Duration::from_secs(5),
+        "the edit after the swap",
+        || async { (daemon.log().matches("(+0 ~1 -0)").count() >= 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        daemon
+            .post_event("test.events", json!({"eventType": "ITEM", "data": {}}))
+            .await
+            .0,
+        202
+    );
+    assert_eq!(labels(&project).await, ["v1", "v2", "v3"]);
+}

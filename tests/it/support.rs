@@ -1,0 +1,274 @@
+//! Test harness: the real `crm-router` binary on a random port, in a temp directory with its
+//! own SQLite file, talked to over HTTP and inspected through the database file.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::SqlitePool;
+
+/// The API key every test daemon is started with.
+pub const API_KEY: &str = "test-api-key-0123456789";
+
+/// Path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_crm-router")
+}
+
+/// The repository root (for the bundled routes and schemas).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A project directory: routes/, schemas/, migrations/ and the database file.
+pub struct Project {
+    /// Keeps the directory alive.
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// An empty project (no routes, no schemas).
+    pub fn empty() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("routes")).unwrap();
+        std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
+        Self { dir }
+    }
+
+    /// A project with the repository's bundled routes and schemas.
+    pub fn bundled() -> Self {
+        let project = Self::empty();
+        copy_dir(&repo().join("routes"), &project.path().join("routes"));
+        copy_dir(&repo().join("schemas"), &project.path().join("schemas"));
+        project
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file relative to the project (creating directories).
+    pub fn write(&self, relative: &str, contents: &str) {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, contents).unwrap();
+    }
+
+    /// The SQLite URL of the project's database.
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.path().join("crm.db").display())
+    }
+
+    /// Opens the project's database for assertions.
+    pub async fn database(&self) -> SqlitePool {
+        let options = SqliteConnectOptions::new()
+            .filename(self.path().join("crm.db"))
+            .busy_timeout(Duration::from_secs(10));
+        SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap()
+    }
+
+    /// Runs a `crm-router` subcommand to completion in the project directory.
+    pub fn command(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary())
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("PORT")
+            .output()
+            .unwrap()
+    }
+
+    /// Starts the daemon with the API key set.
+    pub fn start(&self) -> Daemon {
+        Daemon::start(self, &[("CRM_ROUTER_API_KEY", API_KEY)])
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    log: Arc<Mutex<String>>,
+    client: reqwest::Client,
+}
+
+impl Daemon {
+    /// Starts `crm-router run` on port 0 and waits until it listens.
+    pub fn start(project: &Project, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(binary());
+        command
+            .args(["run", "--listen", "127.0.0.1:0", "--database-url"])
+            .arg(project.database_url())
+            .current_dir(project.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("PORT")
+            .env_remove("CRM_ROUTER_API_KEY")
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (address_sender, address_receiver) = std::sync::mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let address: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    let _ = address_sender.send(address);
+                }
+                let mut log = log_writer.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let address = match address_receiver.recv_timeout(Duration::from_secs(30)) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("daemon did not start:\n{}", log.lock().unwrap());
+            }
+        };
+        Self {
+            child,
+            base: format!("http://{address}"),
+            log,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A request builder with the API key.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .header("x-api-key", API_KEY)
+    }
+
+    /// POSTs an event; returns status and JSON body.
+    pub async fn post_event(&self, topic: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::POST, &format!("/api/events/{topic}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GETs a path with the API key; returns status and JSON body.
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.child.wait().unwrap().code()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// `SELECT COUNT(*)` of a query.
+pub async fn count(pool: &SqlitePool, sql: &str) -> i64 {
+    sqlx::query_scalar::<_, i64>(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Waits until the consumer position reaches the end of the log and stays there.
+pub async fn drained(pool: &SqlitePool) {
+    eventually(
+        Duration::from_secs(60),
+        "the consumer to reach the end of the log",
+        || async {
+            let head = count(pool, "SELECT COALESCE(MAX(seq), 0) FROM event_log").await;
+            let position = count(
+                pool,
+                "SELECT COALESCE(MAX(position), 0) FROM consumer_positions",
+            )
+            .await;
+            (head > 0 && head == position).then_some(())
+        },
+    )
+    .await;
+}
