@@ -217,3 +217,56 @@ fn init_writes_an_editable_project_that_checks_clean() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_examples_check_clean() {
+    let project = Project::empty();
+    let output = project.command(&[
+        "check",
+        "--routes",
+        crate::support::repo()
+            .join("examples/routes")
+            .to_str()
+            .unwrap(),
+        "--config",
+        crate::support::repo()
+            .join("examples/crm-router.yaml")
+            .to_str()
+            .unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("ok: 2 routes"), "{stdout}");
+}
+
+/// The published route schema and the loader agree on the bundled and example routes, and the
+/// schema refuses what the loader refuses.
+#[test]
+fn the_route_schema_matches_the_route_files() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::repo().join("schemas/route.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    for directory in ["routes", "examples/routes"] {
+        for entry in std::fs::read_dir(crate::support::repo().join(directory)).unwrap() {
+            let path = entry.unwrap().path();
+            let document: serde_json::Value =
+                serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&document)
+                .map(|error| error.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        }
+    }
+    let typo: serde_json::Value = serde_yaml::from_str(
+        "routes:\n  - name: a\n    on: {topic: x}\n    actions:\n      - insert: {tabel: t, values: {a: 1}}\n",
+    )
+    .unwrap();
+    assert!(!validator.is_valid(&typo));
+}
