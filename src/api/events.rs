@@ -1,13 +1,14 @@
 //! `POST /api/events/{topic}`: submit an event to the bus.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::api_key::ApiKey;
 use super::error::{ApiError, FieldError};
 use super::json::ApiJson;
-use super::{api_key, AppState};
+use super::AppState;
 use crate::engine::log_published;
 use crate::event::{EventError, SubmittedEvent};
 use crate::store::log;
@@ -26,10 +27,9 @@ fn field_of(error: &EventError) -> &'static str {
 pub async fn submit(
     State(state): State<AppState>,
     Path(topic): Path<String>,
-    headers: HeaderMap,
+    _key: ApiKey,
     ApiJson(submitted): ApiJson<SubmittedEvent>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    api_key::require(&state, &headers)?;
     let event = submitted
         .into_event(&topic)
         .map_err(|error| ApiError::BadRequest {

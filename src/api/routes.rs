@@ -1,20 +1,17 @@
 //! `GET /api/routes` (what is loaded and how the last reload went), `POST /api/routes/reload`.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::api_key::ApiKey;
 use super::error::ApiError;
-use super::{api_key, AppState};
+use super::AppState;
 use crate::reload::Signal;
 
 /// Lists routes with their triggers and actions.
-pub async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    api_key::require(&state, &headers)?;
+pub async fn list(State(state): State<AppState>, _key: ApiKey) -> Result<Json<Value>, ApiError> {
     let routes = state.routes.load();
     let listed: Vec<Value> = routes
         .routes
@@ -38,9 +35,8 @@ pub async fn list(
 /// Asks the reload loop to reload; the outcome appears in `GET /api/routes`.
 pub async fn reload(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _key: ApiKey,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    api_key::require(&state, &headers)?;
     let _ = state.reload_signals.try_send(Signal::Reload("api"));
     Ok((
         StatusCode::ACCEPTED,
