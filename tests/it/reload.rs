@@ -15,6 +15,14 @@ fn route(name: &str, event_type: &str, label: &str) -> String {
     )
 }
 
+/// Posts an event of `event_type` to `test.events` and expects it accepted.
+async fn post(daemon: &Daemon, event_type: &str) {
+    let (status, body) = daemon
+        .post_event("test.events", json!({"eventType": event_type, "data": {}}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+}
+
 async fn route_names(daemon: &Daemon) -> Vec<String> {
     let (_, listing) = daemon.get("/api/routes").await;
     let mut names: Vec<String> = listing["routes"]
@@ -42,19 +50,7 @@ async fn routes_are_added_changed_and_removed_without_restart() {
     project.write("migrations/20270101000000_items.sql", MIGRATION);
     project.write("routes/items.yaml", &route("item", "ITEM", "v1"));
     let daemon = project.start();
-    let post = |event_type: &'static str| {
-        let daemon = &daemon;
-        async move {
-            assert_eq!(
-                daemon
-                    .post_event("test.events", json!({"eventType": event_type, "data": {}}))
-                    .await
-                    .0,
-                202
-            );
-        }
-    };
-    post("ITEM").await;
+    post(&daemon, "ITEM").await;
     assert_eq!(labels(&project).await, ["v1"]);
 
     // Change: the target is to take effect within a second of the save; measured and printed,
@@ -66,7 +62,7 @@ async fn routes_are_added_changed_and_removed_without_restart() {
     })
     .await;
     eprintln!("reload after save took {:?}", changed_at.elapsed());
-    post("ITEM").await;
+    post(&daemon, "ITEM").await;
     assert_eq!(labels(&project).await, ["v1", "v2"]);
 
     // Add a route in a new file, saved the way editors do: write elsewhere, rename over.
@@ -77,7 +73,7 @@ async fn routes_are_added_changed_and_removed_without_restart() {
         (route_names(&daemon).await == ["item", "other"]).then_some(())
     })
     .await;
-    post("OTHER").await;
+    post(&daemon, "OTHER").await;
     assert_eq!(labels(&project).await, ["other", "v1", "v2"]);
 
     // An invalid edit: the old routes keep running and the error names the place.
@@ -93,7 +89,7 @@ async fn routes_are_added_changed_and_removed_without_restart() {
         "{error}"
     );
     assert_eq!(listing["routes"].as_array().unwrap().len(), 2);
-    post("ITEM").await;
+    post(&daemon, "ITEM").await;
     assert_eq!(labels(&project).await, ["other", "v1", "v2", "v2"]);
 
     // Remove: the route no longer runs.
@@ -102,8 +98,8 @@ async fn routes_are_added_changed_and_removed_without_restart() {
         (route_names(&daemon).await == ["other"]).then_some(())
     })
     .await;
-    post("ITEM").await;
-    post("OTHER").await;
+    post(&daemon, "ITEM").await;
+    post(&daemon, "OTHER").await;
     assert_eq!(labels(&project).await, ["other", "other", "v1", "v2", "v2"]);
     let (_, listing) = daemon.get("/api/routes").await;
     assert_eq!(listing["reload"]["ok"], true);
@@ -124,13 +120,7 @@ async fn a_routes_directory_replaced_by_a_symlink_swap_is_followed() {
     )
     .unwrap();
     let daemon = project.start();
-    assert_eq!(
-        daemon
-            .post_event("test.events", json!({"eventType": "ITEM", "data": {}}))
-            .await
-            .0,
-        202
-    );
+    post(&daemon, "ITEM").await;
     assert_eq!(labels(&project).await, ["v1"]);
 
     // Atomic swap as deploy tools do it: new link, renamed over the old one.
@@ -148,13 +138,7 @@ async fn a_routes_directory_replaced_by_a_symlink_swap_is_followed() {
         daemon.log().contains("(+0 ~1 -0)").then_some(())
     })
     .await;
-    assert_eq!(
-        daemon
-            .post_event("test.events", json!({"eventType": "ITEM", "data": {}}))
-            .await
-            .0,
-        202
-    );
+    post(&daemon, "ITEM").await;
     assert_eq!(labels(&project).await, ["v1", "v2"]);
 
     // And edits inside the new target are still seen.
@@ -165,12 +149,6 @@ async fn a_routes_directory_replaced_by_a_symlink_swap_is_followed() {
         || async { (daemon.log().matches("(+0 ~1 -0)").count() >= 2).then_some(()) },
     )
     .await;
-    assert_eq!(
-        daemon
-            .post_event("test.events", json!({"eventType": "ITEM", "data": {}}))
-            .await
-            .0,
-        202
-    );
+    post(&daemon, "ITEM").await;
     assert_eq!(labels(&project).await, ["v1", "v2", "v3"]);
 }
