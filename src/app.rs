@@ -48,6 +48,9 @@ pub enum AppError {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The event consumer ended on its own (a bug: it retries every database failure).
+    #[error("the event consumer stopped unexpectedly: {0}")]
+    ConsumerStopped(String),
 }
 
 /// A daemon ready to run: database migrated, routes loaded, listener bound.
@@ -156,6 +159,25 @@ impl Application {
             shutdown.clone(),
         ));
         let engine_task = tokio::spawn(self.engine.run(shutdown.clone()));
+        let engine_abort = engine_task.abort_handle();
+        // A daemon whose consumer died must not keep answering as if healthy: stop, exit
+        // non-zero and let the supervisor restart it.
+        let engine_watch = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let ended = engine_task.await;
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+                let reason = match ended {
+                    Ok(()) => "it returned".to_owned(),
+                    Err(error) => error.to_string(),
+                };
+                tracing::error!(%reason, "the event consumer stopped unexpectedly; shutting down");
+                shutdown.cancel();
+                Some(reason)
+            })
+        };
         let store = self.state.store.clone();
         let server_shutdown = shutdown.clone();
         let server = axum::serve(
@@ -166,17 +188,31 @@ impl Application {
         tracing::info!("listening on http://{address}");
         let served = server.await;
         shutdown.cancel();
-        match tokio::time::timeout(SHUTDOWN_GRACE, async {
-            let _ = engine_task.await;
+        let consumer_failure = match tokio::time::timeout(SHUTDOWN_GRACE, async {
             let _ = reload_task.await;
+            engine_watch.await.ok().flatten()
         })
         .await
         {
-            Ok(()) => tracing::info!("stopped cleanly"),
-            Err(_) => tracing::warn!("the event consumer did not stop in time; its uncommitted batch will be redone on start"),
-        }
+            Ok(failure) => {
+                if failure.is_none() {
+                    tracing::info!("stopped cleanly");
+                }
+                failure
+            }
+            Err(_) => {
+                // Dropping the batch in flight rolls its transaction back; it is redone on start.
+                engine_abort.abort();
+                tracing::warn!("the event consumer did not stop in time; its uncommitted batch will be redone on start");
+                None
+            }
+        };
         store.close().await;
-        served.map_err(AppError::Serve)
+        served.map_err(AppError::Serve)?;
+        match consumer_failure {
+            Some(reason) => Err(AppError::ConsumerStopped(reason)),
+            None => Ok(()),
+        }
     }
 }
 

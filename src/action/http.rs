@@ -14,6 +14,8 @@ use crate::route::model::HttpDef;
 use crate::template::ValueTemplate;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest timeout a route may set: the call runs inside the event's transaction.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 /// Response bodies beyond this are cut before they reach `steps`.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
@@ -66,6 +68,19 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &HttpDef) ->
                 &format!("{path}.success"),
                 "status codes must be between 100 and 599",
                 None,
+            );
+        }
+    }
+    if let Some(timeout) = def.timeout {
+        if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            compiler.error(
+                &format!("{path}.timeout"),
+                format!("timeout must be more than 0 and at most {MAX_TIMEOUT:?}"),
+                Some(
+                    "the call runs inside the event's transaction, which holds up the stream; \
+                     hand slow work to a queue instead"
+                        .into(),
+                ),
             );
         }
     }

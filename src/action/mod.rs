@@ -221,6 +221,8 @@ pub struct Scope {
     env: Value,
     steps: BTreeMap<String, Value>,
     row: Option<Value>,
+    /// Row indices of the enclosing `for_each` loops, outermost first.
+    iterations: Vec<usize>,
 }
 
 impl Scope {
@@ -242,6 +244,7 @@ impl Scope {
             env,
             steps: BTreeMap::new(),
             row: None,
+            iterations: Vec::new(),
         }
     }
 
@@ -256,6 +259,16 @@ impl Scope {
             context.insert("row", row.clone());
         }
         Value::from(context)
+    }
+
+    /// Where `step_path` runs in this iteration: `1.for_each.0@3` for row 3 of the loop. Idempotency
+    /// keys and dead letters use it, so each row's HTTP call has its own key.
+    pub fn step_path(&self, step_path: &str) -> String {
+        if self.iterations.is_empty() {
+            return step_path.to_owned();
+        }
+        let rows: Vec<String> = self.iterations.iter().map(usize::to_string).collect();
+        format!("{step_path}@{}", rows.join(","))
     }
 
     /// Records an action's result under `steps.<name>`.
@@ -303,8 +316,9 @@ pub fn run_steps<'r, 'a: 'r>(
 ) -> Pin<Box<dyn Future<Output = Result<(), StepFailure>> + Send + 'r>> {
     Box::pin(async move {
         for step in steps {
+            let path = scope.step_path(&step.path);
             let fail = |error: ActionError| StepFailure {
-                path: step.path.clone(),
+                path: path.clone(),
                 kind: step.action.kind(),
                 error,
             };
@@ -327,16 +341,19 @@ pub fn run_steps<'r, 'a: 'r>(
                     Ok(rows) => {
                         // Nested failures keep their own path (`1.for_each.0`).
                         let outer_row = scope.row.take();
-                        for row in rows {
-                            scope.row = Some(Value::from_serialize(&row));
-                            run_steps(run, &action.for_each, scope).await?;
+                        for (index, row) in rows.iter().enumerate() {
+                            scope.row = Some(Value::from_serialize(row));
+                            scope.iterations.push(index);
+                            let nested = run_steps(run, &action.for_each, scope).await;
+                            scope.iterations.pop();
+                            nested?;
                         }
                         scope.row = outer_row;
                         Ok(())
                     }
                 },
                 Action::Emit(action) => action.execute(run, scope).await,
-                Action::Http(action) => action.execute(run, scope, &step.path).await,
+                Action::Http(action) => action.execute(run, scope, &path).await,
             };
             result.map_err(fail)?;
         }

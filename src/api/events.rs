@@ -11,7 +11,9 @@ use super::json::ApiJson;
 use super::AppState;
 use crate::engine::log_published;
 use crate::event::{EventError, SubmittedEvent};
+use crate::store::dead_letters::{self, NewDeadLetter};
 use crate::store::log;
+use crate::template::now_rfc3339;
 
 fn field_of(error: &EventError) -> &'static str {
     match error {
@@ -58,13 +60,34 @@ pub async fn submit(
                 },
             })
             .collect();
-        return Err(ApiError::Unprocessable {
-            message: format!(
-                "{} on {} does not match schemas/{}/{}.json",
-                event.envelope.event_type, event.topic, event.topic, event.envelope.event_type
-            ),
-            fields,
-        });
+        let message = format!(
+            "{} on {} does not match schemas/{}/{}.json",
+            event.envelope.event_type, event.topic, event.topic, event.envelope.event_type
+        );
+        // Kept like any refused event, so it can be inspected (and replayed once the schema or
+        // the producer is fixed); the caller also learns at once through the 422.
+        let envelope = serde_json::to_string(&event.envelope).expect("envelopes serialise");
+        let now = now_rfc3339();
+        let mut transaction = state.store.begin().await?;
+        dead_letters::insert(
+            &mut transaction,
+            &NewDeadLetter {
+                event_id: &event.envelope.event_id,
+                topic: event.topic.as_str(),
+                event_type: &event.envelope.event_type,
+                key: &event.key,
+                envelope: &envelope,
+                route: None,
+                action_index: None,
+                action_kind: None,
+                error: &format!("event fails its schema: {}", errors.join("; ")),
+                attempts: 1,
+                first_failed_at: &now,
+            },
+        )
+        .await?;
+        transaction.commit().await?;
+        return Err(ApiError::Unprocessable { message, fields });
     }
     let mut transaction = state.store.begin().await?;
     let appended = log::append(&mut transaction, &event).await?;

@@ -266,3 +266,227 @@ async fn run_route(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The retry/dead-letter decision, against a real SQLite file.
+
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use sqlx::Row;
+
+    use super::*;
+    use crate::engine::retry::RetryPolicy;
+    use crate::event::SubmittedEvent;
+    use crate::route::load::{load, LoadOptions, Source};
+    use crate::store::{log, Store};
+    use crate::template::{TemplateLimits, TemplateValue};
+
+    const ROUTES: &str = r#"routes:
+  - name: record
+    on: {topic: test.events}
+    actions:
+      - insert: {table: items, values: {id: "{{ event.eventId }}", label: "{{ event.eventType }}"}}
+  - name: unreachable
+    on: {topic: test.events, type: UNREACHABLE}
+    retry: {attempts: 3, jitter: false, backoff: {initial: 10ms, max: 15ms, multiplier: 2}}
+    actions:
+      - insert: {table: items, values: {id: x, label: rolled-back}}
+      - http: {url: "http://127.0.0.1:1/", timeout: 1s}
+  - name: typo
+    on: {topic: test.events, type: TYPO}
+    actions:
+      - insert: {table: items, values: {id: y, label: "{{ data.nmae }}"}}
+"#;
+
+    const SCHEMA: &str = r#"{"type": "object", "required": ["name"]}"#;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        routes: RouteSet,
+    }
+
+    fn write(root: &Path, relative: &str, text: &str) {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "routes/test.yaml", ROUTES);
+        write(dir.path(), "schemas/test.events/NAMED.json", SCHEMA);
+        write(
+            dir.path(),
+            "migrations/20270101000000_items.sql",
+            "CREATE TABLE items (id TEXT NOT NULL, label TEXT NOT NULL);",
+        );
+        let store = Store::connect(&dir.path().join("crm.db").display().to_string())
+            .await
+            .unwrap();
+        store
+            .migrate(Some(&dir.path().join("migrations")))
+            .await
+            .unwrap();
+        let catalog = store.catalog().await.unwrap();
+        let routes = load(&LoadOptions {
+            routes: &Source::Directory(dir.path().join("routes")),
+            schemas: &Source::Directory(dir.path().join("schemas")),
+            catalog: Some(&catalog),
+            env: TemplateValue::from(BTreeMap::<String, String>::new()),
+            default_retry: RetryPolicy::default(),
+            limits: TemplateLimits::default(),
+        })
+        .unwrap();
+        Fixture {
+            _dir: dir,
+            store,
+            routes,
+        }
+    }
+
+    impl Fixture {
+        async fn append(&self, event_type: &str, data: serde_json::Value) -> LogRecord {
+            let event = serde_json::from_value::<SubmittedEvent>(
+                serde_json::json!({"eventType": event_type, "data": data}),
+            )
+            .unwrap()
+            .into_event("test.events")
+            .unwrap();
+            let mut transaction = self.store.begin().await.unwrap();
+            log::append(&mut transaction, &event).await.unwrap();
+            transaction.commit().await.unwrap();
+            log::read_after(self.store.reader(), 0, 1000)
+                .await
+                .unwrap()
+                .pop()
+                .unwrap()
+        }
+
+        /// Runs one attempt in its own transaction, committed on success and rolled back on
+        /// `Retry`, as the engine does.
+        async fn attempt(&self, record: &LogRecord, attempt: u32) -> Result<Vec<Event>, Retry> {
+            let mut transaction = self.store.begin().await.unwrap();
+            let http = reqwest::Client::new();
+            let outcome =
+                handle_record(&mut transaction, record, &self.routes, &http, attempt, None).await;
+            match outcome {
+                Ok(_) => transaction.commit().await.unwrap(),
+                Err(_) => transaction.rollback().await.unwrap(),
+            }
+            outcome
+        }
+
+        async fn labels(&self) -> Vec<String> {
+            sqlx::query("SELECT label FROM items ORDER BY label")
+                .fetch_all(self.store.reader())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>("label"))
+                .collect()
+        }
+
+        async fn dead_letters(&self) -> Vec<(Option<String>, Option<String>, String, i64)> {
+            sqlx::query("SELECT route, action_index, error, attempts FROM dead_letters")
+                .fetch_all(self.store.reader())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| {
+                    (
+                        row.get("route"),
+                        row.get("action_index"),
+                        row.get("error"),
+                        row.get("attempts"),
+                    )
+                })
+                .collect()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_with_backoff_then_dead_lettered() {
+        let fixture = fixture().await;
+        let record = fixture.append("UNREACHABLE", serde_json::json!({})).await;
+        for attempt in 1..=2 {
+            let retry = fixture.attempt(&record, attempt).await.unwrap_err();
+            assert_eq!(retry.route, "unreachable");
+            assert!(
+                retry.error.contains("action 1 (http) failed"),
+                "{}",
+                retry.error
+            );
+            let expected = if attempt == 1 { 10 } else { 15 };
+            assert_eq!(retry.delay, Duration::from_millis(expected));
+        }
+        // The attempts were rolled back: nothing written yet.
+        assert!(fixture.dead_letters().await.is_empty());
+        assert!(fixture.labels().await.is_empty());
+        let emitted = fixture.attempt(&record, 3).await.unwrap();
+        assert!(emitted.is_empty());
+        let letters = fixture.dead_letters().await;
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        let (route, action, error, attempts) = &letters[0];
+        assert_eq!(route.as_deref(), Some("unreachable"));
+        assert_eq!(action.as_deref(), Some("1"));
+        assert!(error.contains("http POST http://127.0.0.1/"), "{error}");
+        assert_eq!(*attempts, 3);
+        // The failing route's insert was rolled back; the other route's row committed.
+        assert_eq!(fixture.labels().await, ["UNREACHABLE"]);
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_dead_lettered_at_once() {
+        let fixture = fixture().await;
+        let record = fixture
+            .append("TYPO", serde_json::json!({"name": "n"}))
+            .await;
+        fixture.attempt(&record, 1).await.unwrap();
+        let letters = fixture.dead_letters().await;
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        let (route, action, error, attempts) = &letters[0];
+        assert_eq!(
+            (route.as_deref(), action.as_deref(), *attempts),
+            (Some("typo"), Some("0"), 1)
+        );
+        assert!(error.contains("undefined"), "{error}");
+        assert_eq!(fixture.labels().await, ["TYPO"]);
+    }
+
+    #[tokio::test]
+    async fn an_event_failing_its_schema_is_dead_lettered_without_running_any_route() {
+        let fixture = fixture().await;
+        let record = fixture
+            .append("NAMED", serde_json::json!({"other": 1}))
+            .await;
+        fixture.attempt(&record, 1).await.unwrap();
+        let letters = fixture.dead_letters().await;
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        let (route, _, error, _) = &letters[0];
+        assert_eq!(route, &None);
+        assert!(error.contains("fails its schema"), "{error}");
+        assert!(error.contains("name"), "{error}");
+        assert!(fixture.labels().await.is_empty(), "no route ran");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_stored_envelope_is_dead_lettered() {
+        let fixture = fixture().await;
+        let record = LogRecord {
+            seq: 1,
+            topic: "test.events".into(),
+            key: "k".into(),
+            envelope: "{not json".into(),
+        };
+        fixture.attempt(&record, 1).await.unwrap();
+        let letters = fixture.dead_letters().await;
+        assert_eq!(letters.len(), 1);
+        assert!(
+            letters[0].2.contains("malformed event envelope"),
+            "{letters:?}"
+        );
+    }
+}

@@ -109,30 +109,45 @@ impl Engine {
     }
 
     /// Consumes until `shutdown` is cancelled; the batch in flight always finishes first.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), StoreError> {
-        let mut position = log::position(
-            self.store.reader(),
-            &self.options.consumer,
-            EMBEDDED_STREAM,
-            0,
-        )
-        .await?;
-        tracing::info!(position, consumer = %self.options.consumer, "event consumer started");
+    ///
+    /// Database failures never end the loop: the position is read again from the database
+    /// and the batch redone once it answers, with `/readyz` reporting the failure meanwhile.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut position: Option<i64> = None;
         while !shutdown.is_cancelled() {
-            let records = match log::read_after(
-                self.store.reader(),
-                position,
-                self.options.batch_size as i64,
-            )
-            .await
-            {
-                Ok(records) => records,
-                Err(error) => {
-                    self.store_failed(&error);
-                    sleep_or_cancel(STORE_RETRY, &shutdown).await;
-                    continue;
-                }
+            let from = match position {
+                Some(from) => from,
+                None => match log::position(
+                    self.store.reader(),
+                    &self.options.consumer,
+                    EMBEDDED_STREAM,
+                    0,
+                )
+                .await
+                {
+                    Ok(from) => {
+                        tracing::info!(position = from, consumer = %self.options.consumer, "event consumer at position");
+                        position = Some(from);
+                        from
+                    }
+                    Err(error) => {
+                        self.store_failed(&error);
+                        sleep_or_cancel(STORE_RETRY, &shutdown).await;
+                        continue;
+                    }
+                },
             };
+            let records =
+                match log::read_after(self.store.reader(), from, self.options.batch_size as i64)
+                    .await
+                {
+                    Ok(records) => records,
+                    Err(error) => {
+                        self.store_failed(&error);
+                        sleep_or_cancel(STORE_RETRY, &shutdown).await;
+                        continue;
+                    }
+                };
             if records.is_empty() {
                 tokio::select! {
                     _ = self.signal.notified() => {}
@@ -141,25 +156,27 @@ impl Engine {
                 }
                 continue;
             }
-            match self.run_batch(position, &records).await {
-                Ok((done, None)) => position = done,
+            match self.run_batch(from, &records).await {
+                Ok((done, None)) => position = Some(done),
                 Ok((done, Some((record, retry)))) => {
-                    position = done;
-                    if let Some(done) = self.retry_alone(&record, retry, &shutdown).await {
-                        position = done;
-                    }
+                    position = self.retry_alone(done, &record, retry, &shutdown).await;
                 }
                 Err(error) => {
                     self.store_failed(&error);
+                    position = None;
                     sleep_or_cancel(STORE_RETRY, &shutdown).await;
                 }
             }
         }
-        tracing::info!(position, "event consumer stopped");
-        Ok(())
+        tracing::info!(?position, "event consumer stopped");
     }
 
     fn store_failed(&self, error: &StoreError) {
+        if let StoreError::PositionMoved { .. } = error {
+            // Not an outage: the batch rolled back and is redone from the stored position.
+            tracing::warn!(%error, "batch abandoned; re-reading the consumer position");
+            return;
+        }
         tracing::error!(%error, "event consumer cannot reach the database; retrying");
         self.health.set(Some(error.to_string()));
     }
@@ -192,11 +209,12 @@ impl Engine {
             }
         }
         if done > position {
-            log::set_position(
+            log::advance_position(
                 &mut transaction,
                 &self.options.consumer,
                 EMBEDDED_STREAM,
                 0,
+                position,
                 done,
             )
             .await?;
@@ -207,10 +225,12 @@ impl Engine {
         Ok((done, pending_retry))
     }
 
-    /// Retries one record until it succeeds or its failing routes are dead-lettered.
-    /// Returns the new position, or `None` when shutting down first.
+    /// Retries one record (the one after position `from`) until it succeeds or its failing
+    /// routes are dead-lettered. Returns the new position, or `None` when shutting down first or
+    /// when the stored position must be read again.
     async fn retry_alone(
         &self,
+        from: i64,
         record: &LogRecord,
         mut retry: Retry,
         shutdown: &CancellationToken,
@@ -244,11 +264,12 @@ impl Engine {
                 .await;
                 match result {
                     Ok(emitted) => {
-                        log::set_position(
+                        log::advance_position(
                             &mut transaction,
                             &self.options.consumer,
                             EMBEDDED_STREAM,
                             0,
+                            from,
                             record.seq,
                         )
                         .await?;
@@ -269,6 +290,10 @@ impl Engine {
                     return Some(record.seq);
                 }
                 Ok(Err(next)) => retry = next,
+                Err(error @ StoreError::PositionMoved { .. }) => {
+                    self.store_failed(&error);
+                    return None;
+                }
                 Err(error) => {
                     self.store_failed(&error);
                     attempt -= 1;

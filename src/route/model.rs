@@ -259,7 +259,7 @@ pub struct HttpDef {
     /// JSON body: a tree whose string leaves are templates.
     #[serde(default)]
     pub body: Option<serde_yaml::Value>,
-    /// Per-attempt timeout (default `10s`).
+    /// Per-attempt timeout (default `10s`, at most `30s`).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
     /// Status codes that count as success (default: any 2xx).

@@ -2,7 +2,8 @@
 //!
 //! Every event the daemon accepts or emits is appended here in the transaction that caused it.
 //! The embedded consumer reads it in `seq` order; with one writer connection on SQLite, `seq`
-//! order is commit order, so a consumer position never skips a row committed later.
+//! order is commit order (on PostgreSQL an advisory lock gives the same guarantee), so a
+//! consumer position never skips a row committed later.
 
 use sqlx::{AnyConnection, AnyPool, Row};
 
@@ -12,6 +13,9 @@ use crate::template::now_rfc3339;
 
 /// The stream name under which the embedded bus stores its consumer position.
 pub const EMBEDDED_STREAM: &str = "__event_log";
+
+/// Advisory lock key serialising appends on PostgreSQL ("crmrlog" in ASCII).
+const APPEND_LOCK: i64 = 0x63_72_6d_72_6c_6f_67;
 
 /// One log row as read by a consumer.
 #[derive(Debug, Clone)]
@@ -28,7 +32,18 @@ pub struct LogRecord {
 
 /// Appends `event`; returns false when an event with the same id is already in the log
 /// (re-submitting an event is idempotent).
+///
+/// On PostgreSQL, sequence values are handed out at insert time, not at commit, so a consumer
+/// could read seq 11 before seq 10 commits and never go back for it. Appending takes a
+/// transaction-scoped advisory lock first, which makes appends commit in `seq` order (SQLite
+/// gets the same from its single writer connection).
 pub async fn append(connection: &mut AnyConnection, event: &Event) -> Result<bool, sqlx::Error> {
+    if connection.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(APPEND_LOCK)
+            .execute(&mut *connection)
+            .await?;
+    }
     let envelope = serde_json::to_string(&event.envelope).expect("envelopes serialise");
     let result = sqlx::query(
         "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) \
@@ -100,27 +115,54 @@ pub async fn position(
     })
 }
 
-/// Stores a consumer position inside the caller's transaction.
-pub async fn set_position(
+/// Moves a consumer position from `from` to `to` inside the caller's transaction.
+///
+/// Compare-and-set: when another process moved the position since `from` was read (a second
+/// daemon on the same database), nothing is written and [`StoreError::PositionMoved`] tells the
+/// caller to roll back its batch, so no event is applied twice.
+pub async fn advance_position(
     connection: &mut AnyConnection,
     consumer: &str,
     stream: &str,
     partition: i64,
-    position: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO consumer_positions (consumer, topic, partition, position, updated_at) \
-         VALUES ($1, $2, $3, $4, $5) \
-         ON CONFLICT (consumer, topic, partition) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+    from: i64,
+    to: i64,
+) -> Result<(), StoreError> {
+    let updated = sqlx::query(
+        "UPDATE consumer_positions SET position = $1, updated_at = $2 \
+         WHERE consumer = $3 AND topic = $4 AND partition = $5 AND position = $6",
     )
+    .bind(to)
+    .bind(now_rfc3339())
     .bind(consumer)
     .bind(stream)
     .bind(partition)
-    .bind(position)
-    .bind(now_rfc3339())
-    .execute(connection)
+    .bind(from)
+    .execute(&mut *connection)
     .await?;
-    Ok(())
+    if updated.rows_affected() == 1 {
+        return Ok(());
+    }
+    if from == 0 {
+        let inserted = sqlx::query(
+            "INSERT INTO consumer_positions (consumer, topic, partition, position, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer, topic, partition) DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(stream)
+        .bind(partition)
+        .bind(to)
+        .bind(now_rfc3339())
+        .execute(&mut *connection)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(());
+        }
+    }
+    Err(StoreError::PositionMoved {
+        consumer: consumer.to_owned(),
+        expected: from,
+    })
 }
 
 /// Decodes a stored or received envelope.

@@ -41,6 +41,14 @@ pub enum StoreError {
     /// A user migration is unusable.
     #[error("{0}")]
     UserMigration(String),
+    /// Another consumer moved the position this batch started from.
+    #[error("consumer {consumer:?} moved from position {expected} in another process; is a second daemon running on this database?")]
+    PositionMoved {
+        /// Consumer name.
+        consumer: String,
+        /// The position the batch started from.
+        expected: i64,
+    },
     /// Any other query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),

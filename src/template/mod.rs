@@ -101,6 +101,9 @@ pub struct Condition(String);
 pub struct TemplateEnvironment {
     env: Environment<'static>,
     limits: TemplateLimits,
+    /// Makes every registered name unique: a map key may itself contain a dot, so
+    /// `{name}.{key}` alone could collide and silently replace another template.
+    registered: usize,
 }
 
 impl std::fmt::Debug for TemplateEnvironment {
@@ -146,7 +149,16 @@ impl TemplateEnvironment {
         env.set_keep_trailing_newline(true);
         functions::register(&mut env);
         env.add_filter(NATIVE_FILTER, native_json);
-        Self { env, limits }
+        Self {
+            env,
+            limits,
+            registered: 0,
+        }
+    }
+
+    fn unique_name(&mut self, name: &str) -> String {
+        self.registered += 1;
+        format!("{name}#{}", self.registered)
     }
 
     /// Compiles a string that may contain template syntax. `name` identifies it in errors.
@@ -156,17 +168,18 @@ impl TemplateEnvironment {
                 text.to_owned(),
             )));
         }
+        let name = self.unique_name(name);
         if let Some(expression) = sole_expression(text) {
             let source = format!("{{{{ ({expression}) | {NATIVE_FILTER} }}}}");
             self.env
-                .add_template_owned(name.to_owned(), source)
+                .add_template_owned(name.clone(), source)
                 .map_err(|error| compile_error(&error, ""))?;
-            return Ok(ValueTemplate::Expression(name.to_owned()));
+            return Ok(ValueTemplate::Expression(name));
         }
         self.env
-            .add_template_owned(name.to_owned(), text.to_owned())
+            .add_template_owned(name.clone(), text.to_owned())
             .map_err(|error| compile_error(&error, ""))?;
-        Ok(ValueTemplate::Text(name.to_owned()))
+        Ok(ValueTemplate::Text(name))
     }
 
     /// Compiles a YAML tree whose string leaves may be templates.
@@ -233,10 +246,11 @@ impl TemplateEnvironment {
             });
         }
         let source = format!("{{% if {expression} %}}1{{% endif %}}");
+        let name = self.unique_name(name);
         self.env
-            .add_template_owned(name.to_owned(), source)
+            .add_template_owned(name.clone(), source)
             .map_err(|error| compile_error(&error, ""))?;
-        Ok(Condition(name.to_owned()))
+        Ok(Condition(name))
     }
 
     /// Renders a compiled value against `context`.
@@ -354,6 +368,21 @@ mod tests {
         assert_eq!(
             env.render(&title, &event_context()).unwrap(),
             json!("初回コンタクト: Acme {{ 7*7 }}")
+        );
+    }
+
+    #[test]
+    fn keys_containing_dots_do_not_replace_other_templates() {
+        let mut env = environment();
+        let value = env
+            .compile_value(
+                "v",
+                &serde_yaml::from_str("{'a.b': '{{ 1 }}', a: {b: '{{ 2 }}'}}").unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            env.render(&value, &event_context()).unwrap(),
+            json!({"a.b": 1, "a": {"b": 2}})
         );
     }
 

@@ -174,13 +174,22 @@ async fn schema_failures_are_rejected_over_http_and_emitted_ones_dead_lettered()
     );
     drained(&db).await;
     let (route, error, attempts): (String, String, i64) =
-        sqlx::query_as("SELECT route, error, attempts FROM dead_letters")
+        sqlx::query_as("SELECT route, error, attempts FROM dead_letters WHERE route IS NOT NULL")
             .fetch_one(&db)
             .await
             .unwrap();
     assert_eq!(route, "bad-emit");
     assert!(error.contains("fails its schema"), "{error}");
     assert_eq!(attempts, 1, "schema failures are permanent");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM dead_letters WHERE route IS NULL AND event_type = 'USER_CREATED'"
+        )
+        .await,
+        1,
+        "the event refused over HTTP is kept as a dead letter"
+    );
     assert_eq!(
         count(
             &db,

@@ -32,6 +32,18 @@ const ROUTES: &str = r#"routes:
       - upsert: {table: counters, where: {name: children}, increment: {value: 1}}
 "#;
 
+/// Whether the log holds events the consumer has not committed yet.
+async fn consumer_is_behind(db: &sqlx::SqlitePool) -> bool {
+    let (head, position): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM event_log), \
+                (SELECT COALESCE(MAX(position), 0) FROM consumer_positions)",
+    )
+    .fetch_one(db)
+    .await
+    .unwrap();
+    position < head
+}
+
 #[tokio::test]
 async fn sigkill_mid_stream_applies_every_effect_exactly_once() {
     let project = Project::empty();
@@ -39,15 +51,22 @@ async fn sigkill_mid_stream_applies_every_effect_exactly_once() {
     project.write("routes/count.yaml", ROUTES);
     let mut accepted: HashSet<String> = HashSet::new();
     let mut kills = 0;
+    let mut kills_with_work_pending = 0;
+    let mut db = None;
     let mut next = 0usize;
     while accepted.len() < EVENTS {
         let mut daemon = project.start();
+        if db.is_none() {
+            db = Some(project.database().await);
+        }
+        let db = db.as_ref().expect("opened above");
         let kill_after = 60 + fastrand::usize(..200);
         let mut sent_this_round = 0;
         while accepted.len() < EVENTS && sent_this_round < kill_after {
             let mut posts = JoinSet::new();
             for _ in 0..CONCURRENCY.min(EVENTS - accepted.len()) {
                 let id = format!("00000000-0000-4000-8000-{next:012}");
+                let key = format!("k{}", next % 7);
                 next += 1;
                 let client = reqwest::Client::new();
                 let url = format!("{}/api/events/test.events", daemon.base);
@@ -55,7 +74,7 @@ async fn sigkill_mid_stream_applies_every_effect_exactly_once() {
                     let response = client
                         .post(url)
                         .header("x-api-key", crate::support::API_KEY)
-                        .json(&json!({"eventId": id, "eventType": "COUNT", "key": format!("k{}", id.len() % 7), "data": {}}))
+                        .json(&json!({"eventId": id, "eventType": "COUNT", "key": key, "data": {}}))
                         .send()
                         .await;
                     (id, response.map(|response| response.status().as_u16()))
@@ -68,20 +87,21 @@ async fn sigkill_mid_stream_applies_every_effect_exactly_once() {
                 sent_this_round += 1;
             }
         }
-        if accepted.len() < EVENTS {
-            daemon.kill();
-            kills += 1;
-        } else {
-            // Kill once more while the tail of the stream is still being processed.
-            daemon.kill();
-            kills += 1;
-            break;
+        // The tail of the stream is killed too, while it is still being processed.
+        if consumer_is_behind(db).await {
+            kills_with_work_pending += 1;
         }
+        daemon.kill();
+        kills += 1;
     }
     assert!(kills >= 4, "the stream was interrupted {kills} times");
+    assert!(
+        kills_with_work_pending >= 1,
+        "no kill landed while events were still unprocessed ({kills} kills)"
+    );
 
     let _daemon = project.start();
-    let db = project.database().await;
+    let db = db.expect("the daemon ran at least once");
     drained(&db).await;
     let n = EVENTS as i64;
     assert_eq!(
@@ -169,4 +189,60 @@ async fn sigterm_finishes_the_batch_and_exits_zero() {
         50
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM effects").await, 100);
+}
+
+#[tokio::test]
+async fn two_daemons_on_one_database_apply_each_event_once() {
+    const N: usize = 400;
+    let project = Project::empty();
+    project.write("migrations/20270101000000_effects.sql", MIGRATION);
+    project.write("routes/count.yaml", ROUTES);
+    let first = project.start();
+    let second = project.start();
+    let mut posts = JoinSet::new();
+    let client = reqwest::Client::new();
+    for n in 0..N {
+        let base = if n % 2 == 0 {
+            &first.base
+        } else {
+            &second.base
+        };
+        let request = client
+            .post(format!("{base}/api/events/test.events"))
+            .header("x-api-key", crate::support::API_KEY)
+            .json(&json!({"eventType": "COUNT", "key": format!("k{}", n % 5), "data": {}}));
+        posts.spawn(async move { request.send().await.unwrap().status().as_u16() });
+        if posts.len() >= CONCURRENCY {
+            assert_eq!(posts.join_next().await.unwrap().unwrap(), 202);
+        }
+    }
+    while let Some(status) = posts.join_next().await {
+        assert_eq!(status.unwrap(), 202);
+    }
+    let db = project.database().await;
+    drained(&db).await;
+    let n = N as i64;
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM effects WHERE kind = 'parent'").await,
+        n,
+        "{}\n{}",
+        first.log(),
+        second.log()
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM effects WHERE kind = 'child'").await,
+        n
+    );
+    assert_eq!(
+        count(&db, "SELECT value FROM counters WHERE name = 'children'").await,
+        n
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM event_log WHERE event_type = 'CHILD'"
+        )
+        .await,
+        n
+    );
 }

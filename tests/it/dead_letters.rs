@@ -136,3 +136,40 @@ async fn failing_routes_are_retried_then_dead_lettered_and_the_stream_moves_on()
     );
     assert!(daemon.log().contains("event dead-lettered"));
 }
+
+#[tokio::test]
+async fn each_for_each_row_sends_its_own_idempotency_key() {
+    let (hook, keys) = flaky_target(0).await;
+    let project = Project::empty();
+    project.write("migrations/20270101000000_items.sql", MIGRATION);
+    project.write(
+        "routes/fanout.yaml",
+        &format!(
+            r#"routes:
+  - name: fanout
+    on: {{topic: test.events, type: FANOUT}}
+    actions:
+      - insert: {{table: items, values: {{id: a, label: "{{{{ event.eventId }}}}"}}}}
+      - insert: {{table: items, values: {{id: b, label: "{{{{ event.eventId }}}}"}}}}
+      - insert: {{table: items, values: {{id: c, label: "{{{{ event.eventId }}}}"}}}}
+      - query:
+          table: items
+          where: {{label: "{{{{ event.eventId }}}}"}}
+          order_by: [id]
+          as: rows
+          for_each:
+            - http: {{url: "{hook}", body: {{id: "{{{{ row.id }}}}"}}}}
+"#
+        ),
+    );
+    let daemon = project.start();
+    let (status, body) = daemon
+        .post_event("test.events", json!({"eventType": "FANOUT", "data": {}}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    drained(&project.database().await).await;
+    let keys = keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 3, "one call per row: {keys:?}");
+    let distinct: std::collections::HashSet<_> = keys.iter().collect();
+    assert_eq!(distinct.len(), 3, "every row has its own key: {keys:?}");
+}

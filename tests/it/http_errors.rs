@@ -206,6 +206,21 @@ async fn bad_event_submissions_are_refused_clearly() {
         0,
         "no refused event was written"
     );
+    let refused: Vec<(String, String)> =
+        sqlx::query_as("SELECT event_type, error FROM dead_letters WHERE route IS NULL")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        refused.len(),
+        1,
+        "only the schema violation is dead-lettered: {refused:?}"
+    );
+    assert_eq!(refused[0].0, "USER_CREATED");
+    assert!(
+        refused[0].1.contains("event fails its schema"),
+        "{refused:?}"
+    );
     let health = client
         .get(format!("{}/healthz", daemon.base))
         .send()

@@ -5,5 +5,6 @@ mod check;
 mod crash;
 mod dead_letters;
 mod http_errors;
+mod operations;
 mod reload;
 mod support;

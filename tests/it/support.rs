@@ -142,7 +142,13 @@ impl Daemon {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let address: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+                    // Plain or JSON logs: the address ends at the first character it cannot hold.
+                    let address: String = rest
+                        .chars()
+                        .take_while(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']')
+                        })
+                        .collect();
                     let _ = address_sender.send(address);
                 }
                 let mut log = log_writer.lock().unwrap();
@@ -216,6 +222,15 @@ impl Daemon {
         self.child.wait().unwrap().code()
     }
 
+    /// Sends SIGHUP (reload routes).
+    pub fn hangup(&self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap();
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
@@ -255,19 +270,24 @@ pub async fn count(pool: &SqlitePool, sql: &str) -> i64 {
         .unwrap()
 }
 
-/// Waits until the consumer position reaches the end of the log and stays there.
+/// Waits until the consumer position reaches the end of the log and stays there for two
+/// consecutive polls (head and position read in one query, so they describe one moment).
 pub async fn drained(pool: &SqlitePool) {
+    let caught_up = std::cell::Cell::new(0);
     eventually(
         Duration::from_secs(60),
         "the consumer to reach the end of the log",
         || async {
-            let head = count(pool, "SELECT COALESCE(MAX(seq), 0) FROM event_log").await;
-            let position = count(
-                pool,
-                "SELECT COALESCE(MAX(position), 0) FROM consumer_positions",
+            let (head, position): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COALESCE(MAX(seq), 0) FROM event_log), \
+                        (SELECT COALESCE(MAX(position), 0) FROM consumer_positions)",
             )
-            .await;
-            (head > 0 && head == position).then_some(())
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            let settled = head > 0 && head == position;
+            caught_up.set(if settled { caught_up.get() + 1 } else { 0 });
+            (caught_up.get() >= 2).then_some(())
         },
     )
     .await;

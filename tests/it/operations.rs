@@ -1,0 +1,82 @@
+//! Operator surface: SIGHUP and `POST /api/routes/reload` reload routes, JSON logs are one
+//! object per line with the guide's messages.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{drained, eventually, Daemon, Project, API_KEY};
+
+async fn reload_time(daemon: &Daemon) -> String {
+    let (status, listing) = daemon.get("/api/routes").await;
+    assert_eq!(status, 200, "{listing}");
+    assert_eq!(listing["reload"]["ok"], true, "{listing}");
+    listing["reload"]["at"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn sighup_and_the_reload_endpoint_reload_the_routes() {
+    let project = Project::bundled();
+    let daemon = project.start();
+    let initial = reload_time(&daemon).await;
+
+    daemon.hangup();
+    let after_hangup = eventually(Duration::from_secs(5), "a reload after SIGHUP", || async {
+        let at = reload_time(&daemon).await;
+        (at != initial).then_some(at)
+    })
+    .await;
+    assert!(daemon.log().contains("SIGHUP received; reloading routes"));
+
+    let response = daemon
+        .request(reqwest::Method::POST, "/api/routes/reload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    eventually(
+        Duration::from_secs(5),
+        "a reload after POST /api/routes/reload",
+        || async { (reload_time(&daemon).await != after_hangup).then_some(()) },
+    )
+    .await;
+    assert!(daemon.log().matches("🔁 Routes reloaded").count() >= 3);
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_guide_messages() {
+    let project = Project::bundled();
+    let daemon = Daemon::start(
+        &project,
+        &[
+            ("CRM_ROUTER_API_KEY", API_KEY),
+            ("CRM_ROUTER_LOG_FORMAT", "json"),
+        ],
+    );
+    let (status, body) = daemon
+        .post_event(
+            "user.events",
+            json!({"eventType": "USER_CREATED", "data": {"userId": "u1", "email": "a@example.com", "name": "Taro", "role": "USER"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    drained(&project.database().await).await;
+    let log = daemon.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line["fields"]["message"].as_str())
+        .collect();
+    assert!(
+        messages.contains(&"📥 Event received: USER_CREATED from topic user.events"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.contains(&"📤 Event published: CUSTOMER_CREATED to topic customer.events"),
+        "{messages:?}"
+    );
+    assert!(lines.iter().all(|line| line["level"].is_string()));
+}
