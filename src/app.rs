@@ -48,6 +48,9 @@ pub enum AppError {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// Tokens cannot be signed.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     /// The event consumer ended on its own (a bug: it retries every database failure).
     #[error("the event consumer stopped unexpectedly: {0}")]
     ConsumerStopped(String),
@@ -108,6 +111,11 @@ impl Application {
             },
         );
         let (reload_sender, reload_signals) = mpsc::channel(8);
+        let (secret, origin) =
+            crate::auth::secret::resolve(&store, settings.jwt_secret.as_deref()).await?;
+        if origin == crate::auth::secret::SecretOrigin::Database {
+            tracing::warn!("JWT_SECRET is not set: signing tokens with a secret generated once and kept in the database; set JWT_SECRET (32+ bytes) to manage it yourself");
+        }
         let state = AppState {
             store,
             routes: handle,
@@ -116,6 +124,8 @@ impl Application {
             log_signal,
             api_key: settings.api_key.as_deref().map(Arc::from),
             engine_health: engine.health(),
+            tokens: crate::auth::TokenKeys::new(&secret),
+            login_limiter: Arc::new(crate::auth::LoginLimiter::new()),
         };
         let watched = [&settings.routes, &settings.schemas]
             .into_iter()
@@ -153,6 +163,7 @@ impl Application {
             }
         };
         spawn_sighup(self.state.reload_signals.clone(), shutdown.clone());
+        spawn_limiter_cleanup(self.state.login_limiter.clone(), shutdown.clone());
         let reload_task = tokio::spawn(self.reloader.clone().run(
             self.reload_signals,
             watcher,
@@ -214,6 +225,19 @@ impl Application {
             None => Ok(()),
         }
     }
+}
+
+/// Keeps the login limiter's memory bounded by forgetting idle keys every minute.
+fn spawn_limiter_cleanup(limiter: Arc<crate::auth::LoginLimiter>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = every_minute.tick() => limiter.forget_idle(),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
 }
 
 #[cfg(unix)]

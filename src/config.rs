@@ -153,6 +153,8 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `CRM_ROUTER_API_KEY`.
     pub api_key: Option<String>,
+    /// `JWT_SECRET`.
+    pub jwt_secret: Option<String>,
 }
 
 /// Resolved settings.
@@ -178,8 +180,10 @@ pub struct Settings {
     pub batch_size: usize,
     /// Default retry policy.
     pub retry: RetryPolicy,
-    /// Key for `X-API-Key` on `/api/events` and `/api/routes`; `None` disables those endpoints.
+    /// Key for `X-API-Key` on `/api/events` and `/api/routes`; `None` leaves them to ADMIN tokens.
     pub api_key: Option<String>,
+    /// `JWT_SECRET`; `None` means a secret generated once and kept in the database.
+    pub jwt_secret: Option<String>,
 }
 
 fn directory_or_default(explicit: Option<PathBuf>, default: &str) -> Source {
@@ -246,6 +250,7 @@ impl Settings {
             batch_size,
             retry,
             api_key,
+            jwt_secret: overrides.jwt_secret.filter(|secret| !secret.is_empty()),
         })
     }
 

@@ -6,9 +6,11 @@
 pub mod action;
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod bundled;
 pub mod check;
 pub mod config;
+pub mod crm;
 pub mod engine;
 pub mod event;
 pub mod init;

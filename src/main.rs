@@ -105,6 +105,7 @@ fn settings(
         port,
         log_format,
         api_key: std::env::var("CRM_ROUTER_API_KEY").ok(),
+        jwt_secret: std::env::var("JWT_SECRET").ok(),
     };
     Ok(Settings::resolve(overrides, file)?)
 }

@@ -1,4 +1,5 @@
-//! `X-API-Key` checks for the operator endpoints (`/api/events`, `/api/routes`).
+//! Access to the operator endpoints (`/api/events`, `/api/routes`): the `X-API-Key` from
+//! `CRM_ROUTER_API_KEY`, or an ADMIN's bearer token.
 //!
 //! An extractor, listed before the body extractor in handlers, so an unauthenticated caller is
 //! refused before its body is read or judged.
@@ -7,10 +8,12 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
+use super::current_user::{authenticate, bearer_token};
 use super::error::ApiError;
 use super::AppState;
+use crate::auth::Role;
 
-/// Proof that the request carried the configured API key.
+/// Proof that the request carried the configured API key or an ADMIN's token.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiKey;
 
@@ -21,9 +24,20 @@ impl FromRequestParts<AppState> for ApiKey {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if parts.headers.get("x-api-key").is_none() {
+            if let Some(token) = bearer_token(parts) {
+                let caller = authenticate(state, token).await?;
+                if caller.viewer.role == Role::Admin {
+                    return Ok(Self);
+                }
+                return Err(ApiError::Forbidden(
+                    "operator endpoints need an ADMIN token or the X-API-Key".into(),
+                ));
+            }
+        }
         let Some(expected) = &state.api_key else {
             return Err(ApiError::Forbidden(
-                "this endpoint is disabled: set CRM_ROUTER_API_KEY (16+ characters) and send it as the X-API-Key header".into(),
+                "this endpoint needs an ADMIN's bearer token, or set CRM_ROUTER_API_KEY (16+ characters) and send it as the X-API-Key header".into(),
             ));
         };
         let given = parts

@@ -36,6 +36,17 @@ pub enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many attempts; try again after the given number of seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        /// What was limited.
+        message: String,
+        /// Seconds until the next attempt is allowed (the `Retry-After` header).
+        retry_after: u64,
+    },
     /// Wrong method for the path.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -79,6 +90,8 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {
@@ -110,6 +123,30 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::crm::CrmError> for ApiError {
+    fn from(error: crate::crm::CrmError) -> Self {
+        use crate::crm::CrmError;
+        match error {
+            CrmError::Invalid(problems) => Self::BadRequest {
+                message: format!("invalid request: {}", problems.summary()),
+                fields: problems
+                    .0
+                    .into_iter()
+                    .map(|problem| FieldError {
+                        field: problem.field,
+                        message: problem.message,
+                    })
+                    .collect(),
+            },
+            CrmError::NotFound(what) => Self::NotFound(format!("{what} not found")),
+            CrmError::Forbidden(message) => Self::Forbidden(message),
+            CrmError::Conflict(message) => Self::Conflict(message),
+            CrmError::Database(error) => error.into(),
+            CrmError::Internal(detail) => Self::Internal(detail),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
@@ -122,6 +159,13 @@ impl IntoResponse for ApiError {
                 error["fields"] = json!(fields);
             }
         }
-        (status, Json(json!({ "error": error }))).into_response()
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if let Self::TooManyRequests { retry_after, .. } = &self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(*retry_after),
+            );
+        }
+        response
     }
 }

@@ -26,6 +26,12 @@ fn field_of(error: &EventError) -> &'static str {
 }
 
 /// Validates and appends the event; 202 once it is durably in the log.
+#[utoipa::path(post, path = "/api/events/{topic}", tag = "operations",
+    security(("api_key" = []), ("bearer" = [])),
+    params(("topic" = String, Path, description = "e.g. user.events")),
+    request_body(content = serde_json::Value, description = "an envelope: eventType, data, and optionally eventId, timestamp, source, key"),
+    responses((status = 202, description = "`{\"eventId\"}`"), (status = 400), (status = 401), (status = 403),
+        (status = 413), (status = 415), (status = 422, description = "data fails the event's schema")))]
 pub async fn submit(
     State(state): State<AppState>,
     Path(topic): Path<String>,

@@ -1,22 +1,33 @@
-//! HTTP: health, route listing, event submission. Only this module knows HTTP and JSON shapes
-//! of requests; handlers call into `store`, `reload` and `route` for the work.
+//! HTTP: the CRM's REST resources, authentication, health, route listing and event
+//! submission. Only this module knows HTTP and JSON shapes of requests; handlers call into
+//! `crm`, `auth`, `store`, `reload` and `route` for the work.
 
 mod api_key;
+mod auth;
+mod crm;
+mod current_user;
 pub mod error;
 mod events;
 mod health;
 pub mod json;
+mod openapi;
 mod routes;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
-use axum::Router;
+use axum::routing::get;
+use axum::{Json, Router};
+use sqlx::{Any, Transaction};
 use tokio::sync::mpsc;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::engine::{EngineHealth, LogSignal, RouteSetHandle};
+use crate::auth::{LoginLimiter, TokenKeys};
+use crate::crm::Published;
+use crate::engine::{log_published, EngineHealth, LogSignal, RouteSetHandle};
 use crate::reload::{Reloader, Signal};
 use crate::store::Store;
 use error::ApiError;
@@ -41,16 +52,85 @@ pub struct AppState {
     pub api_key: Option<Arc<str>>,
     /// Consumer health for `/readyz`.
     pub engine_health: Arc<EngineHealth>,
+    /// Signs and checks bearer tokens.
+    pub tokens: TokenKeys,
+    /// Login throttling.
+    pub login_limiter: Arc<LoginLimiter>,
+}
+
+impl AppState {
+    /// Commits a write and then announces its events: wakes the consumer and logs
+    /// `📤 Event published` for each. Nothing is announced for a write that did not commit.
+    pub async fn commit(
+        &self,
+        transaction: Transaction<'static, Any>,
+        published: Published,
+    ) -> Result<(), sqlx::Error> {
+        transaction.commit().await?;
+        if !published.0.is_empty() {
+            self.log_signal.notify_one();
+            log_published(&published.0);
+        }
+        Ok(())
+    }
+}
+
+/// Every documented endpoint, and the OpenAPI document describing them.
+fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(routes::list))
+        .routes(routes!(routes::reload))
+        .routes(routes!(events::submit))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::me))
+        .routes(routes!(crm::customers::list, crm::customers::create))
+        .routes(routes!(
+            crm::customers::get,
+            crm::customers::update,
+            crm::customers::delete
+        ))
+        .routes(routes!(crm::tasks::list, crm::tasks::create))
+        .routes(routes!(
+            crm::tasks::get,
+            crm::tasks::update,
+            crm::tasks::delete
+        ))
+        .routes(routes!(
+            crm::opportunities::list,
+            crm::opportunities::create
+        ))
+        .routes(routes!(crm::opportunities::get, crm::opportunities::update))
+        .routes(routes!(crm::approvals::list, crm::approvals::create))
+        .routes(routes!(crm::approvals::approve))
+        .routes(routes!(crm::approvals::reject))
+        .routes(routes!(crm::approvals::recall))
+        .routes(routes!(crm::notifications::list))
+        .routes(routes!(crm::notifications::read))
+        .routes(routes!(crm::notifications::read_all))
+        .routes(routes!(crm::analytics::summary))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the whole API.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented().1
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/api/routes", get(routes::list))
-        .route("/api/routes/reload", post(routes::reload))
-        .route("/api/events/{topic}", post(events::submit))
+    let (router, document) = documented();
+    let document = Arc::new(document);
+    router
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let document = document.clone();
+                async move { Json(document.as_ref().clone()) }
+            }),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

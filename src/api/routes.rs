@@ -11,6 +11,9 @@ use super::AppState;
 use crate::reload::Signal;
 
 /// Lists routes with their triggers and actions.
+#[utoipa::path(get, path = "/api/routes", tag = "operations",
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, description = "routes and the last reload's outcome"), (status = 401), (status = 403)))]
 pub async fn list(State(state): State<AppState>, _key: ApiKey) -> Result<Json<Value>, ApiError> {
     let routes = state.routes.load();
     let listed: Vec<Value> = routes
@@ -33,6 +36,9 @@ pub async fn list(State(state): State<AppState>, _key: ApiKey) -> Result<Json<Va
 }
 
 /// Asks the reload loop to reload; the outcome appears in `GET /api/routes`.
+#[utoipa::path(post, path = "/api/routes/reload", tag = "operations",
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 202), (status = 401), (status = 403)))]
 pub async fn reload(
     State(state): State<AppState>,
     _key: ApiKey,

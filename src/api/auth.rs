@@ -1,0 +1,242 @@
+//! `POST /api/auth/register`, `POST /api/auth/login`, `GET /api/auth/me`.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::current_user::{CurrentUser, MaybeUser};
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::AppState;
+use crate::auth::{password, Role};
+use crate::crm::users::{self, Registration, User};
+use crate::crm::{CrmError, Published};
+
+/// A registration.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// Email address (unique).
+    pub email: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// Display name.
+    pub name: String,
+    /// USER (default); MANAGER and ADMIN need an ADMIN's token.
+    #[serde(default)]
+    pub role: Option<Role>,
+    /// The new user's manager; only an ADMIN may set it.
+    #[serde(default)]
+    pub manager_id: Option<String>,
+}
+
+/// A registered user and their first token.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterResponse {
+    /// User id.
+    pub id: String,
+    /// Email address.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Bearer token, valid for 24 hours.
+    pub token: String,
+}
+
+/// Credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Email address.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// The user as shown in a login response.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginUser {
+    /// User id.
+    pub id: String,
+    /// Email address.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+}
+
+/// A token and whose it is.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    /// Bearer token, valid for 24 hours.
+    pub token: String,
+    /// The user.
+    pub user: LoginUser,
+}
+
+fn now_seconds() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Hashing is slow by design; keep it off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| ApiError::Internal(format!("password hashing task failed: {error}")))
+}
+
+/// Registers a user; emits `USER_CREATED`, which the bundled routes turn into their customer.
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, body = RegisterResponse),
+        (status = 400, description = "invalid email, name or password (fields say which)"),
+        (status = 403, description = "MANAGER/ADMIN or managerId without an ADMIN's token"),
+        (status = 409, description = "the email is taken"),
+    ))]
+pub async fn register(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    ApiJson(request): ApiJson<RegisterRequest>,
+) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    let role = request.role.unwrap_or(Role::User);
+    let caller_is_admin = caller
+        .as_ref()
+        .is_some_and(|caller| caller.viewer.role == Role::Admin);
+    if role != Role::User && !caller_is_admin {
+        return Err(ApiError::Forbidden(format!(
+            "registering a {role} needs an ADMIN's token; anyone may register as USER"
+        )));
+    }
+    if request.manager_id.is_some() && !caller_is_admin {
+        return Err(ApiError::Forbidden(
+            "only an ADMIN may set managerId".into(),
+        ));
+    }
+    if let Some(manager_id) = &request.manager_id {
+        let manager = users::find(state.store.reader(), manager_id).await?;
+        if !manager.is_some_and(|manager| manager.role().is_manager_or_admin()) {
+            return Err(CrmError::Invalid({
+                let mut problems = crate::crm::Problems::default();
+                problems.add("managerId", "no MANAGER or ADMIN with this id");
+                problems
+            })
+            .into());
+        }
+    }
+    let prepared = blocking(move || {
+        users::prepare(&Registration {
+            email: &request.email,
+            password: &request.password,
+            name: &request.name,
+            role,
+            manager_id: None,
+        })
+        .map(|prepared| (prepared, request.manager_id))
+    })
+    .await??;
+    let ((email, name, hash), manager_id) = prepared;
+    let mut transaction = state.store.begin().await?;
+    let mut published = Published::default();
+    let user = users::insert(
+        &mut transaction,
+        &mut published,
+        &email,
+        &name,
+        &hash,
+        role,
+        manager_id.as_deref(),
+    )
+    .await?;
+    state.commit(transaction, published).await?;
+    let token = state
+        .tokens
+        .issue(&user.id, &user.email, role, now_seconds());
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            role,
+            token,
+        }),
+    ))
+}
+
+const BAD_CREDENTIALS: &str = "invalid email or password";
+
+/// Exchanges credentials for a token; emits `USER_LOGGED_IN`.
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = LoginResponse),
+        (status = 401, description = "unknown email or wrong password (one message for both)"),
+        (status = 429, description = "too many attempts; see Retry-After"),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    if let Err(wait) = state.login_limiter.check(&request.email, client.ip()) {
+        return Err(ApiError::TooManyRequests {
+            message: "too many login attempts; try again later".into(),
+            retry_after: wait.as_secs().max(1),
+        });
+    }
+    let found = users::find_for_login(state.store.reader(), &request.email).await?;
+    let (user, verified) = blocking(move || match found {
+        Some((user, hash)) => {
+            let verified = password::verify(&request.password, &hash);
+            (Some(user), verified)
+        }
+        None => {
+            // Same work as a wrong password, so response time does not reveal accounts.
+            password::verify(&request.password, password::decoy_hash());
+            (None, false)
+        }
+    })
+    .await?;
+    let user: User = match (user, verified) {
+        (Some(user), true) => user,
+        _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into())),
+    };
+    let mut transaction = state.store.begin().await?;
+    let mut published = Published::default();
+    users::logged_in(&mut transaction, &mut published, &user).await?;
+    state.commit(transaction, published).await?;
+    let role = user.role();
+    let token = state
+        .tokens
+        .issue(&user.id, &user.email, role, now_seconds());
+    Ok(Json(LoginResponse {
+        token,
+        user: LoginUser {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            role,
+        },
+    }))
+}
+
+/// The caller.
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401)))]
+pub async fn me(caller: CurrentUser) -> Json<User> {
+    Json(caller.user)
+}

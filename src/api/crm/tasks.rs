@@ -1,0 +1,169 @@
+//! `/api/tasks`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{nullable, ApiQuery, Listed, PageParams};
+use crate::api::current_user::CurrentUser;
+use crate::api::error::ApiError;
+use crate::api::json::ApiJson;
+use crate::api::AppState;
+use crate::crm::tasks::{self, Task, TaskFields, TaskFilter};
+use crate::crm::Published;
+
+/// A new task, or the fields to change (absent fields stay as they are; `null` clears).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskBody {
+    /// Title (required on create).
+    pub title: Option<String>,
+    /// Details.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// The customer it is about.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub customer_id: Option<Option<String>>,
+    /// Who does it (default: the caller).
+    pub assignee_id: Option<String>,
+    /// Due, RFC 3339 or YYYY-MM-DD.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub due_date: Option<Option<String>>,
+    /// TODO (default), IN_PROGRESS, COMPLETED or CANCELLED. COMPLETED emits TASK_COMPLETED.
+    pub status: Option<String>,
+    /// LOW, MEDIUM (default), HIGH or URGENT.
+    pub priority: Option<String>,
+}
+
+impl From<TaskBody> for TaskFields {
+    fn from(body: TaskBody) -> Self {
+        Self {
+            title: body.title,
+            description: body.description,
+            customer_id: body.customer_id,
+            assignee_id: body.assignee_id,
+            due_date: body.due_date,
+            status: body.status,
+            priority: body.priority,
+        }
+    }
+}
+
+/// Filters of `GET /api/tasks`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskListParams {
+    /// Only tasks of this customer.
+    pub customer_id: Option<String>,
+    /// Only tasks assigned to this user.
+    pub assignee_id: Option<String>,
+    /// Only tasks in this status.
+    pub status: Option<String>,
+    /// Rows per page (default 50, at most 500).
+    pub limit: Option<i64>,
+    /// Rows to skip.
+    pub offset: Option<i64>,
+}
+
+/// Tasks the caller may see (assigned to them, or about their customers), newest first.
+#[utoipa::path(get, path = "/api/tasks", tag = "tasks", security(("bearer" = [])),
+    params(TaskListParams),
+    responses((status = 200, body = Vec<Task>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    ApiQuery(params): ApiQuery<TaskListParams>,
+) -> Result<Listed<Task>, ApiError> {
+    let paging = PageParams {
+        limit: params.limit,
+        offset: params.offset,
+    }
+    .paging()?;
+    let filter = TaskFilter {
+        customer_id: params.customer_id,
+        assignee_id: params.assignee_id,
+        status: params.status,
+    };
+    let page = tasks::list(state.store.reader(), &caller.viewer, &filter, paging).await?;
+    Ok(Listed(page))
+}
+
+/// Creates a task; emits `TASK_CREATED`.
+#[utoipa::path(post, path = "/api/tasks", tag = "tasks", security(("bearer" = [])),
+    request_body = TaskBody,
+    responses((status = 201, body = Task), (status = 400), (status = 401), (status = 403)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    ApiJson(body): ApiJson<TaskBody>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    let fields = TaskFields::from(body);
+    tasks::validate(&fields, true)?;
+    let mut transaction = state.store.begin().await?;
+    let mut published = Published::default();
+    let task = tasks::create(&mut transaction, &mut published, &caller.viewer, &fields).await?;
+    state.commit(transaction, published).await?;
+    Ok((StatusCode::CREATED, Json(task)))
+}
+
+/// One task.
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Task), (status = 401), (status = 404)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, ApiError> {
+    let mut connection = state.store.reader().acquire().await?;
+    Ok(Json(
+        tasks::get(&mut connection, &caller.viewer, &id).await?,
+    ))
+}
+
+/// Changes a task; emits `TASK_UPDATED` (and `TASK_COMPLETED` when it becomes COMPLETED).
+#[utoipa::path(put, path = "/api/tasks/{id}", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = TaskBody,
+    responses((status = 200, body = Task), (status = 400), (status = 401), (status = 403), (status = 404)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TaskBody>,
+) -> Result<Json<Task>, ApiError> {
+    let fields = TaskFields::from(body);
+    tasks::validate(&fields, false)?;
+    let mut transaction = state.store.begin().await?;
+    let mut published = Published::default();
+    let task = tasks::update(
+        &mut transaction,
+        &mut published,
+        &caller.viewer,
+        &id,
+        &fields,
+    )
+    .await?;
+    state.commit(transaction, published).await?;
+    Ok(Json(task))
+}
+
+/// Soft-deletes a task.
+#[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 401), (status = 404)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut transaction = state.store.begin().await?;
+    let mut published = Published::default();
+    tasks::delete(&mut transaction, &mut published, &caller.viewer, &id).await?;
+    state.commit(transaction, published).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

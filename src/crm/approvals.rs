@@ -1,0 +1,327 @@
+//! Approval requests: a user asks, a manager or admin (never the requester) decides.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{AnyConnection, AnyPool};
+
+use super::{from_row, CrmError, Page, Paging, Problems, Published, Viewer};
+use crate::store::sql::StatementBuilder;
+use crate::template::now_rfc3339;
+
+/// Allowed `status` values.
+pub const STATUSES: &[&str] = &["PENDING", "APPROVED", "REJECTED", "RECALLED"];
+
+/// An approval request as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+pub struct Approval {
+    /// Id (UUID).
+    pub id: String,
+    /// The opportunity it is about.
+    pub opportunity_id: Option<String>,
+    /// The customer it is about.
+    pub customer_id: Option<String>,
+    /// Who asked.
+    pub requester_id: String,
+    /// Who decided.
+    pub approver_id: Option<String>,
+    /// What is asked.
+    pub title: String,
+    /// Amount at stake.
+    pub amount: Option<f64>,
+    /// PENDING, APPROVED, REJECTED or RECALLED.
+    pub status: String,
+    /// The decider's comment.
+    pub comment: Option<String>,
+    /// Requested (RFC 3339).
+    pub requested_at: String,
+    /// Decided or recalled (RFC 3339).
+    pub decided_at: Option<String>,
+}
+
+/// A new request.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalRequest {
+    /// What is asked (required).
+    pub title: Option<String>,
+    /// Opportunity.
+    pub opportunity_id: Option<String>,
+    /// Customer.
+    pub customer_id: Option<String>,
+    /// Amount.
+    pub amount: Option<f64>,
+}
+
+/// A decision on a pending request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// APPROVED.
+    Approve,
+    /// REJECTED.
+    Reject,
+}
+
+const COLUMNS: &str = "id, opportunity_id, customer_id, requester_id, approver_id, title, amount, status, comment, requested_at, decided_at";
+
+fn event_data(approval: &Approval) -> serde_json::Value {
+    json!({
+        "approvalId": approval.id,
+        "opportunityId": approval.opportunity_id,
+        "customerId": approval.customer_id,
+        "requesterId": approval.requester_id,
+        "title": approval.title,
+        "amount": approval.amount,
+    })
+}
+
+/// Checks a request before the transaction starts (for 400s).
+pub fn validate(request: &ApprovalRequest) -> Result<(), CrmError> {
+    let mut problems = Problems::default();
+    match &request.title {
+        Some(title) => {
+            problems.text("title", title, 300);
+        }
+        None => problems.add("title", "is required"),
+    }
+    if let Some(amount) = request.amount {
+        problems.amount("amount", amount);
+    }
+    problems.into_result()
+}
+
+/// Files a request by the viewer and announces `APPROVAL_REQUESTED`. A linked opportunity must
+/// be visible to the viewer; its customer is filled in when not given.
+pub async fn create(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    viewer: &Viewer,
+    request: &ApprovalRequest,
+) -> Result<Approval, CrmError> {
+    validate(request)?;
+    let mut customer_id = request.customer_id.clone();
+    if let Some(opportunity_id) = &request.opportunity_id {
+        let opportunity = super::opportunities::get(connection, viewer, opportunity_id)
+            .await
+            .map_err(|error| match error {
+                CrmError::NotFound(_) => {
+                    let mut problems = Problems::default();
+                    problems.add("opportunityId", "no such opportunity");
+                    CrmError::Invalid(problems)
+                }
+                other => other,
+            })?;
+        customer_id = customer_id.or(opportunity.customer_id);
+    }
+    let approval = Approval {
+        id: uuid::Uuid::new_v4().to_string(),
+        opportunity_id: request.opportunity_id.clone(),
+        customer_id,
+        requester_id: viewer.id.clone(),
+        approver_id: None,
+        title: request
+            .title
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        amount: request.amount,
+        status: "PENDING".into(),
+        comment: None,
+        requested_at: now_rfc3339(),
+        decided_at: None,
+    };
+    sqlx::query(&format!(
+        "INSERT INTO approvals ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    ))
+    .bind(approval.id.as_str())
+    .bind(approval.opportunity_id.as_deref())
+    .bind(approval.customer_id.as_deref())
+    .bind(approval.requester_id.as_str())
+    .bind(approval.approver_id.as_deref())
+    .bind(approval.title.as_str())
+    .bind(approval.amount)
+    .bind(approval.status.as_str())
+    .bind(approval.comment.as_deref())
+    .bind(approval.requested_at.as_str())
+    .bind(approval.decided_at.as_deref())
+    .execute(&mut *connection)
+    .await?;
+    published
+        .append(
+            connection,
+            "opportunity.events",
+            "APPROVAL_REQUESTED",
+            &approval.id,
+            event_data(&approval),
+        )
+        .await?;
+    Ok(approval)
+}
+
+/// Requests the viewer may see: their own; managers and admins see all (any of them may decide).
+fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
+    if !viewer.role.is_manager_or_admin() {
+        statement.push(" AND requester_id = ");
+        statement.push_param(json!(viewer.id));
+    }
+}
+
+/// A visible request.
+pub async fn get(
+    connection: &mut AnyConnection,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<Approval, CrmError> {
+    let mut statement =
+        StatementBuilder::new(format!("SELECT {COLUMNS} FROM approvals WHERE id = "));
+    statement.push_param(json!(id));
+    restrict(viewer, &mut statement);
+    let statement = statement.finish();
+    let row = statement
+        .query()
+        .fetch_optional(&mut *connection)
+        .await?
+        .ok_or(CrmError::NotFound("approval"))?;
+    from_row(&row)
+}
+
+/// Visible requests, newest first, optionally in one status.
+pub async fn list(
+    pool: &AnyPool,
+    viewer: &Viewer,
+    status: Option<&str>,
+    paging: Paging,
+) -> Result<Page<Approval>, CrmError> {
+    if let Some(status) = status {
+        let mut problems = Problems::default();
+        problems.one_of("status", status, STATUSES);
+        problems.into_result()?;
+    }
+    let build = |select: &str| {
+        let mut statement =
+            StatementBuilder::new(format!("SELECT {select} FROM approvals WHERE 1 = 1"));
+        restrict(viewer, &mut statement);
+        if let Some(status) = status {
+            statement.push(" AND status = ");
+            statement.push_param(json!(status));
+        }
+        statement
+    };
+    let total: i64 = {
+        let statement = build("COUNT(*) AS total").finish();
+        let row = statement.query().fetch_one(pool).await?;
+        sqlx::Row::try_get(&row, "total")?
+    };
+    let mut statement = build(COLUMNS);
+    statement.push(" ORDER BY requested_at DESC, id DESC LIMIT ");
+    statement.push_param(json!(paging.limit));
+    statement.push(" OFFSET ");
+    statement.push_param(json!(paging.offset));
+    let statement = statement.finish();
+    let rows = statement.query().fetch_all(pool).await?;
+    let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    Ok(Page { items, total })
+}
+
+/// Moves a PENDING request to `status`; 409 when it is no longer pending. The status check
+/// and the change are one statement, so two deciders cannot both win.
+async fn settle(
+    connection: &mut AnyConnection,
+    approval: &mut Approval,
+    status: &str,
+    approver_id: Option<&str>,
+    comment: Option<String>,
+) -> Result<(), CrmError> {
+    let now = now_rfc3339();
+    let changed = sqlx::query(
+        "UPDATE approvals SET status = $1, approver_id = $2, comment = $3, decided_at = $4 \
+         WHERE id = $5 AND status = 'PENDING'",
+    )
+    .bind(status)
+    .bind(approver_id)
+    .bind(comment.as_deref())
+    .bind(now.as_str())
+    .bind(approval.id.as_str())
+    .execute(&mut *connection)
+    .await?;
+    if changed.rows_affected() == 0 {
+        return Err(CrmError::Conflict(format!(
+            "this request is {} and can no longer change",
+            approval.status
+        )));
+    }
+    approval.status = status.to_owned();
+    approval.approver_id = approver_id.map(str::to_owned);
+    approval.comment = comment;
+    approval.decided_at = Some(now);
+    Ok(())
+}
+
+/// Approves or rejects a request (MANAGER or ADMIN, never one's own).
+pub async fn decide(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    viewer: &Viewer,
+    id: &str,
+    decision: Decision,
+    comment: Option<String>,
+) -> Result<Approval, CrmError> {
+    if !viewer.role.is_manager_or_admin() {
+        return Err(CrmError::Forbidden(
+            "only a MANAGER or ADMIN may decide approval requests".into(),
+        ));
+    }
+    let mut problems = Problems::default();
+    let comment = problems.optional_text("comment", comment.as_deref(), 2000);
+    problems.into_result()?;
+    let mut approval = get(connection, viewer, id).await?;
+    if approval.requester_id == viewer.id {
+        return Err(CrmError::Forbidden(
+            "you cannot decide your own approval request".into(),
+        ));
+    }
+    let (status, event_type) = match decision {
+        Decision::Approve => ("APPROVED", "APPROVAL_APPROVED"),
+        Decision::Reject => ("REJECTED", "APPROVAL_REJECTED"),
+    };
+    settle(connection, &mut approval, status, Some(&viewer.id), comment).await?;
+    let mut data = event_data(&approval);
+    data["approverId"] = json!(approval.approver_id);
+    data["comment"] = json!(approval.comment);
+    published
+        .append(
+            connection,
+            "opportunity.events",
+            event_type,
+            &approval.id,
+            data,
+        )
+        .await?;
+    Ok(approval)
+}
+
+/// Withdraws a pending request (requester only).
+pub async fn recall(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<Approval, CrmError> {
+    let mut approval = get(connection, viewer, id).await?;
+    if approval.requester_id != viewer.id {
+        return Err(CrmError::Forbidden(
+            "only the requester may recall a request".into(),
+        ));
+    }
+    settle(connection, &mut approval, "RECALLED", None, None).await?;
+    published
+        .append(
+            connection,
+            "opportunity.events",
+            "APPROVAL_RECALLED",
+            &approval.id,
+            event_data(&approval),
+        )
+        .await?;
+    Ok(approval)
+}

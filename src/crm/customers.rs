@@ -1,0 +1,337 @@
+//! Customers: the companies and people sales work with. Deletion is soft (`deleted_at`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{AnyConnection, AnyPool};
+
+use super::{from_row, is_unique_violation, CrmError, Page, Paging, Problems, Published, Viewer};
+use crate::auth::Role;
+use crate::store::sql::StatementBuilder;
+use crate::template::now_rfc3339;
+
+/// Allowed `size` values.
+pub const SIZES: &[&str] = &["SMALL", "MEDIUM", "LARGE", "ENTERPRISE"];
+
+/// A customer as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+pub struct Customer {
+    /// Id (UUID).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Email (unique among customers).
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// Industry.
+    pub industry: Option<String>,
+    /// SMALL, MEDIUM, LARGE or ENTERPRISE.
+    pub size: Option<String>,
+    /// Postal address.
+    pub address: Option<String>,
+    /// The user responsible for the customer.
+    pub owner_id: Option<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// Fields of a new or changed customer; `None` leaves a field as it is on update.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFields {
+    /// Name.
+    pub name: Option<String>,
+    /// Email; `Some(None)` clears it.
+    pub email: Option<Option<String>>,
+    /// Phone.
+    pub phone: Option<Option<String>>,
+    /// Industry.
+    pub industry: Option<Option<String>>,
+    /// Size.
+    pub size: Option<Option<String>>,
+    /// Address.
+    pub address: Option<Option<String>>,
+    /// Owner.
+    pub owner_id: Option<String>,
+}
+
+const COLUMNS: &str =
+    "id, name, email, phone, industry, size, address, owner_id, created_at, updated_at";
+
+fn event_data(customer: &Customer) -> serde_json::Value {
+    json!({
+        "customerId": customer.id,
+        "name": customer.name,
+        "email": customer.email,
+        "phone": customer.phone,
+        "industry": customer.industry,
+        "size": customer.size,
+        "ownerId": customer.owner_id,
+    })
+}
+
+/// Validates fields; on create, `name` is required.
+fn check(fields: &CustomerFields, creating: bool) -> Result<CustomerFields, CrmError> {
+    let mut problems = Problems::default();
+    let mut checked = CustomerFields::default();
+    match &fields.name {
+        Some(name) => checked.name = Some(problems.text("name", name, 200)),
+        None if creating => problems.add("name", "is required"),
+        None => {}
+    }
+    let optional = |problems: &mut Problems, field: &str, value: &Option<Option<String>>, max| {
+        value
+            .as_ref()
+            .map(|value| problems.optional_text(field, value.as_deref(), max))
+    };
+    checked.email = fields.email.as_ref().map(|email| {
+        email
+            .as_deref()
+            .filter(|email| !email.trim().is_empty())
+            .map(|email| problems.email("email", email))
+    });
+    checked.phone = optional(&mut problems, "phone", &fields.phone, 50);
+    checked.industry = optional(&mut problems, "industry", &fields.industry, 100);
+    checked.address = optional(&mut problems, "address", &fields.address, 500);
+    checked.size = fields.size.as_ref().map(|size| {
+        size.as_deref()
+            .map(|size| problems.one_of("size", size, SIZES))
+    });
+    checked.owner_id = fields.owner_id.clone();
+    problems.into_result()?;
+    Ok(checked)
+}
+
+/// Who may own a record the viewer creates or reassigns: themselves; a manager also their team;
+/// an admin anyone.
+pub async fn check_owner(
+    connection: &mut AnyConnection,
+    viewer: &Viewer,
+    owner_id: &str,
+) -> Result<(), CrmError> {
+    if owner_id == viewer.id || viewer.role == Role::Admin {
+        return Ok(());
+    }
+    if viewer.role == Role::Manager {
+        let in_team: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM users WHERE id = $1 AND manager_id = $2")
+                .bind(owner_id)
+                .bind(viewer.id.as_str())
+                .fetch_optional(&mut *connection)
+                .await?;
+        if in_team.is_some() {
+            return Ok(());
+        }
+        return Err(CrmError::Forbidden(
+            "a manager may assign records only to themselves or their team".into(),
+        ));
+    }
+    Err(CrmError::Forbidden(
+        "only a manager or an admin may assign records to someone else".into(),
+    ))
+}
+
+fn conflict_or(error: sqlx::Error) -> CrmError {
+    if is_unique_violation(&error) {
+        CrmError::Conflict("a customer with this email already exists".into())
+    } else {
+        error.into()
+    }
+}
+
+/// Creates a customer owned by the viewer (or the given owner) and its `CUSTOMER_CREATED`.
+pub async fn create(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    viewer: &Viewer,
+    fields: &CustomerFields,
+) -> Result<Customer, CrmError> {
+    let fields = check(fields, true)?;
+    if let Some(owner) = &fields.owner_id {
+        check_owner(connection, viewer, owner).await?;
+    }
+    let now = now_rfc3339();
+    let customer = Customer {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: fields.name.unwrap_or_default(),
+        email: fields.email.flatten(),
+        phone: fields.phone.flatten(),
+        industry: fields.industry.flatten(),
+        size: fields.size.flatten(),
+        address: fields.address.flatten(),
+        owner_id: Some(fields.owner_id.unwrap_or_else(|| viewer.id.clone())),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    sqlx::query(&format!(
+        "INSERT INTO customers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(customer.id.as_str())
+    .bind(customer.name.as_str())
+    .bind(customer.email.as_deref())
+    .bind(customer.phone.as_deref())
+    .bind(customer.industry.as_deref())
+    .bind(customer.size.as_deref())
+    .bind(customer.address.as_deref())
+    .bind(customer.owner_id.as_deref())
+    .bind(customer.created_at.as_str())
+    .bind(customer.updated_at.as_str())
+    .execute(&mut *connection)
+    .await
+    .map_err(conflict_or)?;
+    published
+        .append(
+            connection,
+            "customer.events",
+            "CUSTOMER_CREATED",
+            &customer.id,
+            event_data(&customer),
+        )
+        .await?;
+    Ok(customer)
+}
+
+/// Checks fields before a create (for 400s before the transaction starts).
+pub fn validate(fields: &CustomerFields, creating: bool) -> Result<(), CrmError> {
+    check(fields, creating).map(|_| ())
+}
+
+/// A visible, not deleted customer.
+pub async fn get(
+    connection: &mut AnyConnection,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<Customer, CrmError> {
+    let mut statement = StatementBuilder::new(format!(
+        "SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND id = "
+    ));
+    statement.push_param(json!(id));
+    viewer.restrict(&mut statement, "owner_id");
+    let statement = statement.finish();
+    let row = statement
+        .query()
+        .fetch_optional(&mut *connection)
+        .await?
+        .ok_or(CrmError::NotFound("customer"))?;
+    from_row(&row)
+}
+
+/// Visible customers, newest first.
+pub async fn list(
+    pool: &AnyPool,
+    viewer: &Viewer,
+    paging: Paging,
+) -> Result<Page<Customer>, CrmError> {
+    let filter = |select: &str| {
+        let mut statement = StatementBuilder::new(format!(
+            "SELECT {select} FROM customers WHERE deleted_at IS NULL"
+        ));
+        viewer.restrict(&mut statement, "owner_id");
+        statement
+    };
+    let total: i64 = {
+        let statement = filter("COUNT(*) AS total").finish();
+        let row = statement.query().fetch_one(pool).await?;
+        sqlx::Row::try_get(&row, "total")?
+    };
+    let mut statement = filter(COLUMNS);
+    statement.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+    statement.push_param(json!(paging.limit));
+    statement.push(" OFFSET ");
+    statement.push_param(json!(paging.offset));
+    let statement = statement.finish();
+    let rows = statement.query().fetch_all(pool).await?;
+    let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    Ok(Page { items, total })
+}
+
+/// Changes the given fields of a visible customer and announces `CUSTOMER_UPDATED`.
+pub async fn update(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    viewer: &Viewer,
+    id: &str,
+    fields: &CustomerFields,
+) -> Result<Customer, CrmError> {
+    let fields = check(fields, false)?;
+    let mut customer = get(connection, viewer, id).await?;
+    if let Some(name) = fields.name {
+        customer.name = name;
+    }
+    if let Some(email) = fields.email {
+        customer.email = email;
+    }
+    if let Some(phone) = fields.phone {
+        customer.phone = phone;
+    }
+    if let Some(industry) = fields.industry {
+        customer.industry = industry;
+    }
+    if let Some(size) = fields.size {
+        customer.size = size;
+    }
+    if let Some(address) = fields.address {
+        customer.address = address;
+    }
+    if let Some(owner) = fields.owner_id {
+        if customer.owner_id.as_deref() != Some(owner.as_str()) {
+            check_owner(connection, viewer, &owner).await?;
+        }
+        customer.owner_id = Some(owner);
+    }
+    customer.updated_at = now_rfc3339();
+    sqlx::query(
+        "UPDATE customers SET name = $1, email = $2, phone = $3, industry = $4, size = $5, \
+         address = $6, owner_id = $7, updated_at = $8 WHERE id = $9",
+    )
+    .bind(customer.name.as_str())
+    .bind(customer.email.as_deref())
+    .bind(customer.phone.as_deref())
+    .bind(customer.industry.as_deref())
+    .bind(customer.size.as_deref())
+    .bind(customer.address.as_deref())
+    .bind(customer.owner_id.as_deref())
+    .bind(customer.updated_at.as_str())
+    .bind(customer.id.as_str())
+    .execute(&mut *connection)
+    .await
+    .map_err(conflict_or)?;
+    published
+        .append(
+            connection,
+            "customer.events",
+            "CUSTOMER_UPDATED",
+            &customer.id,
+            event_data(&customer),
+        )
+        .await?;
+    Ok(customer)
+}
+
+/// Soft-deletes a visible customer and announces `CUSTOMER_DELETED`.
+pub async fn delete(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<(), CrmError> {
+    let customer = get(connection, viewer, id).await?;
+    let now = now_rfc3339();
+    sqlx::query("UPDATE customers SET deleted_at = $1, updated_at = $1 WHERE id = $2")
+        .bind(now.as_str())
+        .bind(customer.id.as_str())
+        .execute(&mut *connection)
+        .await?;
+    published
+        .append(
+            connection,
+            "customer.events",
+            "CUSTOMER_DELETED",
+            &customer.id,
+            json!({"customerId": customer.id}),
+        )
+        .await?;
+    Ok(())
+}

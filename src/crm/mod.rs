@@ -1,0 +1,113 @@
+//! The bundled CRM's own data: users, customers, tasks, opportunities, approvals,
+//! notifications and analytics, with the rules of who may see and change what.
+//!
+//! Every write stores its row and the domain event announcing it in the caller's transaction
+//! (the event log is the outbox), so a row never exists without its event or the other way
+//! round. The reactions to those events (a customer for a new user, the first-contact task...)
+//! are not here: they are the route files in `routes/`.
+//!
+//! Nothing here knows HTTP; `api::crm` maps requests to these functions and [`CrmError`] to
+//! status codes.
+
+pub mod analytics;
+pub mod approvals;
+pub mod customers;
+pub mod notifications;
+pub mod opportunities;
+pub mod publish;
+pub mod scope;
+pub mod tasks;
+pub mod users;
+pub mod validate;
+
+use serde::de::DeserializeOwned;
+use sqlx::any::AnyRow;
+use thiserror::Error;
+
+pub use publish::Published;
+pub use scope::Viewer;
+pub use validate::{FieldProblem, Problems};
+
+/// Why a CRM operation was refused or failed.
+#[derive(Debug, Error)]
+pub enum CrmError {
+    /// Input failed validation; one entry per field.
+    #[error("invalid request: {}", .0.summary())]
+    Invalid(Problems),
+    /// No such record, or one the caller may not see (indistinguishable on purpose).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The caller may see the record but not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The request conflicts with the current state (taken email, decided approval).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Something that is not the caller's fault (details for the log only).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A page of a list: the rows and how many match in all.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The rows of this page.
+    pub items: Vec<T>,
+    /// Rows matching the filters across all pages.
+    pub total: i64,
+}
+
+/// `limit`/`offset` of a list request, already bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// Rows per page, 1–500.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+impl Paging {
+    /// Default page size.
+    pub const DEFAULT_LIMIT: i64 = 50;
+    /// Largest page size.
+    pub const MAX_LIMIT: i64 = 500;
+
+    /// Checks the query parameters.
+    pub fn new(limit: Option<i64>, offset: Option<i64>) -> Result<Self, CrmError> {
+        let mut problems = Problems::default();
+        let limit = limit.unwrap_or(Self::DEFAULT_LIMIT);
+        if !(1..=Self::MAX_LIMIT).contains(&limit) {
+            problems.add(
+                "limit",
+                format!("must be between 1 and {}", Self::MAX_LIMIT),
+            );
+        }
+        let offset = offset.unwrap_or(0);
+        if offset < 0 {
+            problems.add("offset", "must not be negative");
+        }
+        problems.into_result()?;
+        Ok(Self { limit, offset })
+    }
+}
+
+/// Decodes a row into a record type whose fields are named like the columns.
+pub(crate) fn from_row<T: DeserializeOwned>(row: &AnyRow) -> Result<T, CrmError> {
+    let object = crate::store::sql::row_to_json(row)?;
+    serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|error| CrmError::Internal(format!("unexpected row shape: {error}")))
+}
+
+/// Whether a database error is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => matches!(
+            database.code().as_deref(),
+            Some("2067") | Some("1555") | Some("23505")
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,289 @@
+//! Opportunities: possible deals with a customer, moving through sales stages.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{AnyConnection, AnyPool};
+
+use super::customers::check_owner;
+use super::{from_row, CrmError, Page, Paging, Problems, Published, Viewer};
+use crate::store::sql::StatementBuilder;
+use crate::template::now_rfc3339;
+
+/// Allowed `stage` values.
+pub const STAGES: &[&str] = &["PROSPECTING", "PROPOSAL", "NEGOTIATION", "WON", "LOST"];
+
+/// An opportunity as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+pub struct Opportunity {
+    /// Id (UUID).
+    pub id: String,
+    /// The customer.
+    pub customer_id: Option<String>,
+    /// Name.
+    pub name: String,
+    /// Expected value.
+    pub amount: f64,
+    /// PROSPECTING, PROPOSAL, NEGOTIATION, WON or LOST.
+    pub stage: String,
+    /// The user responsible.
+    pub owner_id: Option<String>,
+    /// Completed tasks recorded against it.
+    pub activity_count: i64,
+    /// When the last activity was recorded.
+    pub last_activity_at: Option<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+/// Fields of a new or changed opportunity; `None` leaves a field as it is on update.
+#[derive(Debug, Clone, Default)]
+pub struct OpportunityFields {
+    /// Customer (required on create).
+    pub customer_id: Option<String>,
+    /// Name (required on create).
+    pub name: Option<String>,
+    /// Amount.
+    pub amount: Option<f64>,
+    /// Stage.
+    pub stage: Option<String>,
+    /// Owner.
+    pub owner_id: Option<String>,
+}
+
+const COLUMNS: &str = "id, customer_id, name, amount, stage, owner_id, activity_count, last_activity_at, created_at, updated_at";
+
+fn check(fields: &OpportunityFields, creating: bool) -> Result<OpportunityFields, CrmError> {
+    let mut problems = Problems::default();
+    let mut checked = fields.clone();
+    match &fields.name {
+        Some(name) => checked.name = Some(problems.text("name", name, 300)),
+        None if creating => problems.add("name", "is required"),
+        None => {}
+    }
+    match &fields.customer_id {
+        Some(customer) => checked.customer_id = Some(problems.text("customerId", customer, 100)),
+        None if creating => problems.add("customerId", "is required"),
+        None => {}
+    }
+    if let Some(amount) = fields.amount {
+        problems.amount("amount", amount);
+    }
+    if let Some(stage) = &fields.stage {
+        problems.one_of("stage", stage, STAGES);
+    }
+    problems.into_result()?;
+    Ok(checked)
+}
+
+/// Checks fields before the transaction starts (for 400s).
+pub fn validate(fields: &OpportunityFields, creating: bool) -> Result<(), CrmError> {
+    check(fields, creating).map(|_| ())
+}
+
+fn event_data(opportunity: &Opportunity) -> serde_json::Value {
+    json!({
+        "opportunityId": opportunity.id,
+        "customerId": opportunity.customer_id,
+        "name": opportunity.name,
+        "amount": opportunity.amount,
+        "stage": opportunity.stage,
+        "ownerId": opportunity.owner_id,
+    })
+}
+
+async fn insert(connection: &mut AnyConnection, opportunity: &Opportunity) -> Result<(), CrmError> {
+    sqlx::query(&format!(
+        "INSERT INTO opportunities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(opportunity.id.as_str())
+    .bind(opportunity.customer_id.as_deref())
+    .bind(opportunity.name.as_str())
+    .bind(opportunity.amount)
+    .bind(opportunity.stage.as_str())
+    .bind(opportunity.owner_id.as_deref())
+    .bind(opportunity.activity_count)
+    .bind(opportunity.last_activity_at.as_deref())
+    .bind(opportunity.created_at.as_str())
+    .bind(opportunity.updated_at.as_str())
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Creates an opportunity on a visible customer and announces `OPPORTUNITY_CREATED`.
+pub async fn create(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    viewer: &Viewer,
+    fields: &OpportunityFields,
+) -> Result<Opportunity, CrmError> {
+    let fields = check(fields, true)?;
+    let customer_id = fields.customer_id.unwrap_or_default();
+    super::customers::get(connection, viewer, &customer_id)
+        .await
+        .map_err(|error| match error {
+            CrmError::NotFound(_) => {
+                let mut problems = Problems::default();
+                problems.add("customerId", "no such customer");
+                CrmError::Invalid(problems)
+            }
+            other => other,
+        })?;
+    if let Some(owner) = &fields.owner_id {
+        check_owner(connection, viewer, owner).await?;
+    }
+    let now = now_rfc3339();
+    let opportunity = Opportunity {
+        id: uuid::Uuid::new_v4().to_string(),
+        customer_id: Some(customer_id),
+        name: fields.name.unwrap_or_default(),
+        amount: fields.amount.unwrap_or(0.0),
+        stage: fields.stage.unwrap_or_else(|| "PROSPECTING".to_owned()),
+        owner_id: Some(fields.owner_id.unwrap_or_else(|| viewer.id.clone())),
+        activity_count: 0,
+        last_activity_at: None,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    insert(connection, &opportunity).await?;
+    published
+        .append(
+            connection,
+            "opportunity.events",
+            "OPPORTUNITY_CREATED",
+            &opportunity.id,
+            event_data(&opportunity),
+        )
+        .await?;
+    Ok(opportunity)
+}
+
+/// A visible opportunity.
+pub async fn get(
+    connection: &mut AnyConnection,
+    viewer: &Viewer,
+    id: &str,
+) -> Result<Opportunity, CrmError> {
+    let mut statement =
+        StatementBuilder::new(format!("SELECT {COLUMNS} FROM opportunities WHERE id = "));
+    statement.push_param(json!(id));
+    viewer.restrict(&mut statement, "owner_id");
+    let statement = statement.finish();
+    let row = statement
+        .query()
+        .fetch_optional(&mut *connection)
+        .await?
+        .ok_or(CrmError::NotFound("opportunity"))?;
+    from_row(&row)
+}
+
+/// Visible opportunities, newest first, optionally of one customer or stage.
+pub async fn list(
+    pool: &AnyPool,
+    viewer: &Viewer,
+    customer_id: Option<&str>,
+    stage: Option<&str>,
+    paging: Paging,
+) -> Result<Page<Opportunity>, CrmError> {
+    if let Some(stage) = stage {
+        let mut problems = Problems::default();
+        problems.one_of("stage", stage, STAGES);
+        problems.into_result()?;
+    }
+    let build = |select: &str| {
+        let mut statement =
+            StatementBuilder::new(format!("SELECT {select} FROM opportunities WHERE 1 = 1"));
+        viewer.restrict(&mut statement, "owner_id");
+        if let Some(customer) = customer_id {
+            statement.push(" AND customer_id = ");
+            statement.push_param(json!(customer));
+        }
+        if let Some(stage) = stage {
+            statement.push(" AND stage = ");
+            statement.push_param(json!(stage));
+        }
+        statement
+    };
+    let total: i64 = {
+        let statement = build("COUNT(*) AS total").finish();
+        let row = statement.query().fetch_one(pool).await?;
+        sqlx::Row::try_get(&row, "total")?
+    };
+    let mut statement = build(COLUMNS);
+    statement.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+    statement.push_param(json!(paging.limit));
+    statement.push(" OFFSET ");
+    statement.push_param(json!(paging.offset));
+    let statement = statement.finish();
+    let rows = statement.query().fetch_all(pool).await?;
+    let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    Ok(Page { items, total })
+}
+
+/// Changes a visible opportunity and announces `OPPORTUNITY_UPDATED`.
+pub async fn update(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    viewer: &Viewer,
+    id: &str,
+    fields: &OpportunityFields,
+) -> Result<Opportunity, CrmError> {
+    let fields = check(fields, false)?;
+    let mut opportunity = get(connection, viewer, id).await?;
+    if let Some(customer) = fields.customer_id {
+        super::customers::get(connection, viewer, &customer)
+            .await
+            .map_err(|error| match error {
+                CrmError::NotFound(_) => {
+                    let mut problems = Problems::default();
+                    problems.add("customerId", "no such customer");
+                    CrmError::Invalid(problems)
+                }
+                other => other,
+            })?;
+        opportunity.customer_id = Some(customer);
+    }
+    if let Some(owner) = fields.owner_id {
+        if opportunity.owner_id.as_deref() != Some(owner.as_str()) {
+            check_owner(connection, viewer, &owner).await?;
+        }
+        opportunity.owner_id = Some(owner);
+    }
+    if let Some(name) = fields.name {
+        opportunity.name = name;
+    }
+    if let Some(amount) = fields.amount {
+        opportunity.amount = amount;
+    }
+    if let Some(stage) = fields.stage {
+        opportunity.stage = stage;
+    }
+    opportunity.updated_at = now_rfc3339();
+    // activity_count and last_activity_at belong to the activity route; never overwrite them.
+    sqlx::query(
+        "UPDATE opportunities SET customer_id = $1, name = $2, amount = $3, stage = $4, \
+         owner_id = $5, updated_at = $6 WHERE id = $7",
+    )
+    .bind(opportunity.customer_id.as_deref())
+    .bind(opportunity.name.as_str())
+    .bind(opportunity.amount)
+    .bind(opportunity.stage.as_str())
+    .bind(opportunity.owner_id.as_deref())
+    .bind(opportunity.updated_at.as_str())
+    .bind(opportunity.id.as_str())
+    .execute(&mut *connection)
+    .await?;
+    published
+        .append(
+            connection,
+            "opportunity.events",
+            "OPPORTUNITY_UPDATED",
+            &opportunity.id,
+            event_data(&opportunity),
+        )
+        .await?;
+    Ok(opportunity)
+}

@@ -1,0 +1,41 @@
+//! Who is asking, and which rows that lets them see.
+//!
+//! A USER sees rows they own; a MANAGER also sees rows owned by their team (users whose
+//! `manager_id` is the manager); an ADMIN sees everything. Rows outside the scope are reported
+//! as not found, so their existence does not leak.
+
+use serde_json::json;
+
+use crate::auth::Role;
+use crate::store::sql::StatementBuilder;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    /// User id.
+    pub id: String,
+    /// Current role (read from the database on every request, not from the token).
+    pub role: Role,
+}
+
+impl Viewer {
+    /// Appends ` AND <column is visible>` to `statement`. `column` is a fixed column name.
+    pub fn restrict(&self, statement: &mut StatementBuilder, column: &'static str) {
+        match self.role {
+            Role::Admin => {}
+            Role::Manager => {
+                statement.push(&format!(" AND ({column} = "));
+                statement.push_param(json!(self.id));
+                statement.push(&format!(
+                    " OR {column} IN (SELECT id FROM users WHERE manager_id = "
+                ));
+                statement.push_param(json!(self.id));
+                statement.push("))");
+            }
+            Role::User => {
+                statement.push(&format!(" AND {column} = "));
+                statement.push_param(json!(self.id));
+            }
+        }
+    }
+}

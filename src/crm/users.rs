@@ -1,0 +1,188 @@
+//! Users: registration, lookup, and the login event.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{AnyConnection, AnyPool};
+
+use super::{from_row, is_unique_violation, CrmError, Problems, Published};
+use crate::auth::{password, Role};
+use crate::template::now_rfc3339;
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+pub struct User {
+    /// Id (UUID).
+    pub id: String,
+    /// Email address (lower case).
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    #[schema(value_type = Role)]
+    pub role: String,
+    /// The user's manager, whose team they are in.
+    pub manager_id: Option<String>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last changed (RFC 3339).
+    pub updated_at: String,
+}
+
+impl User {
+    /// The role, parsed (an unknown stored role is treated as the least privileged).
+    pub fn role(&self) -> Role {
+        self.role.parse().unwrap_or(Role::User)
+    }
+}
+
+#[derive(Deserialize)]
+struct StoredUser {
+    #[serde(flatten)]
+    user: User,
+    password_hash: String,
+}
+
+/// A registration, before validation.
+#[derive(Debug, Clone)]
+pub struct Registration<'a> {
+    /// Email.
+    pub email: &'a str,
+    /// Plain-text password (hashed here, never stored).
+    pub password: &'a str,
+    /// Display name.
+    pub name: &'a str,
+    /// Requested role.
+    pub role: Role,
+    /// Manager (only an ADMIN may set it; checked by the caller).
+    pub manager_id: Option<&'a str>,
+}
+
+/// Checks a registration and hashes its password. Slow (Argon2): call off the async threads.
+pub fn prepare(registration: &Registration<'_>) -> Result<(String, String, String), CrmError> {
+    let mut problems = Problems::default();
+    let email = problems.email("email", registration.email);
+    let name = problems.text("name", registration.name, 200);
+    let length = registration.password.chars().count();
+    if length < password::MIN_LENGTH {
+        problems.add(
+            "password",
+            format!("must be at least {} characters", password::MIN_LENGTH),
+        );
+    } else if length > password::MAX_LENGTH {
+        problems.add(
+            "password",
+            format!("must be at most {} characters", password::MAX_LENGTH),
+        );
+    }
+    problems.into_result()?;
+    let hash = password::hash(registration.password)
+        .map_err(|error| CrmError::Internal(error.to_string()))?;
+    Ok((email, name, hash))
+}
+
+/// Inserts a prepared user and its `USER_CREATED` event. 409 when the email is taken.
+pub async fn insert(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    email: &str,
+    name: &str,
+    password_hash: &str,
+    role: Role,
+    manager_id: Option<&str>,
+) -> Result<User, CrmError> {
+    let now = now_rfc3339();
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        email: email.to_owned(),
+        name: name.to_owned(),
+        role: role.as_str().to_owned(),
+        manager_id: manager_id.map(str::to_owned),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, password_hash, name, role, manager_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(user.id.as_str())
+    .bind(user.email.as_str())
+    .bind(password_hash)
+    .bind(user.name.as_str())
+    .bind(user.role.as_str())
+    .bind(user.manager_id.as_deref())
+    .bind(user.created_at.as_str())
+    .bind(user.updated_at.as_str())
+    .execute(&mut *connection)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(error) if is_unique_violation(&error) => {
+            return Err(CrmError::Conflict(format!(
+                "a user with email {} already exists",
+                user.email
+            )))
+        }
+        Err(error) => return Err(error.into()),
+    }
+    published
+        .append(
+            connection,
+            "user.events",
+            "USER_CREATED",
+            &user.id,
+            json!({"userId": user.id, "email": user.email, "name": user.name, "role": user.role}),
+        )
+        .await?;
+    Ok(user)
+}
+
+/// A user by id.
+pub async fn find(pool: &AnyPool, id: &str) -> Result<Option<User>, CrmError> {
+    let row = sqlx::query(
+        "SELECT id, email, name, role, manager_id, created_at, updated_at FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| from_row(&row)).transpose()
+}
+
+/// A user and their password hash by email (case-insensitive).
+pub async fn find_for_login(
+    pool: &AnyPool,
+    email: &str,
+) -> Result<Option<(User, String)>, CrmError> {
+    let row = sqlx::query(
+        "SELECT id, email, name, role, manager_id, created_at, updated_at, password_hash \
+         FROM users WHERE email = $1",
+    )
+    .bind(email.trim().to_lowercase())
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => {
+            let stored: StoredUser = from_row(&row)?;
+            Ok(Some((stored.user, stored.password_hash)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Records a successful login as `USER_LOGGED_IN`.
+pub async fn logged_in(
+    connection: &mut AnyConnection,
+    published: &mut Published,
+    user: &User,
+) -> Result<(), CrmError> {
+    published
+        .append(
+            connection,
+            "user.events",
+            "USER_LOGGED_IN",
+            &user.id,
+            json!({"userId": user.id, "email": user.email}),
+        )
+        .await?;
+    Ok(())
+}
