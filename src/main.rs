@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use crm_router::app::Application;
+use crm_router::app::{open_store, Application};
+use crm_router::auth::Role;
 use crm_router::config::{ConfigFile, LogFormat, Overrides, Settings};
+use crm_router::crm::{users, Published};
 use crm_router::route::load::{self, LoadOptions};
 use crm_router::template::TemplateLimits;
 
@@ -45,6 +47,29 @@ enum Command {
     },
     /// List the routes that would be loaded (trigger → actions).
     Routes(SourceArgs),
+    /// Manage users of the bundled CRM.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user, reading the password from stdin (bootstraps the first ADMIN).
+    Create {
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// USER, MANAGER or ADMIN.
+        #[arg(long, default_value = "USER")]
+        role: Role,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +214,58 @@ fn list_routes(settings: Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The password: prompted without echo on a terminal, else the first line of stdin.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password("Password: ").context("cannot read the password");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn create_user(
+    settings: Settings,
+    email: String,
+    name: String,
+    role: Role,
+) -> anyhow::Result<ExitCode> {
+    let password = read_password()?;
+    let store = open_store(&settings).await?;
+    let prepared = tokio::task::spawn_blocking(move || {
+        users::prepare(&users::Registration {
+            email: &email,
+            password: &password,
+            name: &name,
+            role,
+            manager_id: None,
+        })
+    })
+    .await?;
+    let (email, name, hash) = prepared?;
+    let mut transaction = store.begin().await?;
+    let mut published = Published::default();
+    let user = users::insert(
+        &mut transaction,
+        &mut published,
+        &email,
+        &name,
+        &hash,
+        role,
+        None,
+    )
+    .await?;
+    transaction.commit().await?;
+    store.close().await;
+    // A running daemon on this database picks USER_CREATED up from the log within a second.
+    println!("created {} {} ({})", user.role, user.email, user.id);
+    Ok(ExitCode::SUCCESS)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -210,6 +287,21 @@ async fn main() -> ExitCode {
         }
         Command::Routes(args) => {
             settings(config.as_deref(), cli.log_format, args).and_then(list_routes)
+        }
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    name,
+                    role,
+                    source,
+                },
+        } => {
+            init_tracing_quiet();
+            match settings(config.as_deref(), cli.log_format, source) {
+                Ok(settings) => create_user(settings, email, name, role).await,
+                Err(error) => Err(error),
+            }
         }
         Command::Init { dir, force } => crm_router::init::init(&dir, force)
             .map(|written| {
