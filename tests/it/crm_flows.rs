@@ -259,6 +259,52 @@ async fn guide_test_2_a_new_customer_gets_a_first_contact_task_and_an_opportunit
     let log = daemon.log();
     assert!(log.contains("📤 Event published: CUSTOMER_CREATED to topic customer.events"));
     assert!(log.contains("📥 Event received: CUSTOMER_CREATED from topic customer.events"));
+
+    // Updates and deletes announce themselves too.
+    let renamed = user
+        .put(
+            &format!("/api/customers/{customer_id}"),
+            json!({"phone": null, "name": "Renamed Inc."}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(
+        (&renamed.body["name"], &renamed.body["phone"]),
+        (&json!("Renamed Inc."), &Value::Null)
+    );
+    let deleted = user
+        .send(
+            Method::DELETE,
+            &format!("/api/customers/{customer_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    assert_eq!(
+        user.get(&format!("/api/customers/{customer_id}"))
+            .await
+            .status,
+        404
+    );
+    let db = project.database().await;
+    drained(&db).await;
+    for event_type in [
+        "CUSTOMER_UPDATED",
+        "CUSTOMER_DELETED",
+        "TASK_UPDATED",
+        "TASK_COMPLETED",
+    ] {
+        assert_eq!(
+            count(
+                &db,
+                &format!("SELECT COUNT(*) FROM event_log WHERE event_type = '{event_type}'")
+            )
+            .await,
+            1,
+            "{event_type}"
+        );
+    }
+    assert_no_dead_letters(&project).await;
 }
 
 #[tokio::test]
@@ -395,6 +441,19 @@ async fn the_approval_flow_notifies_managers_and_the_requester_and_creates_the_f
     );
     let pending = manager.get("/api/approvals?status=PENDING").await;
     assert_eq!(pending.total, Some(0), "{}", pending.body);
+    assert_no_dead_letters(&project).await;
+}
+
+/// Every event the API wrote matched its schema and every route handled it.
+async fn assert_no_dead_letters(project: &Project) {
+    let db = project.database().await;
+    drained(&db).await;
+    let letters: Vec<(String, String)> =
+        sqlx::query_as("SELECT event_type, error FROM dead_letters")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert!(letters.is_empty(), "{letters:?}");
 }
 
 #[tokio::test]
