@@ -48,6 +48,9 @@ pub enum AppError {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    /// The configuration asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
     /// Tokens cannot be signed.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
@@ -76,6 +79,11 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
 impl Application {
     /// Prepares everything; nothing runs until [`Application::run`].
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        if settings.kafka.is_some() {
+            return Err(AppError::Unsupported(
+                "KAFKA_ENABLED=true: the Kafka bus is not available yet; unset KAFKA_ENABLED to use the embedded bus".into(),
+            ));
+        }
         let store = open_store(&settings).await?;
         tracing::info!(database = %store.display_url(), "database ready");
         let handle: RouteSetHandle = Arc::new(ArcSwap::from_pointee(RouteSet::empty()));

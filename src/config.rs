@@ -7,6 +7,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::engine::retry::RetryPolicy;
+use crate::kafka::{KafkaFileConfig, KafkaSettings, KafkaSettingsError};
 use crate::route::load::Source;
 use crate::route::model::RetryDef;
 
@@ -38,6 +39,9 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A Kafka setting is not usable.
+    #[error("invalid Kafka setting {0}")]
+    Kafka(#[from] KafkaSettingsError),
     /// A value is not usable.
     #[error("invalid {field}: {message}")]
     Invalid {
@@ -93,6 +97,9 @@ pub struct ConfigFile {
     /// Default retry policy of routes.
     #[serde(default)]
     pub retry: Option<RetryDef>,
+    /// Kafka as the bus (the `KAFKA_*` environment variables override these keys).
+    #[serde(default)]
+    pub kafka: KafkaFileConfig,
 }
 
 impl ConfigFile {
@@ -155,6 +162,8 @@ pub struct Overrides {
     pub api_key: Option<String>,
     /// `JWT_SECRET`.
     pub jwt_secret: Option<String>,
+    /// The `KAFKA_*` environment variables that are set.
+    pub kafka_environment: std::collections::BTreeMap<String, String>,
 }
 
 /// Resolved settings.
@@ -184,6 +193,8 @@ pub struct Settings {
     pub api_key: Option<String>,
     /// `JWT_SECRET`; `None` means a secret generated once and kept in the database.
     pub jwt_secret: Option<String>,
+    /// Kafka as the bus; `None` for the embedded bus.
+    pub kafka: Option<KafkaSettings>,
 }
 
 fn directory_or_default(explicit: Option<PathBuf>, default: &str) -> Source {
@@ -235,7 +246,12 @@ impl Settings {
                 message: "use at least 16 characters".into(),
             });
         }
+        let kafka = KafkaSettings::resolve(
+            |name| overrides.kafka_environment.get(name).cloned(),
+            &file.kafka,
+        )?;
         Ok(Self {
+            kafka,
             database_url: overrides
                 .database_url
                 .or(file.database_url)

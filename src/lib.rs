@@ -14,6 +14,7 @@ pub mod crm;
 pub mod engine;
 pub mod event;
 pub mod init;
+pub mod kafka;
 pub mod reload;
 pub mod route;
 pub mod schema;
