@@ -325,7 +325,7 @@ impl KafkaSettings {
             })?;
         for broker in brokers.split(',') {
             let port = broker.rsplit_once(':').map(|(_, port)| port);
-            if !port.is_some_and(|port| port.parse::<u16>().is_ok()) {
+            if port.is_none_or(|port| port.parse::<u16>().is_err()) {
                 return Err(KafkaSettingsError {
                     variable: "KAFKA_BROKERS",
                     message: format!("{broker:?} is not host:port"),
