@@ -48,9 +48,9 @@ pub enum AppError {
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
-    /// The configuration asks for something this build cannot do.
-    #[error("{0}")]
-    Unsupported(String),
+    /// Kafka is misconfigured or lacks a topic.
+    #[error("Kafka: {0}")]
+    Kafka(String),
     /// Tokens cannot be signed.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
@@ -60,10 +60,24 @@ pub enum AppError {
 }
 
 /// A daemon ready to run: database migrated, routes loaded, listener bound.
+/// Where the consumer reads events from.
+enum Bus {
+    /// The event log in the database.
+    Embedded,
+    /// Kafka; the event log is the relay's outbox.
+    Kafka {
+        consumer: crate::kafka::consumer::RouteConsumer,
+        relay: crate::kafka::relay::Relay,
+        group: String,
+        batch_size: usize,
+    },
+}
+
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     engine: Engine,
+    bus: Bus,
     reloader: Reloader,
     reload_signals: mpsc::Receiver<crate::reload::Signal>,
     watched: Vec<PathBuf>,
@@ -79,11 +93,6 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
 impl Application {
     /// Prepares everything; nothing runs until [`Application::run`].
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
-        if settings.kafka.is_some() {
-            return Err(AppError::Unsupported(
-                "KAFKA_ENABLED=true: the Kafka bus is not available yet; unset KAFKA_ENABLED to use the embedded bus".into(),
-            ));
-        }
         let store = open_store(&settings).await?;
         tracing::info!(database = %store.display_url(), "database ready");
         let handle: RouteSetHandle = Arc::new(ArcSwap::from_pointee(RouteSet::empty()));
@@ -109,12 +118,24 @@ impl Application {
                     source,
                 })?;
         let log_signal = Arc::new(Notify::new());
+        let (bus, relay_health) = match &settings.kafka {
+            None => (Bus::Embedded, None),
+            Some(kafka) => {
+                let (bus, health) =
+                    connect_kafka(kafka, &store, &log_signal, settings.batch_size).await?;
+                (bus, Some(health))
+            }
+        };
         let engine = Engine::new(
             store.clone(),
             handle.clone(),
             log_signal.clone(),
             EngineOptions {
-                consumer: settings.consumer.clone(),
+                // With Kafka, positions are the consumer group's, per partition.
+                consumer: match &settings.kafka {
+                    Some(kafka) => kafka.group_id.clone(),
+                    None => settings.consumer.clone(),
+                },
                 batch_size: settings.batch_size,
             },
         );
@@ -134,6 +155,7 @@ impl Application {
             engine_health: engine.health(),
             tokens: crate::auth::TokenKeys::new(&secret),
             login_limiter: Arc::new(crate::auth::LoginLimiter::new()),
+            relay_health,
         };
         let watched = [&settings.routes, &settings.schemas]
             .into_iter()
@@ -146,6 +168,7 @@ impl Application {
             listener,
             state,
             engine,
+            bus,
             reloader,
             reload_signals,
             watched,
@@ -177,7 +200,24 @@ impl Application {
             watcher,
             shutdown.clone(),
         ));
-        let engine_task = tokio::spawn(self.engine.run(shutdown.clone()));
+        let engine_task = match self.bus {
+            Bus::Embedded => tokio::spawn(self.engine.run(shutdown.clone())),
+            Bus::Kafka {
+                consumer,
+                relay,
+                group,
+                batch_size,
+            } => {
+                tokio::spawn(relay.run(shutdown.clone()));
+                tokio::spawn(crate::kafka::consumer::run(
+                    self.engine,
+                    consumer,
+                    group,
+                    batch_size,
+                    shutdown.clone(),
+                ))
+            }
+        };
         let engine_abort = engine_task.abort_handle();
         // A daemon whose consumer died must not keep answering as if healthy: stop, exit
         // non-zero and let the supervisor restart it.
@@ -233,6 +273,80 @@ impl Application {
             None => Ok(()),
         }
     }
+}
+
+/// Creates topics when asked, checks that they exist, and builds the relay and the consumer.
+/// An unreachable cluster is not fatal (events wait in the outbox); a missing topic is.
+async fn connect_kafka(
+    kafka: &crate::kafka::KafkaSettings,
+    store: &Store,
+    log_signal: &crate::engine::LogSignal,
+    batch_size: usize,
+) -> Result<(Bus, Arc<crate::kafka::relay::RelayHealth>), AppError> {
+    use crate::kafka::{connect, consumer, relay, topics};
+    use rdkafka::producer::Producer;
+    if kafka.create_topics {
+        match topics::create(kafka).await {
+            Ok(results) => {
+                for (topic, outcome) in results {
+                    tracing::info!(%topic, ?outcome, "Kafka topic");
+                }
+            }
+            Err(error) => connect::log_failure(&error.to_string()),
+        }
+    }
+    let health = Arc::new(relay::RelayHealth::default());
+    let producer = relay::producer(kafka, health.clone())
+        .map_err(|error| AppError::Kafka(format!("cannot create the producer: {error}")))?;
+    let probe = producer.clone();
+    let metadata = tokio::task::spawn_blocking(move || {
+        probe.client().fetch_metadata(None, Duration::from_secs(10))
+    })
+    .await
+    .map_err(|error| AppError::Kafka(error.to_string()))?;
+    match metadata {
+        Ok(metadata) => {
+            let present: Vec<&str> = metadata
+                .topics()
+                .iter()
+                .filter(|topic| topic.error().is_none())
+                .map(|topic| topic.name())
+                .collect();
+            let missing: Vec<&str> = kafka
+                .topics
+                .names
+                .iter()
+                .map(String::as_str)
+                .filter(|name| !present.contains(name))
+                .collect();
+            if !missing.is_empty() {
+                return Err(AppError::Kafka(format!(
+                    "topic(s) {} do not exist; run `crm-router topics create` or set kafka.create_topics: true",
+                    missing.join(", ")
+                )));
+            }
+            tracing::info!(brokers = %kafka.brokers, "✅ Kafka Producer connected");
+        }
+        Err(error) => connect::log_failure(&error.to_string()),
+    }
+    let consumer = consumer::subscribe(kafka)
+        .map_err(|error| AppError::Kafka(format!("cannot create the consumer: {error}")))?;
+    let relay = relay::Relay::new(
+        store.clone(),
+        producer,
+        log_signal.clone(),
+        health.clone(),
+        usize::try_from(kafka.topics.max_message_bytes).unwrap_or(usize::MAX),
+    );
+    Ok((
+        Bus::Kafka {
+            consumer,
+            relay,
+            group: kafka.group_id.clone(),
+            batch_size,
+        },
+        health,
+    ))
 }
 
 /// Keeps the login limiter's memory bounded by forgetting idle keys every minute.

@@ -47,11 +47,22 @@ enum Command {
     },
     /// List the routes that would be loaded (trigger → actions).
     Routes(SourceArgs),
+    /// Manage Kafka topics.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
     /// Manage users of the bundled CRM.
     User {
         #[command(subcommand)]
         command: UserCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsCommand {
+    /// Create the configured topics (default: the five CRM topics, 3 partitions, 7 days).
+    Create(SourceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +228,36 @@ fn list_routes(settings: Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn create_topics(settings: Settings) -> anyhow::Result<ExitCode> {
+    use crm_router::kafka::topics::{self, TopicOutcome};
+    let Some(kafka) = settings.kafka else {
+        anyhow::bail!("Kafka is not enabled: set KAFKA_ENABLED=true and KAFKA_BROKERS");
+    };
+    let results = topics::create(&kafka).await.map_err(|error| {
+        let reason = error.to_string();
+        anyhow::anyhow!(
+            "❌ Failed to connect to Kafka: {reason} ({})",
+            crm_router::kafka::connect::hint(&reason)
+        )
+    })?;
+    let mut failed = false;
+    for (topic, outcome) in results {
+        match outcome {
+            TopicOutcome::Created => println!("created {topic}"),
+            TopicOutcome::Exists => println!("exists  {topic}"),
+            TopicOutcome::Failed(reason) => {
+                failed = true;
+                println!("FAILED  {topic}: {reason}");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// The password: prompted without echo on a terminal, else the first line of stdin.
 fn read_password() -> anyhow::Result<String> {
     use std::io::{BufRead, IsTerminal};
@@ -290,6 +331,15 @@ async fn main() -> ExitCode {
         }
         Command::Routes(args) => {
             settings(config.as_deref(), cli.log_format, args).and_then(list_routes)
+        }
+        Command::Topics {
+            command: TopicsCommand::Create(source),
+        } => {
+            init_tracing_quiet();
+            match settings(config.as_deref(), cli.log_format, source) {
+                Ok(settings) => create_topics(settings).await,
+                Err(error) => Err(error),
+            }
         }
         Command::User {
             command:

@@ -24,8 +24,21 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     if let Some(error) = state.engine_health.last_error() {
         reasons.push(format!("event consumer: {error}"));
     }
+    // Kafka being down does not make the daemon unready: REST and routes keep working and
+    // events wait in the outbox. The state is reported for operators and alerts.
+    let kafka = state.relay_health.as_ref().map(|health| {
+        json!({
+            "connected": health.broker_error().is_none(),
+            "error": health.broker_error(),
+            "outboxBacklog": health.backlog(),
+        })
+    });
     if reasons.is_empty() {
-        (StatusCode::OK, Json(json!({"status": "ready"})))
+        let mut body = json!({"status": "ready"});
+        if let Some(kafka) = kafka {
+            body["kafka"] = kafka;
+        }
+        (StatusCode::OK, Json(body))
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -56,6 +56,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Login throttling.
     pub login_limiter: Arc<LoginLimiter>,
+    /// The Kafka relay's state; `None` on the embedded bus.
+    pub relay_health: Option<Arc<crate::kafka::relay::RelayHealth>>,
 }
 
 impl AppState {

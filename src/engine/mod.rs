@@ -33,6 +33,58 @@ pub type LogSignal = Arc<Notify>;
 /// Delay before retrying after the database itself failed (not a route).
 const STORE_RETRY: Duration = Duration::from_millis(500);
 
+/// A stream whose position the engine stores with the effects: the embedded log, or one Kafka
+/// partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stream {
+    /// `__event_log`, or the Kafka topic.
+    pub name: String,
+    /// 0 for the embedded log.
+    pub partition: i64,
+    /// Kafka: positions are next offsets, and the same event may arrive twice (the relay
+    /// publishes at least once), so each event id is claimed once per consumer.
+    pub kafka: bool,
+}
+
+impl Stream {
+    /// The embedded event log.
+    pub fn embedded() -> Self {
+        Self {
+            name: EMBEDDED_STREAM.to_owned(),
+            partition: 0,
+            kafka: false,
+        }
+    }
+
+    /// One partition of a Kafka topic.
+    pub fn kafka(topic: &str, partition: i32) -> Self {
+        Self {
+            name: topic.to_owned(),
+            partition: i64::from(partition),
+            kafka: true,
+        }
+    }
+
+    /// The position to store once `record` is handled: the log's `seq`, or Kafka's next offset
+    /// (what Kafka's own committed offsets mean too).
+    pub fn position_after(&self, record: &LogRecord) -> i64 {
+        if self.kafka {
+            record.seq + 1
+        } else {
+            record.seq
+        }
+    }
+}
+
+/// What one batch achieved.
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// Every record was handled; the stream is at this position.
+    Done(i64),
+    /// The stream moved to this position, and the record after it is to be retried alone.
+    Retry(i64, LogRecord, Retry),
+}
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -156,10 +208,13 @@ impl Engine {
                 }
                 continue;
             }
-            match self.run_batch(from, &records).await {
-                Ok((done, None)) => position = Some(done),
-                Ok((done, Some((record, retry)))) => {
-                    position = self.retry_alone(done, &record, retry, &shutdown).await;
+            let stream = Stream::embedded();
+            match self.run_batch(&stream, from, &records).await {
+                Ok(BatchOutcome::Done(done)) => position = Some(done),
+                Ok(BatchOutcome::Retry(done, record, retry)) => {
+                    position = self
+                        .retry_alone(&stream, done, &record, retry, &shutdown)
+                        .await;
                 }
                 Err(error) => {
                     self.store_failed(&error);
@@ -169,6 +224,16 @@ impl Engine {
             }
         }
         tracing::info!(?position, "event consumer stopped");
+    }
+
+    /// The database (for consumers outside this module).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Reports a failed batch to the logs and `/readyz`.
+    pub fn report_store_failure(&self, error: &StoreError) {
+        self.store_failed(error);
     }
 
     fn store_failed(&self, error: &StoreError) {
@@ -181,13 +246,14 @@ impl Engine {
         self.health.set(Some(error.to_string()));
     }
 
-    /// Handles records in one transaction. Returns the new position and, when a record needs
-    /// a retry, that record (everything before it is committed).
-    async fn run_batch(
+    /// Handles records of `stream` in one transaction, starting from the stored `position`.
+    /// Everything before a record that needs a retry commits.
+    pub async fn run_batch(
         &self,
+        stream: &Stream,
         position: i64,
         records: &[LogRecord],
-    ) -> Result<(i64, Option<(LogRecord, Retry)>), StoreError> {
+    ) -> Result<BatchOutcome, StoreError> {
         let routes = self.routes.load_full();
         let mut transaction = self.store.begin().await?;
         let mut done = position;
@@ -195,10 +261,15 @@ impl Engine {
         let mut pending_retry = None;
         for record in records {
             let mut savepoint = sqlx::Connection::begin(&mut *transaction).await?;
+            if stream.kafka && !self.claim(&mut savepoint, record).await? {
+                savepoint.commit().await?;
+                done = stream.position_after(record);
+                continue;
+            }
             match handle_record(&mut savepoint, record, &routes, &self.http, 1, None).await {
                 Ok(emitted) => {
                     savepoint.commit().await?;
-                    done = record.seq;
+                    done = stream.position_after(record);
                     published.extend(emitted);
                 }
                 Err(retry) => {
@@ -208,12 +279,12 @@ impl Engine {
                 }
             }
         }
-        if done > position {
+        if done != position {
             log::advance_position(
                 &mut transaction,
                 &self.options.consumer,
-                EMBEDDED_STREAM,
-                0,
+                &stream.name,
+                stream.partition,
                 position,
                 done,
             )
@@ -221,15 +292,42 @@ impl Engine {
         }
         transaction.commit().await?;
         self.health.set(None);
-        log_published(&published);
-        Ok((done, pending_retry))
+        self.announce(&published);
+        Ok(match pending_retry {
+            None => BatchOutcome::Done(done),
+            Some((record, retry)) => BatchOutcome::Retry(done, record, retry),
+        })
+    }
+
+    /// Logs emitted events and, on the embedded bus, wakes the consumer for them (they are
+    /// in the log it reads); with Kafka the relay publishes them.
+    fn announce(&self, published: &[Event]) {
+        if !published.is_empty() {
+            self.signal.notify_one();
+        }
+        log_published(published);
+    }
+
+    /// Kafka delivers at least once: claims the record's event id for this consumer, inside
+    /// the record's savepoint. False when it was handled before (a republished duplicate).
+    async fn claim(
+        &self,
+        connection: &mut sqlx::AnyConnection,
+        record: &LogRecord,
+    ) -> Result<bool, StoreError> {
+        let Ok(envelope) = log::decode_envelope(&record.envelope) else {
+            // Not an envelope: handle_record dead-letters it.
+            return Ok(true);
+        };
+        Ok(log::claim_event(connection, &self.options.consumer, &envelope.event_id).await?)
     }
 
     /// Retries one record (the one after position `from`) until it succeeds or its failing
     /// routes are dead-lettered. Returns the new position, or `None` when shutting down first or
     /// when the stored position must be read again.
-    async fn retry_alone(
+    pub async fn retry_alone(
         &self,
+        stream: &Stream,
         from: i64,
         record: &LogRecord,
         mut retry: Retry,
@@ -253,24 +351,28 @@ impl Engine {
             let routes = self.routes.load_full();
             let outcome = async {
                 let mut transaction = self.store.begin().await?;
-                let result = handle_record(
-                    &mut transaction,
-                    record,
-                    &routes,
-                    &self.http,
-                    attempt,
-                    Some(&first_failed_at),
-                )
-                .await;
+                let result = if stream.kafka && !self.claim(&mut transaction, record).await? {
+                    Ok(Vec::new())
+                } else {
+                    handle_record(
+                        &mut transaction,
+                        record,
+                        &routes,
+                        &self.http,
+                        attempt,
+                        Some(&first_failed_at),
+                    )
+                    .await
+                };
                 match result {
                     Ok(emitted) => {
                         log::advance_position(
                             &mut transaction,
                             &self.options.consumer,
-                            EMBEDDED_STREAM,
-                            0,
+                            &stream.name,
+                            stream.partition,
                             from,
-                            record.seq,
+                            stream.position_after(record),
                         )
                         .await?;
                         transaction.commit().await?;
@@ -286,8 +388,8 @@ impl Engine {
             match outcome {
                 Ok(Ok(emitted)) => {
                     self.health.set(None);
-                    log_published(&emitted);
-                    return Some(record.seq);
+                    self.announce(&emitted);
+                    return Some(stream.position_after(record));
                 }
                 Ok(Err(next)) => retry = next,
                 Err(error @ StoreError::PositionMoved { .. }) => {

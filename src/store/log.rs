@@ -86,6 +86,57 @@ pub async fn read_after(
         .map_err(StoreError::from)
 }
 
+/// Up to `limit` events not yet published to Kafka, in order (the outbox).
+pub async fn unpublished(pool: &AnyPool, limit: i64) -> Result<Vec<LogRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, topic, event_key, envelope FROM event_log WHERE published_at IS NULL \
+         ORDER BY seq LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(LogRecord {
+                seq: row.try_get("seq")?,
+                topic: row.try_get("topic")?,
+                key: row.try_get("event_key")?,
+                envelope: row.try_get("envelope")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// How many events wait in the outbox.
+pub async fn unpublished_count(pool: &AnyPool) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COUNT(*) AS backlog FROM event_log WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await?;
+    Ok(row.try_get("backlog")?)
+}
+
+/// Marks events as acknowledged by Kafka.
+pub async fn mark_published(
+    connection: &mut AnyConnection,
+    seqs: &[i64],
+    at: &str,
+) -> Result<(), sqlx::Error> {
+    for chunk in seqs.chunks(500) {
+        let placeholders: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "UPDATE event_log SET published_at = $1 WHERE seq IN ({})",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(at);
+        for seq in chunk {
+            query = query.bind(*seq);
+        }
+        query.execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
 /// The highest position in the log (0 when empty).
 pub async fn head(pool: &AnyPool) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM event_log")
@@ -163,6 +214,25 @@ pub async fn advance_position(
         consumer: consumer.to_owned(),
         expected: from,
     })
+}
+
+/// Records that `consumer` handled `event_id`, inside the caller's transaction. False when it
+/// already had: Kafka may deliver an event twice (the relay publishes at least once).
+pub async fn claim_event(
+    connection: &mut AnyConnection,
+    consumer: &str,
+    event_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO consumed_events (consumer, event_id, consumed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (consumer, event_id) DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(event_id)
+    .bind(now_rfc3339())
+    .execute(connection)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// Decodes a stored or received envelope.

@@ -1,0 +1,276 @@
+//! The Kafka consumer: feeds the engine batches per partition, with positions kept in the
+//! database next to the routes' effects.
+//!
+//! Exactly-once without trusting Kafka's offsets: a partition's stored position is the next
+//! offset to apply. Records below it are skipped (Kafka's committed offset may lag, since it is
+//! committed after the database). The engine advances the position with a compare-and-set, so
+//! two instances briefly owning one partition during a rebalance cannot both apply a batch.
+//! Kafka offsets are committed too, after the database, so lag tools work.
+//!
+//! Revocation never interrupts a batch: rebalance callbacks run inside `recv`, which this loop
+//! only calls between batches.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::connect;
+use super::settings::KafkaSettings;
+use crate::engine::{BatchOutcome, Engine, Stream};
+use crate::store::log::{self, LogRecord};
+
+/// Notes rebalances, so the loop forgets cached positions of partitions it may have lost.
+pub struct PartitionTracker {
+    rebalanced: AtomicBool,
+    connected: AtomicBool,
+}
+
+impl ClientContext for PartitionTracker {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(facility = fac, ?level, "librdkafka: {log_message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.connected.swap(false, Ordering::Relaxed) {
+            connect::log_failure(reason);
+        } else {
+            tracing::debug!(%error, "Kafka consumer: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for PartitionTracker {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalanced.store(true, Ordering::Relaxed);
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                tracing::info!(partitions = partitions.count(), "Kafka partitions assigned")
+            }
+            Rebalance::Revoke(partitions) => {
+                tracing::info!(partitions = partitions.count(), "Kafka partitions revoked")
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "Kafka rebalance failed"),
+        }
+    }
+}
+
+/// The consumer crm-router uses.
+pub type RouteConsumer = StreamConsumer<PartitionTracker>;
+
+/// Builds the group consumer and subscribes to the configured topics.
+pub fn subscribe(settings: &KafkaSettings) -> Result<RouteConsumer, KafkaError> {
+    let mut config = settings.client_config();
+    config
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    let consumer: RouteConsumer = config.create_with_context(PartitionTracker {
+        rebalanced: AtomicBool::new(false),
+        connected: AtomicBool::new(true),
+    })?;
+    let topics: Vec<&str> = settings.topics.names.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    Ok(consumer)
+}
+
+fn to_record(message: &rdkafka::message::BorrowedMessage<'_>) -> LogRecord {
+    LogRecord {
+        seq: message.offset(),
+        topic: message.topic().to_owned(),
+        key: message
+            .key()
+            .map(|key| String::from_utf8_lossy(key).into_owned())
+            .unwrap_or_default(),
+        envelope: message
+            .payload()
+            .map(|payload| String::from_utf8_lossy(payload).into_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// Consumes until `shutdown`, handing batches to `engine`.
+pub async fn run(
+    engine: Engine,
+    consumer: RouteConsumer,
+    group: String,
+    batch_size: usize,
+    shutdown: CancellationToken,
+) {
+    let mut positions: HashMap<(String, i32), i64> = HashMap::new();
+    let mut rewound: HashSet<(String, i32)> = HashSet::new();
+    let mut announced = false;
+    while !shutdown.is_cancelled() {
+        let first = tokio::select! {
+            message = consumer.recv() => message,
+            _ = shutdown.cancelled() => break,
+        };
+        let mut batch: Vec<(i32, LogRecord)> = Vec::new();
+        match first {
+            Ok(message) => batch.push((message.partition(), to_record(&message))),
+            Err(error) => {
+                tracing::warn!(%error, "Kafka consumer error");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        if !announced {
+            tracing::info!(group = %group, "✅ Kafka Consumer connected");
+            announced = true;
+        }
+        consumer.context().connected.store(true, Ordering::Relaxed);
+        while batch.len() < batch_size {
+            match tokio::time::timeout(Duration::from_millis(2), consumer.recv()).await {
+                Ok(Ok(message)) => batch.push((message.partition(), to_record(&message))),
+                _ => break,
+            }
+        }
+        if consumer.context().rebalanced.swap(false, Ordering::Relaxed) {
+            positions.clear();
+            rewound.clear();
+        }
+        // Group by partition, keeping each partition's order.
+        let mut partitions: Vec<((String, i32), Vec<LogRecord>)> = Vec::new();
+        for (partition, record) in batch {
+            let key = (record.topic.clone(), partition);
+            match partitions.iter_mut().find(|(existing, _)| *existing == key) {
+                Some((_, records)) => records.push(record),
+                None => partitions.push((key, vec![record])),
+            }
+        }
+        for ((topic, partition), records) in partitions {
+            let stream = Stream::kafka(&topic, partition);
+            let key = (topic.clone(), partition);
+            let may_rewind = rewound.insert(key.clone());
+            let done = apply_partition(
+                &engine,
+                &consumer,
+                &group,
+                &stream,
+                positions.get(&key).copied(),
+                may_rewind,
+                records,
+                &shutdown,
+            )
+            .await;
+            match done {
+                Some(position) => {
+                    positions.insert(key, position);
+                    let mut offsets = TopicPartitionList::new();
+                    if offsets
+                        .add_partition_offset(&topic, partition, Offset::Offset(position))
+                        .is_ok()
+                    {
+                        // Progress for lag tools only; the database is the source of truth.
+                        let _ = consumer.commit(&offsets, CommitMode::Async);
+                    }
+                }
+                None => {
+                    positions.remove(&key);
+                }
+            }
+        }
+    }
+    tracing::info!("Kafka consumer stopped");
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Applies one partition's records. Returns the partition's position after them, or `None`
+/// when it must be read again (the records were rewound with a seek and will come again).
+async fn apply_partition(
+    engine: &Engine,
+    consumer: &RouteConsumer,
+    group: &str,
+    stream: &Stream,
+    cached: Option<i64>,
+    may_rewind: bool,
+    records: Vec<LogRecord>,
+    shutdown: &CancellationToken,
+) -> Option<i64> {
+    let partition = stream.partition as i32;
+    let rewind = |position: i64| {
+        if let Err(error) = consumer.seek(
+            &stream.name,
+            partition,
+            Offset::Offset(position),
+            Duration::from_secs(5),
+        ) {
+            tracing::warn!(%error, topic = %stream.name, partition, "cannot rewind the partition");
+        }
+    };
+    let mut position = match cached {
+        Some(position) => position,
+        None => match log::position(
+            engine.store().reader(),
+            group,
+            &stream.name,
+            stream.partition,
+        )
+        .await
+        {
+            Ok(position) => {
+                // Kafka's committed offset is ahead of the database (it was reset or restored):
+                // go back, so nothing the database has not applied is skipped.
+                // Once per assignment: a gap in the partition (compaction) must not loop.
+                if may_rewind
+                    && position > 0
+                    && records.first().is_some_and(|first| first.seq > position)
+                {
+                    tracing::warn!(topic = %stream.name, partition, position, "Kafka is ahead of the stored position; rewinding");
+                    rewind(position);
+                    return None;
+                }
+                position
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot read the consumer position; retrying");
+                rewind(records.first().map_or(0, |first| first.seq));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return None;
+            }
+        },
+    };
+    let mut pending: Vec<LogRecord> = records
+        .into_iter()
+        .filter(|record| record.seq >= position)
+        .collect();
+    while !pending.is_empty() {
+        match engine.run_batch(stream, position, &pending).await {
+            Ok(BatchOutcome::Done(done)) => return Some(done),
+            Ok(BatchOutcome::Retry(done, record, retry)) => {
+                position = done;
+                match engine
+                    .retry_alone(stream, done, &record, retry, shutdown)
+                    .await
+                {
+                    Some(after) => {
+                        position = after;
+                        pending.retain(|record| record.seq >= after);
+                    }
+                    None => {
+                        rewind(position);
+                        return None;
+                    }
+                }
+            }
+            Err(error) => {
+                engine.report_store_failure(&error);
+                rewind(position);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return None;
+            }
+        }
+    }
+    Some(position)
+}

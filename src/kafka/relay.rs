@@ -1,0 +1,246 @@
+//! The outbox relay: publishes the event log's unpublished rows to Kafka, in `seq` order, with
+//! the idempotent producer, and marks each row published only on its delivery report.
+//!
+//! `message.timeout.ms` is 0 (never give up): while Kafka is down, librdkafka keeps the batch
+//! in flight and retries it in order, the rows stay unpublished in the database, and the REST
+//! layer and routes keep appending behind them. When Kafka returns, the backlog drains by
+//! itself. A crash between delivery and marking re-sends those events; consumers claim event
+//! ids, so the copy is a no-op.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+use super::connect;
+use super::settings::KafkaSettings;
+use crate::engine::LogSignal;
+use crate::store::dead_letters::{self, NewDeadLetter};
+use crate::store::log::{self, LogRecord};
+use crate::store::{Store, StoreError};
+use crate::template::now_rfc3339;
+
+/// Rows published per round.
+const BATCH: i64 = 500;
+
+/// What `/readyz` and the logs need to know about publishing.
+#[derive(Debug, Default)]
+pub struct RelayHealth {
+    backlog: AtomicI64,
+    broker_error: Mutex<Option<String>>,
+}
+
+impl RelayHealth {
+    /// Events in the outbox not yet acknowledged by Kafka (as of the last round).
+    pub fn backlog(&self) -> i64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// The broker problem reported since the last successful delivery.
+    pub fn broker_error(&self) -> Option<String> {
+        self.broker_error.lock().expect("health lock").clone()
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        *self.broker_error.lock().expect("health lock") = error;
+    }
+}
+
+/// Reports librdkafka's connection errors as the guide's log line and into the health.
+#[derive(Clone)]
+pub struct ReportingContext {
+    /// Where broker errors go.
+    pub health: Arc<RelayHealth>,
+}
+
+impl ClientContext for ReportingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        // Connection trouble also arrives through `error`, which logs it once with a hint;
+        // librdkafka's own lines stay at debug so an outage does not flood the log.
+        tracing::debug!(facility = fac, ?level, "librdkafka: {log_message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let first = self.health.broker_error().is_none();
+        self.health.set_error(Some(reason.to_owned()));
+        if first {
+            connect::log_failure(reason);
+        } else {
+            tracing::debug!(%error, "Kafka still unreachable: {reason}");
+        }
+    }
+}
+
+/// The producer the relay uses.
+pub type RelayProducer = FutureProducer<ReportingContext>;
+
+/// Builds the idempotent producer.
+pub fn producer(
+    settings: &KafkaSettings,
+    health: Arc<RelayHealth>,
+) -> Result<RelayProducer, KafkaError> {
+    let mut config = settings.client_config();
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0")
+        .set(
+            "message.max.bytes",
+            settings.topics.max_message_bytes.to_string(),
+        )
+        .set("linger.ms", "5");
+    config.create_with_context(ReportingContext { health })
+}
+
+/// Publishes the outbox.
+pub struct Relay {
+    store: Store,
+    producer: RelayProducer,
+    signal: LogSignal,
+    health: Arc<RelayHealth>,
+    max_message_bytes: usize,
+}
+
+impl Relay {
+    /// A relay over `store`'s event log.
+    pub fn new(
+        store: Store,
+        producer: RelayProducer,
+        signal: LogSignal,
+        health: Arc<RelayHealth>,
+        max_message_bytes: usize,
+    ) -> Self {
+        Self {
+            store,
+            producer,
+            signal,
+            health,
+            max_message_bytes,
+        }
+    }
+
+    /// Publishes until `shutdown`; deliveries in flight at shutdown are re-sent on the next start.
+    pub async fn run(self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            match self.round(&shutdown).await {
+                Ok(0) => {
+                    tokio::select! {
+                        _ = self.signal.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(%error, "outbox relay cannot reach the database; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one batch and waits for its delivery reports. Returns how many rows it settled.
+    async fn round(&self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
+        let backlog = log::unpublished_count(self.store.reader()).await?;
+        self.health.backlog.store(backlog, Ordering::Relaxed);
+        if backlog == 0 {
+            return Ok(0);
+        }
+        let rows = log::unpublished(self.store.reader(), BATCH).await?;
+        let mut deliveries = Vec::with_capacity(rows.len());
+        let mut too_large = Vec::new();
+        for row in &rows {
+            if row.envelope.len() > self.max_message_bytes {
+                too_large.push((row, format!(
+                    "the event is {} bytes, over the topic's max.message.bytes of {}; it was not published",
+                    row.envelope.len(),
+                    self.max_message_bytes
+                )));
+                continue;
+            }
+            let record = FutureRecord::to(&row.topic)
+                .key(row.key.as_bytes())
+                .payload(row.envelope.as_bytes());
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push((row, delivery)),
+                Err((error, _)) => {
+                    // The local queue is full: wait for what is in flight, then continue.
+                    tracing::debug!(%error, "producer queue full");
+                    break;
+                }
+            }
+        }
+        let mut published = Vec::new();
+        for (row, delivery) in deliveries {
+            let outcome = tokio::select! {
+                outcome = delivery => outcome,
+                _ = shutdown.cancelled() => break,
+            };
+            match outcome {
+                Ok(Ok(_)) => published.push(row.seq),
+                Ok(Err((error, _))) if connect::is_message_too_large(&error) => {
+                    too_large.push((row, format!("Kafka refused the event: {error}")));
+                }
+                Ok(Err((error, _))) => {
+                    // Only permanent errors reach here (timeouts are disabled); keep the row
+                    // and report it, so it is retried in order on the next round.
+                    tracing::error!(%error, seq = row.seq, topic = %row.topic, "publishing failed; will retry");
+                    self.health.set_error(Some(error.to_string()));
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if !published.is_empty() {
+            self.health.set_error(None);
+        }
+        let settled = published.len() + too_large.len();
+        let mut transaction = self.store.begin().await?;
+        for (row, reason) in &too_large {
+            dead_letter(&mut transaction, row, reason).await?;
+            tracing::warn!(seq = row.seq, topic = %row.topic, "{reason}");
+            published.push(row.seq);
+        }
+        log::mark_published(&mut transaction, &published, &now_rfc3339()).await?;
+        transaction.commit().await?;
+        Ok(settled)
+    }
+}
+
+async fn dead_letter(
+    connection: &mut sqlx::AnyConnection,
+    row: &LogRecord,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let (event_id, event_type) = match log::decode_envelope(&row.envelope) {
+        Ok(envelope) => (envelope.event_id, envelope.event_type),
+        Err(_) => (String::new(), String::new()),
+    };
+    let now = now_rfc3339();
+    dead_letters::insert(
+        connection,
+        &NewDeadLetter {
+            event_id: &event_id,
+            topic: &row.topic,
+            event_type: &event_type,
+            key: &row.key,
+            envelope: &row.envelope,
+            route: None,
+            action_index: None,
+            action_kind: Some("publish"),
+            error: reason,
+            attempts: 1,
+            first_failed_at: &now,
+        },
+    )
+    .await?;
+    Ok(())
+}
