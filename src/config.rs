@@ -129,9 +129,14 @@ impl ConfigFile {
         })?;
         // Relative directories in the file mean "next to the file", wherever it is run from.
         let base = path.parent().unwrap_or(Path::new(""));
-        for directory in [&mut file.routes, &mut file.schemas, &mut file.migrations]
-            .into_iter()
-            .flatten()
+        for directory in [
+            &mut file.routes,
+            &mut file.schemas,
+            &mut file.migrations,
+            &mut file.kafka.ssl_ca_location,
+        ]
+        .into_iter()
+        .flatten()
         {
             if directory.is_relative() {
                 *directory = base.join(&*directory);
@@ -284,6 +289,29 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_example_config_parses_and_resolves() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut files = vec![examples.join("crm-router.yaml")];
+        for entry in std::fs::read_dir(examples.join("kafka")).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+        for path in files {
+            let file = ConfigFile::read(&path).unwrap_or_else(|error| panic!("{error}"));
+            if path.parent().unwrap().ends_with("kafka") {
+                let secrets = std::collections::BTreeMap::from([
+                    ("KAFKA_USERNAME".to_owned(), "user".to_owned()),
+                    ("KAFKA_PASSWORD".to_owned(), "secret".to_owned()),
+                ]);
+                let lookup = |name: &str| secrets.get(name).cloned();
+                let kafka = KafkaSettings::resolve(lookup, &file.kafka)
+                    .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+                    .expect("the Kafka examples enable Kafka");
+                assert!(!kafka.brokers.is_empty(), "{}", path.display());
+            }
+        }
+    }
 
     #[test]
     fn flags_beat_port_beat_file_beat_defaults() {

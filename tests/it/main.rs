@@ -6,6 +6,7 @@ mod crash;
 mod crm_flows;
 mod dead_letters;
 mod http_errors;
+mod kafka;
 mod operations;
 mod reload;
 mod support;
