@@ -9,6 +9,7 @@ use super::api_key::ApiKey;
 use super::error::ApiError;
 use super::AppState;
 use crate::reload::Signal;
+use crate::route::trigger::TriggerKind;
 
 /// Lists routes with their triggers and actions.
 pub async fn list(State(state): State<AppState>, _key: ApiKey) -> Result<Json<Value>, ApiError> {
@@ -17,14 +18,24 @@ pub async fn list(State(state): State<AppState>, _key: ApiKey) -> Result<Json<Va
         .routes
         .iter()
         .map(|route| {
-            json!({
+            let mut listed = json!({
                 "name": route.name,
                 "description": route.description,
                 "file": route.file.display().to_string(),
-                "topic": route.trigger.topic.as_str(),
-                "eventTypes": route.trigger.types.names(),
-                "actions": route.steps.iter().map(|step| json!({"kind": step.action.kind(), "summary": step.action.summary()})).collect::<Vec<_>>(),
-            })
+            });
+            match &route.trigger.kind {
+                TriggerKind::Events { topic, types } => {
+                    listed["topic"] = json!(topic.as_str());
+                    listed["eventTypes"] = json!(types.names());
+                }
+                TriggerKind::Schedule(schedule) => listed["schedule"] = json!(schedule.as_str()),
+            }
+            listed["actions"] = route
+                .steps
+                .iter()
+                .map(|step| json!({"kind": step.action.kind(), "summary": step.action.summary()}))
+                .collect();
+            listed
         })
         .collect();
     Ok(Json(
