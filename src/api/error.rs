@@ -36,6 +36,13 @@ pub enum ApiError {
     /// No such resource.
     #[error("{0}")]
     NotFound(String),
+    /// The request does not fit the resource's state (triggering a route that runs on events).
+    #[error("{0}")]
+    Conflict(String),
+    /// A route run on request failed: its effects were rolled back and a dead letter written.
+    /// Not an internal error, so the message (the route's failure) is shown.
+    #[error("{0}")]
+    RouteFailed(String),
     /// Wrong method for the path.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -79,6 +86,8 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::RouteFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "route_failed"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {

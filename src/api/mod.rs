@@ -50,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/api/routes", get(routes::list))
         .route("/api/routes/reload", post(routes::reload))
+        .route("/api/routes/{name}/trigger", post(routes::trigger))
         .route("/api/events/{topic}", post(events::submit))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
