@@ -7,4 +7,5 @@ mod dead_letters;
 mod http_errors;
 mod operations;
 mod reload;
+mod schedule;
 mod support;
