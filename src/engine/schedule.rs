@@ -91,7 +91,8 @@ pub enum RunOutcome {
         /// What failed, with the action's path and kind.
         error: String,
     },
-    /// Another daemon on the database ran this tick first; nothing ran here.
+    /// Another daemon on the database, or a manual trigger, moved the last tick since it was
+    /// read; nothing ran here.
     ClaimedElsewhere,
 }
 
@@ -262,7 +263,7 @@ impl Scheduler {
         };
         if !claimed {
             transaction.rollback().await?;
-            tracing::debug!(route = name, %scheduled_at, "tick already run by another daemon");
+            tracing::debug!(route = name, %scheduled_at, "tick already claimed by another daemon or a manual trigger");
             return Ok(report(RunOutcome::ClaimedElsewhere));
         }
         let event = schedule_event(name, &scheduled_at);
@@ -301,16 +302,19 @@ impl Scheduler {
             Ok(()) => {
                 savepoint.commit().await?;
                 transaction.commit().await?;
-                tracing::info!(
-                    route = name,
-                    %scheduled_at,
-                    emitted = emitted.len(),
-                    "⏰ Scheduled route ran: {name}"
-                );
-                if !emitted.is_empty() {
+                // A one-minute schedule that finds nothing would otherwise fill the log.
+                if emitted.is_empty() {
+                    tracing::debug!(route = name, %scheduled_at, "⏰ Scheduled route ran: {name}");
+                } else {
+                    tracing::info!(
+                        route = name,
+                        %scheduled_at,
+                        emitted = emitted.len(),
+                        "⏰ Scheduled route ran: {name}"
+                    );
                     self.signal.notify_one();
+                    log_published(&emitted);
                 }
-                log_published(&emitted);
                 Ok(report(RunOutcome::Completed {
                     emitted: emitted.len(),
                 }))
