@@ -2,7 +2,7 @@
 //!
 //! Order matters: open and migrate the database, load the routes (refusing to start on an
 //! invalid set), bind the listener (so tests can use port 0 and read the address), then start
-//! the consumer, the reload loop, the file watcher and the HTTP server.
+//! the consumer, the scheduler, the reload loop, the file watcher and the HTTP server.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Settings;
+use crate::engine::schedule::Scheduler;
 use crate::engine::{Engine, EngineOptions, RouteSetHandle};
 use crate::reload::watcher::SourceWatcher;
 use crate::reload::{LoadSettings, ReloadError, Reloader};
@@ -78,6 +79,7 @@ pub struct Application {
     state: AppState,
     engine: Engine,
     bus: Bus,
+    scheduler: Scheduler,
     reloader: Reloader,
     reload_signals: mpsc::Receiver<crate::reload::Signal>,
     watched: Vec<PathBuf>,
@@ -139,6 +141,7 @@ impl Application {
                 batch_size: settings.batch_size,
             },
         );
+        let scheduler = Scheduler::new(store.clone(), handle.clone(), log_signal.clone());
         let (reload_sender, reload_signals) = mpsc::channel(8);
         let (secret, origin) =
             crate::auth::secret::resolve(&store, settings.jwt_secret.as_deref()).await?;
@@ -169,6 +172,7 @@ impl Application {
             state,
             engine,
             bus,
+            scheduler,
             reloader,
             reload_signals,
             watched,
@@ -218,6 +222,8 @@ impl Application {
                 ))
             }
         };
+        let scheduler_task = tokio::spawn(self.scheduler.run(shutdown.clone()));
+        let scheduler_abort = scheduler_task.abort_handle();
         let engine_abort = engine_task.abort_handle();
         // A daemon whose consumer died must not keep answering as if healthy: stop, exit
         // non-zero and let the supervisor restart it.
@@ -249,6 +255,7 @@ impl Application {
         shutdown.cancel();
         let consumer_failure = match tokio::time::timeout(SHUTDOWN_GRACE, async {
             let _ = reload_task.await;
+            let _ = scheduler_task.await;
             engine_watch.await.ok().flatten()
         })
         .await
@@ -260,9 +267,11 @@ impl Application {
                 failure
             }
             Err(_) => {
-                // Dropping the batch in flight rolls its transaction back; it is redone on start.
+                // Dropping the batch (or scheduled run) in flight rolls its transaction back; it is
+                // redone on start.
                 engine_abort.abort();
-                tracing::warn!("the event consumer did not stop in time; its uncommitted batch will be redone on start");
+                scheduler_abort.abort();
+                tracing::warn!("the event consumer or the scheduler did not stop in time; what they had not committed will be redone on start");
                 None
             }
         };

@@ -13,6 +13,7 @@ use crm_router::auth::Role;
 use crm_router::config::{ConfigFile, LogFormat, Overrides, Settings};
 use crm_router::crm::{users, Published};
 use crm_router::route::load::{self, LoadOptions};
+use crm_router::route::trigger::TriggerKind;
 use crm_router::template::TemplateLimits;
 
 /// A declarative event router for the CRM: YAML routes turn events into rows, HTTP calls and
@@ -217,13 +218,13 @@ fn list_routes(settings: Settings) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|step| step.action.summary())
             .collect();
-        println!(
-            "{}: {} [{}] → {}",
-            route.name,
-            route.trigger.topic.as_str(),
-            route.trigger.types.names().join(", "),
-            actions.join(", ")
-        );
+        let trigger = match &route.trigger.kind {
+            TriggerKind::Events { topic, types } => {
+                format!("{} [{}]", topic.as_str(), types.names().join(", "))
+            }
+            TriggerKind::Schedule(schedule) => format!("schedule {:?}", schedule.as_str()),
+        };
+        println!("{}: {trigger} → {}", route.name, actions.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

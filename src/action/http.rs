@@ -19,6 +19,15 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 /// Response bodies beyond this are cut before they reach `steps`.
 const MAX_RESPONSE_BYTES: usize = 1 << 20;
 
+/// A client for `http` actions. Each long-lived runner (the consumer, the scheduler) keeps one,
+/// so connections to a route's endpoint are reused across events.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("crm-router/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the TLS backend initialises")
+}
+
 /// A compiled HTTP call.
 #[derive(Debug, Clone)]
 pub struct Http {

@@ -27,8 +27,8 @@ use crate::route::RouteName;
 use crate::schema::SchemaRegistry;
 use crate::template::{Condition, RenderError, TemplateEnvironment};
 
-pub use emit::Emit;
-pub use http::Http;
+pub use emit::{Emit, EMIT_SOURCE};
+pub use http::{client as http_client, Http};
 pub use insert::Insert;
 pub use query::Query;
 pub use update::Update;

@@ -47,6 +47,10 @@ pub enum ApiError {
         /// Seconds until the next attempt is allowed (the `Retry-After` header).
         retry_after: u64,
     },
+    /// A route run on request failed: its effects were rolled back and a dead letter written.
+    /// Not an internal error, so the message (the route's failure) is shown.
+    #[error("{0}")]
+    RouteFailed(String),
     /// Wrong method for the path.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -92,6 +96,7 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            Self::RouteFailed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "route_failed"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::UnsupportedMediaType(_) => {

@@ -84,6 +84,7 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::readyz))
         .routes(routes!(routes::list))
         .routes(routes!(routes::reload))
+        .routes(routes!(routes::trigger))
         .routes(routes!(events::submit))
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))

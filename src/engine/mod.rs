@@ -10,6 +10,7 @@
 
 mod handle;
 pub mod retry;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,10 +146,7 @@ impl Engine {
         Self {
             store,
             routes,
-            http: reqwest::Client::builder()
-                .user_agent(concat!("crm-router/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .expect("the TLS backend initialises"),
+            http: crate::action::http_client(),
             signal,
             options,
             health: Arc::default(),

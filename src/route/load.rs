@@ -10,9 +10,9 @@ use include_dir::Dir;
 
 use super::compile::Compiler;
 use super::diagnostic::{Diagnostic, Position};
-use super::model::{RouteDef, RouteFile, TypeSelector};
+use super::model::{RouteDef, RouteFile, TriggerDef, TypeSelector};
 use super::source_map::SourceMap;
-use super::trigger::{TopicPattern, Trigger, TypeFilter};
+use super::trigger::{Schedule, TopicPattern, Trigger, TriggerKind, TypeFilter};
 use super::{Route, RouteName, RouteSet};
 use crate::engine::retry::RetryPolicy;
 use crate::schema::{SchemaFile, SchemaRegistry};
@@ -341,26 +341,24 @@ fn compile_route(
         }
     };
     compiler.set_route(&definition.name);
-    let topic = match TopicPattern::parse(&definition.on.topic) {
-        Ok(topic) => Some(topic),
-        Err(error) => {
-            compiler.error(&format!("{path}.on.topic"), error, None);
-            None
-        }
-    };
-    let types = compile_types(
-        compiler,
-        &format!("{path}.on.type"),
-        definition.on.event_type.as_ref(),
-    );
+    let kind = compile_trigger(compiler, &format!("{path}.on"), &definition.on);
     let when = match &definition.on.when {
         Some(expression) => compiler
             .condition(&format!("{path}.on.when"), expression)
             .map(Some),
         None => Some(None),
     };
+    let scheduled = definition.on.schedule.is_some() && definition.on.topic.is_none();
     let retry = match &definition.retry {
         None => Some(default_retry),
+        Some(_) if scheduled => {
+            compiler.error(
+                &format!("{path}.retry"),
+                "`retry` does not apply to a scheduled route",
+                Some("a failed run is dead-lettered and the next tick runs the route again; remove `retry`".into()),
+            );
+            None
+        }
         Some(retry) => match RetryPolicy::from_def(retry, default_retry) {
             Ok(policy) => Some(policy),
             Err(error) => {
@@ -385,14 +383,77 @@ fn compile_route(
         description: definition.description.clone(),
         file: file.to_owned(),
         trigger: Trigger {
-            topic: topic?,
-            types: types?,
+            kind: kind?,
             when: when?,
         },
         retry: retry?,
         steps,
         definition: definition.clone(),
     })
+}
+
+/// `on:` has `topic` (and maybe `type`) or `schedule`, never both.
+fn compile_trigger(
+    compiler: &mut Compiler<'_>,
+    path: &str,
+    on: &TriggerDef,
+) -> Option<TriggerKind> {
+    match (&on.topic, &on.schedule) {
+        (Some(_), Some(_)) => {
+            compiler.error(
+                &format!("{path}.schedule"),
+                "`on` has both `topic` and `schedule`",
+                Some("a route runs on events (`topic`, `type`) or on a timer (`schedule`); split it into two routes".into()),
+            );
+            None
+        }
+        (None, None) => {
+            compiler.error(
+                path,
+                "`on` needs `topic` (to run on events) or `schedule` (to run on a timer)",
+                None,
+            );
+            None
+        }
+        (Some(topic), None) => {
+            let topic = match TopicPattern::parse(topic) {
+                Ok(topic) => Some(topic),
+                Err(error) => {
+                    compiler.error(&format!("{path}.topic"), error, None);
+                    None
+                }
+            };
+            let types = compile_types(compiler, &format!("{path}.type"), on.event_type.as_ref());
+            Some(TriggerKind::Events {
+                topic: topic?,
+                types: types?,
+            })
+        }
+        (None, Some(schedule)) => {
+            if on.event_type.is_some() {
+                compiler.error(
+                    &format!("{path}.type"),
+                    "`type` selects events, and a scheduled route runs on a timer",
+                    Some("remove `type`, or use `topic` instead of `schedule`".into()),
+                );
+            }
+            let parsed = Schedule::parse(schedule.as_deref().unwrap_or_default());
+            match parsed {
+                Ok(schedule) => on
+                    .event_type
+                    .is_none()
+                    .then_some(TriggerKind::Schedule(schedule)),
+                Err(error) => {
+                    compiler.error(
+                        &format!("{path}.schedule"),
+                        error.to_string(),
+                        Some("write an interval such as `1m` or `every 30s` (1s to 1y), or five cron fields such as `*/5 * * * *` (minute hour day-of-month month day-of-week, in UTC)".into()),
+                    );
+                    None
+                }
+            }
+        }
+    }
 }
 
 fn compile_types(

@@ -37,18 +37,36 @@ pub struct RouteDef {
     pub actions: Vec<ActionDef>,
 }
 
-/// The `on:` block of a route.
+/// The `on:` block of a route: `topic` (and `type`) to run on events, or `schedule` to run on
+/// a timer. One struct rather than an untagged enum, so that a typo still gets serde's
+/// "unknown field, expected one of" message; `load` checks that exactly one of the two is given.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerDef {
-    /// Topic name or glob (`*.events`).
-    pub topic: String,
-    /// Event type, list of types, or `*` (the default).
+    /// Topic name or glob (`*.events`); the route runs for each matching event.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Event type, list of types, or `*` (the default). Only with `topic`.
     #[serde(default, rename = "type")]
     pub event_type: Option<TypeSelector>,
+    /// An interval (`1m`, `every 30s`) or a 5-field cron expression (`*/5 * * * *`, UTC); the
+    /// route runs on this timer instead of on events. `Some(None)` is `schedule:` with no
+    /// value, an error rather than "no schedule".
+    #[serde(default, deserialize_with = "present")]
+    pub schedule: Option<Option<String>>,
     /// A minijinja expression over the event; the route runs only when it is truthy.
     #[serde(default)]
     pub when: Option<String>,
+}
+
+/// Deserialises a key that is present (even as `null`) to `Some`; with `#[serde(default)]` an
+/// absent key stays `None`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 /// `type: X` or `type: [X, Y]`.

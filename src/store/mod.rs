@@ -1,5 +1,5 @@
-//! The database: connection pools, migrations, the schema catalog, the event log and dead
-//! letters.
+//! The database: connection pools, migrations, the schema catalog, the event log, dead
+//! letters and the scheduler's last runs.
 //!
 //! Everything goes through sqlx's `Any` driver so SQLite (the embedded default) and PostgreSQL
 //! share one code path; the few dialect differences live in [`Dialect`]. Only this module writes
@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod dead_letters;
 pub mod log;
 mod migrate;
+pub mod schedule_runs;
 pub mod sql;
 
 use std::path::Path;

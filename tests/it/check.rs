@@ -101,6 +101,54 @@ fn every_problem_is_reported_not_just_the_first() {
 }
 
 #[test]
+fn invalid_schedules_are_reported_at_their_place() {
+    let text = r#"routes:
+  - name: too-few-fields
+    on: {schedule: "*/5 * * *"}
+    actions:
+      - emit: {topic: x.events, eventType: A, key: k}
+  - name: too-fast
+    on:
+      schedule: 100ms
+    actions:
+      - emit: {topic: x.events, eventType: A, key: k}
+  - name: both
+    on: {topic: x.events, schedule: 1m}
+    actions:
+      - emit: {topic: x.events, eventType: A, key: k}
+  - name: typed
+    on: {schedule: "@daily", type: A}
+    retry: {attempts: 2}
+    actions:
+      - emit: {topic: x.events, eventType: A, key: k}
+  - name: neither
+    on: {when: "true"}
+    actions:
+      - emit: {topic: x.events, eventType: A, key: k}
+  - name: empty
+    on: {schedule: }
+    actions:
+      - emit: {topic: x.events, eventType: A, key: k}
+"#;
+    let hint = "(hint: write an interval such as `1m` or `every 30s` (1s to 1y), or five cron fields such as `*/5 * * * *` (minute hour day-of-month month day-of-week, in UTC))";
+    let too_few = format!("routes/schedules.yaml:3:10: invalid cron expression \"*/5 * * *\": it has 4 fields; cron takes 5: minute, hour, day of month, month, day of week {hint}");
+    let too_fast = format!("routes/schedules.yaml:8:7: interval \"100ms\" is out of range: it must be between 1s and 1y {hint}");
+    let empty = format!("routes/schedules.yaml:25:10: `schedule` is empty {hint}");
+    assert_check(
+        &[("schedules.yaml", text)],
+        &[
+            &too_few,
+            &too_fast,
+            "routes/schedules.yaml:12:27: `on` has both `topic` and `schedule` (hint: a route runs on events (`topic`, `type`) or on a timer (`schedule`); split it into two routes)",
+            "routes/schedules.yaml:16:30: `type` selects events, and a scheduled route runs on a timer (hint: remove `type`, or use `topic` instead of `schedule`)",
+            "routes/schedules.yaml:17:5: `retry` does not apply to a scheduled route (hint: a failed run is dead-lettered and the next tick runs the route again; remove `retry`)",
+            "routes/schedules.yaml:21:5: `on` needs `topic` (to run on events) or `schedule` (to run on a timer)",
+            &empty,
+        ],
+    );
+}
+
+#[test]
 fn alias_bombs_are_refused_not_expanded() {
     // Nine levels of ten-fold aliases: a billion leaves if expanded.
     let mut bomb = String::from(
@@ -269,4 +317,29 @@ fn the_route_schema_matches_the_route_files() {
     )
     .unwrap();
     assert!(!validator.is_valid(&typo));
+    let on = |trigger: &str| -> serde_json::Value {
+        serde_yaml::from_str(&format!(
+            "routes:\n  - name: a\n    on: {trigger}\n    actions:\n      - emit: {{topic: x, eventType: A, key: k}}\n"
+        ))
+        .unwrap()
+    };
+    for valid in [
+        "{schedule: 1m}",
+        "{schedule: every 30s}",
+        "{schedule: '*/5 * * * *', when: 'env.ON'}",
+        "{schedule: '@hourly'}",
+        "{topic: x.events, type: A}",
+    ] {
+        assert!(validator.is_valid(&on(valid)), "{valid}");
+    }
+    for invalid in [
+        "{schedule: 1m, topic: x.events}",
+        "{schedule: 1m, type: A}",
+        "{when: 'true'}",
+        "{schedule: ''}",
+        "{schedule: '* * * *'}",
+        "{schedule: soon}",
+    ] {
+        assert!(!validator.is_valid(&on(invalid)), "{invalid}");
+    }
 }

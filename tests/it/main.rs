@@ -9,4 +9,5 @@ mod http_errors;
 mod kafka;
 mod operations;
 mod reload;
+mod schedule;
 mod support;
