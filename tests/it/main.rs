@@ -3,6 +3,7 @@
 mod cascade;
 mod check;
 mod crash;
+mod crm_authz;
 mod dead_letters;
 mod http_errors;
 mod operations;
