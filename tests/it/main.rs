@@ -3,6 +3,7 @@
 mod cascade;
 mod check;
 mod crash;
+mod crm_authz;
 mod crm_flows;
 mod dead_letters;
 mod http_errors;
