@@ -1,6 +1,6 @@
 //! `POST /api/events/{topic}`: submit an event to the bus.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::api_key::ApiKey;
 use super::error::{ApiError, FieldError};
 use super::json::ApiJson;
+use super::path::ApiPath;
 use super::AppState;
 use crate::engine::log_published;
 use crate::event::{EventError, SubmittedEvent};
@@ -34,7 +35,7 @@ fn field_of(error: &EventError) -> &'static str {
         (status = 413), (status = 415), (status = 422, description = "data fails the event's schema")))]
 pub async fn submit(
     State(state): State<AppState>,
-    Path(topic): Path<String>,
+    ApiPath(topic): ApiPath<String>,
     _key: ApiKey,
     ApiJson(submitted): ApiJson<SubmittedEvent>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

@@ -11,6 +11,7 @@ mod events;
 mod health;
 pub mod json;
 mod openapi;
+mod path;
 mod routes;
 
 use std::sync::Arc;

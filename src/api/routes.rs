@@ -1,13 +1,14 @@
 //! `GET /api/routes` (what is loaded and how the last reload went), `POST /api/routes/reload`,
 //! `POST /api/routes/{name}/trigger` (run a scheduled route now).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::api_key::ApiKey;
 use super::error::ApiError;
+use super::path::ApiPath;
 use super::AppState;
 use crate::engine::schedule::{RunOutcome, Scheduler, TriggerError};
 use crate::reload::Signal;
@@ -74,7 +75,7 @@ pub async fn reload(
         (status = 500, description = "the run failed and was dead-lettered (`route_failed`)")))]
 pub async fn trigger(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     _key: ApiKey,
 ) -> Result<Json<Value>, ApiError> {
     // A scheduler of its own rather than one kept in `AppState`: it is a few shared handles and

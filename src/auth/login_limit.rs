@@ -54,7 +54,9 @@ impl LoginLimiter {
         let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(now);
         self.per_address.check_key(&address).map_err(wait)?;
         self.per_account
-            .check_key(&(email.to_lowercase(), address))
+            // Normalised as login looks the account up, so padding the email with spaces or
+            // changing its case does not buy a fresh allowance.
+            .check_key(&(email.trim().to_lowercase(), address))
             .map_err(wait)
     }
 

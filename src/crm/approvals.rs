@@ -98,6 +98,9 @@ pub async fn create(
     request: &ApprovalRequest,
 ) -> Result<Approval, CrmError> {
     validate(request)?;
+    if let Some(customer) = &request.customer_id {
+        super::customers::require_visible(connection, viewer, customer, "customerId").await?;
+    }
     let mut customer_id = request.customer_id.clone();
     if let Some(opportunity_id) = &request.opportunity_id {
         let opportunity = super::opportunities::get(connection, viewer, opportunity_id)

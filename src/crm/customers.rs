@@ -133,6 +133,25 @@ pub async fn check_owner(
     ))
 }
 
+/// Checks that a customer the request names exists and is visible to the viewer; otherwise a
+/// 400 on `field` (the same answer for "missing" and "someone else's", so nothing leaks).
+pub async fn require_visible(
+    connection: &mut AnyConnection,
+    viewer: &Viewer,
+    id: &str,
+    field: &str,
+) -> Result<(), CrmError> {
+    match get(connection, viewer, id).await {
+        Ok(_) => Ok(()),
+        Err(CrmError::NotFound(_)) => {
+            let mut problems = Problems::default();
+            problems.add(field, "no such customer");
+            Err(CrmError::Invalid(problems))
+        }
+        Err(other) => Err(other),
+    }
+}
+
 fn conflict_or(error: sqlx::Error) -> CrmError {
     if is_unique_violation(&error) {
         CrmError::Conflict("a customer with this email already exists".into())

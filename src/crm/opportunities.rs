@@ -122,16 +122,7 @@ pub async fn create(
 ) -> Result<Opportunity, CrmError> {
     let fields = check(fields, true)?;
     let customer_id = fields.customer_id.unwrap_or_default();
-    super::customers::get(connection, viewer, &customer_id)
-        .await
-        .map_err(|error| match error {
-            CrmError::NotFound(_) => {
-                let mut problems = Problems::default();
-                problems.add("customerId", "no such customer");
-                CrmError::Invalid(problems)
-            }
-            other => other,
-        })?;
+    super::customers::require_visible(connection, viewer, &customer_id, "customerId").await?;
     if let Some(owner) = &fields.owner_id {
         check_owner(connection, viewer, owner).await?;
     }
@@ -234,16 +225,7 @@ pub async fn update(
     let fields = check(fields, false)?;
     let mut opportunity = get(connection, viewer, id).await?;
     if let Some(customer) = fields.customer_id {
-        super::customers::get(connection, viewer, &customer)
-            .await
-            .map_err(|error| match error {
-                CrmError::NotFound(_) => {
-                    let mut problems = Problems::default();
-                    problems.add("customerId", "no such customer");
-                    CrmError::Invalid(problems)
-                }
-                other => other,
-            })?;
+        super::customers::require_visible(connection, viewer, &customer, "customerId").await?;
         opportunity.customer_id = Some(customer);
     }
     if let Some(owner) = fields.owner_id {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{AnyConnection, AnyPool};
 
-use super::customers::check_owner;
+use super::customers::{check_owner, require_visible};
 use super::{from_row, CrmError, Page, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
@@ -146,6 +146,9 @@ pub async fn create(
     let fields = check(fields, true)?;
     if let Some(assignee) = &fields.assignee_id {
         check_owner(connection, viewer, assignee).await?;
+    }
+    if let Some(Some(customer)) = &fields.customer_id {
+        require_visible(connection, viewer, customer, "customerId").await?;
     }
     let now = now_rfc3339();
     let status = fields.status.unwrap_or_else(|| "TODO".to_owned());
@@ -297,6 +300,11 @@ pub async fn update(
         task.description = description;
     }
     if let Some(customer) = fields.customer_id {
+        if let Some(id) = &customer {
+            if task.customer_id.as_deref() != Some(id.as_str()) {
+                require_visible(connection, viewer, id, "customerId").await?;
+            }
+        }
         task.customer_id = customer;
     }
     if let Some(due) = fields.due_date {

@@ -1,7 +1,8 @@
 //! `/api/approvals`.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -11,6 +12,7 @@ use super::{ApiQuery, Listed, PageParams};
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
+use crate::api::path::ApiPath;
 use crate::api::AppState;
 use crate::crm::approvals::{self, Approval, ApprovalRequest, Decision};
 use crate::crm::Published;
@@ -98,11 +100,20 @@ pub async fn create(
 }
 
 /// The body is optional: empty means no comment.
-fn decision_body(body: &[u8]) -> Result<DecisionBody, ApiError> {
+fn decision_body(body: Result<Bytes, BytesRejection>) -> Result<DecisionBody, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: crate::api::BODY_LIMIT,
+            }
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    })?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DecisionBody::default());
     }
-    serde_json::from_slice(body).map_err(|error| ApiError::BadRequest {
+    serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest {
         message: format!("invalid request body: {error}"),
         fields: Vec::new(),
     })
@@ -113,9 +124,9 @@ async fn decide(
     caller: CurrentUser,
     id: String,
     decision: Decision,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Approval>, ApiError> {
-    let comment = decision_body(&body)?.comment;
+    let comment = decision_body(body)?.comment;
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();
     let approval = approvals::decide(
@@ -138,8 +149,8 @@ async fn decide(
 pub async fn approve(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
-    body: Bytes,
+    ApiPath(id): ApiPath<String>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Approval>, ApiError> {
     decide(state, caller, id, Decision::Approve, body).await
 }
@@ -151,8 +162,8 @@ pub async fn approve(
 pub async fn reject(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
-    body: Bytes,
+    ApiPath(id): ApiPath<String>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Approval>, ApiError> {
     decide(state, caller, id, Decision::Reject, body).await
 }
@@ -164,7 +175,7 @@ pub async fn reject(
 pub async fn recall(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Approval>, ApiError> {
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();

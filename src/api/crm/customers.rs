@@ -1,6 +1,6 @@
 //! `/api/customers`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use super::{nullable, ApiQuery, Listed, PageParams};
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
+use crate::api::path::ApiPath;
 use crate::api::AppState;
 use crate::crm::customers::{self, Customer, CustomerFields};
 use crate::crm::Published;
@@ -97,7 +98,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Customer>, ApiError> {
     let mut connection = state.store.reader().acquire().await?;
     Ok(Json(
@@ -112,7 +113,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CustomerBody>,
 ) -> Result<Json<Customer>, ApiError> {
     let fields = CustomerFields::from(body);
@@ -138,7 +139,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();

@@ -42,7 +42,7 @@ where
 
 /// `limit` and `offset`, shared by every list.
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PageParams {
     /// Rows per page (default 50, at most 500).
     pub limit: Option<i64>,

@@ -1,6 +1,6 @@
 //! `/api/notifications`: only ever the caller's own.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::{ApiQuery, Listed, PageParams};
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
+use crate::api::path::ApiPath;
 use crate::api::AppState;
 use crate::crm::notifications::{self, Notification};
 
@@ -61,7 +62,7 @@ pub async fn list(
 pub async fn read(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Notification>, ApiError> {
     let mut transaction = state.store.begin().await?;
     let notification = notifications::mark_read(&mut transaction, &caller.viewer, &id).await?;

@@ -1,6 +1,6 @@
 //! `/api/opportunities`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use super::{ApiQuery, Listed, PageParams};
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
+use crate::api::path::ApiPath;
 use crate::api::AppState;
 use crate::crm::opportunities::{self, Opportunity, OpportunityFields};
 use crate::crm::Published;
@@ -107,7 +108,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Opportunity>, ApiError> {
     let mut connection = state.store.reader().acquire().await?;
     Ok(Json(
@@ -122,7 +123,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<OpportunityBody>,
 ) -> Result<Json<Opportunity>, ApiError> {
     let fields = OpportunityFields::from(body);

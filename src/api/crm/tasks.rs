@@ -1,6 +1,6 @@
 //! `/api/tasks`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use super::{nullable, ApiQuery, Listed, PageParams};
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
+use crate::api::path::ApiPath;
 use crate::api::AppState;
 use crate::crm::tasks::{self, Task, TaskFields, TaskFilter};
 use crate::crm::Published;
@@ -118,7 +119,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Task>, ApiError> {
     let mut connection = state.store.reader().acquire().await?;
     Ok(Json(
@@ -133,7 +134,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<TaskBody>,
 ) -> Result<Json<Task>, ApiError> {
     let fields = TaskFields::from(body);
@@ -159,7 +160,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     caller: CurrentUser,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();
