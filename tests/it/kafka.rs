@@ -514,3 +514,57 @@ async fn two_instances_share_the_partitions_and_a_killed_one_loses_nothing() {
     );
     drop(cluster);
 }
+
+/// The KafkaJS client the old services used, installed by `.ci/run` (`npm ci`), or `None` (skip)
+/// when it is missing outside CI.
+fn kafkajs_script() -> Option<PathBuf> {
+    let directory = crate::support::repo().join("tests/interop/kafkajs");
+    let installed = directory.join("node_modules/kafkajs").is_dir();
+    let node = Command::new("node").arg("--version").output().is_ok();
+    if installed && node {
+        return Some(directory.join("interop.js"));
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("KafkaJS is not installed; CI must run `npm ci --prefix tests/interop/kafkajs`");
+    }
+    eprintln!("SKIPPED: KafkaJS interop (run `npm ci --prefix tests/interop/kafkajs`)");
+    None
+}
+
+#[tokio::test]
+async fn the_old_services_kafkajs_client_interoperates() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let Some(script) = kafkajs_script() else {
+        return;
+    };
+    let project = Project::bundled();
+    let _daemon = Daemon::start(&project, &kafka_env(&broker, "interop"));
+    let output = tokio::process::Command::new("node")
+        .arg(&script)
+        .arg(&broker.address)
+        .arg("kafkajs@example.com")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let event = &found["event"];
+    assert_eq!(event["data"]["name"], "KafkaJS User");
+    assert_eq!(found["key"], event["data"]["customerId"]);
+    assert!(event["eventId"].is_string() && event["timestamp"].is_string());
+    let db = project.database().await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM customers WHERE email = 'kafkajs@example.com'"
+        )
+        .await,
+        1
+    );
+}
