@@ -568,3 +568,51 @@ async fn the_old_services_kafkajs_client_interoperates() {
         1
     );
 }
+
+#[tokio::test]
+async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let project = Project::bundled();
+    project.write(
+        "crm-router.yaml",
+        "kafka:\n  topics:\n    max_message_bytes: 4000\n",
+    );
+    let daemon = Daemon::start(&project, &kafka_env(&broker, "oversize"));
+    let big = json!({"eventType": "BULK_IMPORT", "key": "big", "data": {"blob": "x".repeat(5000)}});
+    let small = json!({"eventType": "PING", "key": "small", "data": {}});
+    assert_eq!(daemon.post_event("customer.events", big).await.0, 202);
+    assert_eq!(daemon.post_event("customer.events", small).await.0, 202);
+    let db = project.database().await;
+    eventually(
+        Duration::from_secs(30),
+        "the small event to pass the big one",
+        || async {
+            (count(
+                &db,
+                "SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'PING'",
+            )
+            .await
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    let (kind, error): (String, String) = sqlx::query_as(
+        "SELECT action_kind, error FROM dead_letters WHERE event_type = 'BULK_IMPORT'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(kind, "publish");
+    assert!(error.contains("max.message.bytes of 4000"), "{error}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM event_log WHERE published_at IS NULL"
+        )
+        .await,
+        0
+    );
+}
