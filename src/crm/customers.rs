@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{AnyConnection, AnyPool};
 
-use super::{from_row, is_unique_violation, CrmError, Page, Paging, Problems, Published, Viewer};
+use super::{
+    fetch_page, from_row, is_unique_violation, CrmError, Page, Paging, Problems, Published, Viewer,
+};
 use crate::auth::Role;
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
@@ -250,20 +252,7 @@ pub async fn list(
         viewer.restrict(&mut statement, "owner_id");
         statement
     };
-    let total: i64 = {
-        let statement = filter("COUNT(*) AS total").finish();
-        let row = statement.query().fetch_one(pool).await?;
-        sqlx::Row::try_get(&row, "total")?
-    };
-    let mut statement = filter(COLUMNS);
-    statement.push(" ORDER BY created_at DESC, id DESC LIMIT ");
-    statement.push_param(json!(paging.limit));
-    statement.push(" OFFSET ");
-    statement.push_param(json!(paging.offset));
-    let statement = statement.finish();
-    let rows = statement.query().fetch_all(pool).await?;
-    let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-    Ok(Page { items, total })
+    fetch_page(pool, filter, COLUMNS, "created_at DESC, id DESC", paging).await
 }
 
 /// Changes the given fields of a visible customer and announces `CUSTOMER_UPDATED`.

@@ -22,6 +22,9 @@ pub mod validate;
 
 use serde::de::DeserializeOwned;
 use sqlx::any::AnyRow;
+use sqlx::AnyPool;
+
+use crate::store::sql::StatementBuilder;
 use thiserror::Error;
 
 pub use publish::Published;
@@ -99,6 +102,29 @@ pub(crate) fn from_row<T: DeserializeOwned>(row: &AnyRow) -> Result<T, CrmError>
     let object = crate::store::sql::row_to_json(row)?;
     serde_json::from_value(serde_json::Value::Object(object))
         .map_err(|error| CrmError::Internal(format!("unexpected row shape: {error}")))
+}
+
+/// A list: counts the rows `build` selects, then fetches one page of them in `order`.
+/// `build(select)` returns the statement `SELECT <select> FROM … WHERE …` with its filters.
+pub(crate) async fn fetch_page<T: DeserializeOwned>(
+    pool: &AnyPool,
+    build: impl Fn(&str) -> StatementBuilder,
+    columns: &str,
+    order: &'static str,
+    paging: Paging,
+) -> Result<Page<T>, CrmError> {
+    let count = build("COUNT(*) AS total").finish();
+    let row = count.query().fetch_one(pool).await?;
+    let total: i64 = sqlx::Row::try_get(&row, "total")?;
+    let mut statement = build(columns);
+    statement.push(&format!(" ORDER BY {order} LIMIT "));
+    statement.push_param(serde_json::json!(paging.limit));
+    statement.push(" OFFSET ");
+    statement.push_param(serde_json::json!(paging.offset));
+    let statement = statement.finish();
+    let rows = statement.query().fetch_all(pool).await?;
+    let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    Ok(Page { items, total })
 }
 
 /// Whether a database error is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::{AnyConnection, AnyPool};
 
 use super::customers::check_owner;
-use super::{from_row, CrmError, Page, Paging, Problems, Published, Viewer};
+use super::{fetch_page, from_row, CrmError, Page, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
 
@@ -198,20 +198,7 @@ pub async fn list(
         }
         statement
     };
-    let total: i64 = {
-        let statement = build("COUNT(*) AS total").finish();
-        let row = statement.query().fetch_one(pool).await?;
-        sqlx::Row::try_get(&row, "total")?
-    };
-    let mut statement = build(COLUMNS);
-    statement.push(" ORDER BY created_at DESC, id DESC LIMIT ");
-    statement.push_param(json!(paging.limit));
-    statement.push(" OFFSET ");
-    statement.push_param(json!(paging.offset));
-    let statement = statement.finish();
-    let rows = statement.query().fetch_all(pool).await?;
-    let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-    Ok(Page { items, total })
+    fetch_page(pool, build, COLUMNS, "created_at DESC, id DESC", paging).await
 }
 
 /// Changes a visible opportunity and announces `OPPORTUNITY_UPDATED`.
