@@ -616,3 +616,85 @@ async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on() 
         0
     );
 }
+
+#[tokio::test]
+async fn topics_are_created_by_the_cli_and_a_missing_one_stops_the_start() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let project = Project::bundled();
+    let run = |args: &[&str]| {
+        Command::new(crate::support::binary())
+            .args(args)
+            .arg("--database-url")
+            .arg(project.database_url())
+            .current_dir(project.path())
+            .env("KAFKA_ENABLED", "true")
+            .env("KAFKA_BROKERS", &broker.address)
+            .env_remove("KAFKA_CREATE_TOPICS")
+            .output()
+            .unwrap()
+    };
+    let refused = run(&["run", "--listen", "127.0.0.1:0"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("user.events") && stderr.contains("crm-router topics create"),
+        "{stderr}"
+    );
+
+    let created = run(&["topics", "create"]);
+    let stdout = String::from_utf8_lossy(&created.stdout);
+    assert!(
+        created.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    for topic in crm_router::kafka::settings::GUIDE_TOPICS {
+        assert!(stdout.contains(&format!("created {topic}")), "{stdout}");
+    }
+    let again = run(&["topics", "create"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("exists  user.events"));
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_reported_with_a_hint_and_the_api_keeps_working() {
+    let project = Project::bundled();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let daemon = Daemon::start(
+        &project,
+        &[
+            ("CRM_ROUTER_API_KEY", API_KEY),
+            ("KAFKA_ENABLED", "true"),
+            ("KAFKA_BROKERS", closed.as_str()),
+            ("KAFKA_PASSWORD", "never-print-this-secret"),
+            ("KAFKA_USERNAME", "user"),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+        ],
+    );
+    let (status, body) = daemon
+        .post_event("user.events", json!({"eventType": "USER_CREATED", "data": {"userId": "u", "email": "u@example.com", "name": "U", "role": "USER"}}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let log = eventually(
+        Duration::from_secs(20),
+        "the connection failure in the log",
+        || async {
+            let log = daemon.log();
+            log.contains("❌ Failed to connect to Kafka").then_some(log)
+        },
+    )
+    .await;
+    assert!(log.contains("KAFKA_BROKERS"), "{log}");
+    assert!(!log.contains("never-print-this-secret"), "{log}");
+    let (status, ready) = daemon.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["kafka"]["connected"], false, "{ready}");
+    assert_eq!(ready["kafka"]["outboxBacklog"], 1, "{ready}");
+    let (_, routes) = daemon.get("/api/routes").await;
+    assert!(!routes.to_string().contains("never-print-this-secret"));
+}
