@@ -123,6 +123,7 @@ impl Application {
         let (bus, relay_health) = match &settings.kafka {
             None => (Bus::Embedded, None),
             Some(kafka) => {
+                retire_embedded_history(&store, &settings.consumer).await?;
                 let (bus, health) =
                     connect_kafka(kafka, &store, &log_signal, settings.batch_size).await?;
                 (bus, Some(health))
@@ -282,6 +283,27 @@ impl Application {
             None => Ok(()),
         }
     }
+}
+
+/// A database that ran on the embedded bus holds events its consumer already applied; sending
+/// them to Kafka now would apply them again.
+async fn retire_embedded_history(store: &Store, consumer: &str) -> Result<(), AppError> {
+    let mut transaction = store.begin().await?;
+    let retired = crate::store::log::retire_consumed(
+        &mut transaction,
+        consumer,
+        &crate::template::now_rfc3339(),
+    )
+    .await
+    .map_err(StoreError::from)?;
+    transaction.commit().await.map_err(StoreError::from)?;
+    if retired > 0 {
+        tracing::info!(
+            retired,
+            "events already handled on the embedded bus are not published to Kafka"
+        );
+    }
+    Ok(())
 }
 
 /// Creates topics when asked, checks that they exist, and builds the relay and the consumer.

@@ -67,7 +67,9 @@ pub async fn read_after(
     limit: i64,
 ) -> Result<Vec<LogRecord>, StoreError> {
     let rows = sqlx::query(
-        "SELECT seq, topic, event_key, envelope FROM event_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        // Rows published to Kafka were consumed there (after a switch back from Kafka mode).
+        "SELECT seq, topic, event_key, envelope FROM event_log \
+         WHERE seq > $1 AND published_at IS NULL ORDER BY seq LIMIT $2",
     )
     .bind(after)
     .bind(limit)
@@ -106,6 +108,27 @@ pub async fn unpublished(pool: &AnyPool, limit: i64) -> Result<Vec<LogRecord>, S
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(StoreError::from)
+}
+
+/// On switching to Kafka: marks the events the embedded consumer `consumer` already handled as
+/// published without sending them, so Kafka consumers do not apply them a second time.
+/// Returns how many rows were retired.
+pub async fn retire_consumed(
+    connection: &mut AnyConnection,
+    consumer: &str,
+    at: &str,
+) -> Result<u64, sqlx::Error> {
+    let retired = sqlx::query(
+        "UPDATE event_log SET published_at = $1 WHERE published_at IS NULL AND seq <= \
+         (SELECT COALESCE(MAX(position), 0) FROM consumer_positions \
+          WHERE consumer = $2 AND topic = $3 AND partition = 0)",
+    )
+    .bind(at)
+    .bind(consumer)
+    .bind(EMBEDDED_STREAM)
+    .execute(connection)
+    .await?;
+    Ok(retired.rows_affected())
 }
 
 /// How many events wait in the outbox.

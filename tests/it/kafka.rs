@@ -698,3 +698,60 @@ async fn an_unreachable_broker_is_reported_with_a_hint_and_the_api_keeps_working
     let (_, routes) = daemon.get("/api/routes").await;
     assert!(!routes.to_string().contains("never-print-this-secret"));
 }
+
+#[tokio::test]
+async fn switching_between_the_embedded_bus_and_kafka_applies_nothing_twice() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let project = Project::bundled();
+    let user = |n: u32| json!({"eventType": "USER_CREATED", "data": {"userId": format!("u{n}"), "email": format!("u{n}@example.com"), "name": format!("U{n}"), "role": "USER"}});
+    // 1. Embedded: one registration, fully handled.
+    let mut embedded = project.start();
+    assert_eq!(embedded.post_event("user.events", user(1)).await.0, 202);
+    crate::support::drained(&project.database().await).await;
+    assert_eq!(embedded.terminate(), Some(0));
+    // 2. Kafka: the history is not sent again; a new registration flows through Kafka.
+    let mut on_kafka = Daemon::start(&project, &kafka_env(&broker, "switch"));
+    assert_eq!(on_kafka.post_event("user.events", user(2)).await.0, 202);
+    let pool = project.database().await;
+    eventually(
+        Duration::from_secs(30),
+        "the second user's task",
+        || async { (count(&pool, "SELECT COUNT(*) FROM tasks").await == 2).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        on_kafka.log().contains("not published to Kafka"),
+        "{}",
+        on_kafka.log()
+    );
+    assert_eq!(on_kafka.terminate(), Some(0));
+    // 3. Embedded again: what went through Kafka is not replayed from the log.
+    let embedded_again = project.start();
+    assert_eq!(
+        embedded_again.post_event("user.events", user(3)).await.0,
+        202
+    );
+    eventually(Duration::from_secs(30), "the third user's task", || async {
+        (count(&pool, "SELECT COUNT(*) FROM tasks").await >= 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (table, expected) in [("customers", 3), ("tasks", 3), ("opportunities", 3)] {
+        assert_eq!(
+            count(&pool, &format!("SELECT COUNT(*) FROM {table}")).await,
+            expected,
+            "{table}"
+        );
+    }
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'USER_CREATED'"
+        )
+        .await,
+        3
+    );
+}
