@@ -513,8 +513,7 @@ async fn two_instances_share_the_partitions_and_a_killed_one_loses_nothing() {
     let log = survivor.log();
     let last_assignment = log
         .lines()
-        .filter(|line| line.contains("Kafka partitions assigned"))
-        .last()
+        .rfind(|line| line.contains("Kafka partitions assigned"))
         .unwrap_or_default();
     assert!(last_assignment.ends_with("15"), "{log}");
     drop(cluster);
