@@ -42,8 +42,7 @@ pub struct Stream {
     pub name: String,
     /// 0 for the embedded log.
     pub partition: i64,
-    /// Kafka: positions are next offsets, and the same event may arrive twice (the relay
-    /// publishes at least once), so each event id is claimed once per consumer.
+    /// Kafka: positions are next offsets rather than log sequence numbers.
     pub kafka: bool,
 }
 
@@ -259,15 +258,16 @@ impl Engine {
         let mut pending_retry = None;
         for record in records {
             let mut savepoint = sqlx::Connection::begin(&mut *transaction).await?;
-            if stream.kafka && !self.claim(&mut savepoint, record).await? {
+            if !self.claim(&mut savepoint, record).await? {
                 savepoint.commit().await?;
-                done = stream.position_after(record);
+                done = done.max(stream.position_after(record));
                 continue;
             }
             match handle_record(&mut savepoint, record, &routes, &self.http, 1, None).await {
                 Ok(emitted) => {
                     savepoint.commit().await?;
-                    done = stream.position_after(record);
+                    // Never backwards, even if a rebalance repeated a record in the batch.
+                    done = done.max(stream.position_after(record));
                     published.extend(emitted);
                 }
                 Err(retry) => {
@@ -306,8 +306,9 @@ impl Engine {
         log_published(published);
     }
 
-    /// Kafka delivers at least once: claims the record's event id for this consumer, inside
-    /// the record's savepoint. False when it was handled before (a republished duplicate).
+    /// Claims the record's event id for this database, inside the record's savepoint. False
+    /// when it was handled before: a copy the Kafka relay published twice, or an event that
+    /// went through the other bus before a switch between the embedded bus and Kafka.
     async fn claim(
         &self,
         connection: &mut sqlx::AnyConnection,
@@ -349,7 +350,7 @@ impl Engine {
             let routes = self.routes.load_full();
             let outcome = async {
                 let mut transaction = self.store.begin().await?;
-                let result = if stream.kafka && !self.claim(&mut transaction, record).await? {
+                let result = if !self.claim(&mut transaction, record).await? {
                     Ok(Vec::new())
                 } else {
                     handle_record(

@@ -25,12 +25,28 @@ pub fn log_failure(reason: &str) {
     );
 }
 
-/// Whether an error means the message itself is unacceptable (not the connection).
-pub fn is_message_too_large(error: &KafkaError) -> bool {
+/// Whether an error is about this message (too large, no such topic), not the connection or
+/// the cluster: the message is dead-lettered instead of retried for ever.
+pub fn is_message_error(error: &KafkaError) -> bool {
     matches!(
         error.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::MessageSizeTooLarge) | Some(RDKafkaErrorCode::InvalidMessageSize)
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownPartition
+                | RDKafkaErrorCode::InvalidArgument
+                | RDKafkaErrorCode::InvalidTopic
+                | RDKafkaErrorCode::InvalidRecord
+        )
     )
+}
+
+/// Whether a produce error text is librdkafka's "local queue full".
+pub fn is_queue_full(error: &str) -> bool {
+    error.contains("Queue full") || error.contains("QueueFull")
 }
 
 #[cfg(test)]

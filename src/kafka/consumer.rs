@@ -223,10 +223,9 @@ async fn apply_partition(
                 // Kafka's committed offset is ahead of the database (it was reset or restored):
                 // go back, so nothing the database has not applied is skipped.
                 // Once per assignment: a gap in the partition (compaction) must not loop.
-                if may_rewind
-                    && position > 0
-                    && records.first().is_some_and(|first| first.seq > position)
-                {
+                // No stored position (0) means nothing was applied here, so that rewinds to the
+                // start too: the database, not Kafka's committed offset, is the truth.
+                if may_rewind && records.first().is_some_and(|first| first.seq > position) {
                     tracing::warn!(topic = %stream.name, partition, position, "Kafka is ahead of the stored position; rewinding");
                     rewind(position);
                     return None;

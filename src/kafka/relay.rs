@@ -93,7 +93,10 @@ pub fn producer(
             "message.max.bytes",
             settings.topics.max_message_bytes.to_string(),
         )
-        .set("linger.ms", "5");
+        .set("linger.ms", "5")
+        // The partitioner of the Java and KafkaJS clients, so one key lands in one partition
+        // whoever produced it.
+        .set("partitioner", "murmur2_random");
     config.create_with_context(ReportingContext { health })
 }
 
@@ -156,10 +159,11 @@ impl Relay {
         }
         let rows = log::unpublished(self.store.reader(), BATCH).await?;
         let mut deliveries = Vec::with_capacity(rows.len());
-        let mut too_large = Vec::new();
+        let mut refused = Vec::new();
+        let mut stalled = None;
         for row in &rows {
             if row.envelope.len() > self.max_message_bytes {
-                too_large.push((row, format!(
+                refused.push((row, format!(
                     "the event is {} bytes, over the topic's max.message.bytes of {}; it was not published",
                     row.envelope.len(),
                     self.max_message_bytes
@@ -171,13 +175,18 @@ impl Relay {
                 .payload(row.envelope.as_bytes());
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push((row, delivery)),
+                Err((error, _)) if connect::is_message_error(&error) => {
+                    refused.push((row, format!("Kafka refused the event: {error}")));
+                }
                 Err((error, _)) => {
-                    // The local queue is full: wait for what is in flight, then continue.
-                    tracing::debug!(%error, "producer queue full");
+                    // A full local queue (or a broken producer): wait for what is in flight,
+                    // and continue from this row in order next round.
+                    stalled = Some(error.to_string());
                     break;
                 }
             }
         }
+        // Every delivery is awaited, so rows after a failed one are not re-sent ahead of it.
         let mut published = Vec::new();
         for (row, delivery) in deliveries {
             let outcome = tokio::select! {
@@ -186,31 +195,42 @@ impl Relay {
             };
             match outcome {
                 Ok(Ok(_)) => published.push(row.seq),
-                Ok(Err((error, _))) if connect::is_message_too_large(&error) => {
-                    too_large.push((row, format!("Kafka refused the event: {error}")));
+                Ok(Err((error, _))) if connect::is_message_error(&error) => {
+                    refused.push((row, format!("Kafka refused the event: {error}")));
                 }
                 Ok(Err((error, _))) => {
-                    // Only permanent errors reach here (timeouts are disabled); keep the row
-                    // and report it, so it is retried in order on the next round.
+                    // Only cluster-wide errors reach here (timeouts are disabled): keep the row
+                    // for the next round and report it.
                     tracing::error!(%error, seq = row.seq, topic = %row.topic, "publishing failed; will retry");
-                    self.health.set_error(Some(error.to_string()));
-                    break;
+                    stalled = Some(error.to_string());
                 }
-                Err(_) => break,
+                Err(_) => stalled = Some("the producer was dropped".into()),
+            }
+        }
+        if let Some(error) = &stalled {
+            if !connect::is_queue_full(error) {
+                self.health.set_error(Some(error.clone()));
             }
         }
         if !published.is_empty() {
             self.health.set_error(None);
         }
-        let settled = published.len() + too_large.len();
+        let settled = published.len() + refused.len();
         let mut transaction = self.store.begin().await?;
-        for (row, reason) in &too_large {
+        for (row, reason) in &refused {
             dead_letter(&mut transaction, row, reason).await?;
             tracing::warn!(seq = row.seq, topic = %row.topic, "{reason}");
             published.push(row.seq);
         }
         log::mark_published(&mut transaction, &published, &now_rfc3339()).await?;
         transaction.commit().await?;
+        if stalled.is_some() && settled == 0 {
+            // Nothing moved: back off instead of spinning on the same rows.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
         Ok(settled)
     }
 }

@@ -67,9 +67,7 @@ pub async fn read_after(
     limit: i64,
 ) -> Result<Vec<LogRecord>, StoreError> {
     let rows = sqlx::query(
-        // Rows published to Kafka were consumed there (after a switch back from Kafka mode).
-        "SELECT seq, topic, event_key, envelope FROM event_log \
-         WHERE seq > $1 AND published_at IS NULL ORDER BY seq LIMIT $2",
+        "SELECT seq, topic, event_key, envelope FROM event_log WHERE seq > $1 ORDER BY seq LIMIT $2",
     )
     .bind(after)
     .bind(limit)
@@ -239,8 +237,10 @@ pub async fn advance_position(
     })
 }
 
-/// Records that `consumer` handled `event_id`, inside the caller's transaction. False when it
-/// already had: Kafka may deliver an event twice (the relay publishes at least once).
+/// Records that this database handled `event_id` (by `consumer`), inside the caller's
+/// transaction. False when it already had: Kafka may deliver an event twice (the relay
+/// publishes at least once), and an event may have gone through the other bus before a switch.
+/// Keyed by event id alone, so a renamed consumer group does not apply history again.
 pub async fn claim_event(
     connection: &mut AnyConnection,
     consumer: &str,
@@ -248,7 +248,7 @@ pub async fn claim_event(
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO consumed_events (consumer, event_id, consumed_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (consumer, event_id) DO NOTHING",
+         ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(consumer)
     .bind(event_id)
