@@ -124,6 +124,7 @@ impl Application {
             None => (Bus::Embedded, None),
             Some(kafka) => {
                 retire_embedded_history(&store, &settings.consumer).await?;
+                warn_about_unsubscribed_routes(&handle.load(), kafka);
                 let (bus, health) =
                     connect_kafka(kafka, &store, &log_signal, settings.batch_size).await?;
                 (bus, Some(health))
@@ -281,6 +282,23 @@ impl Application {
         match consumer_failure {
             Some(reason) => Err(AppError::ConsumerStopped(reason)),
             None => Ok(()),
+        }
+    }
+}
+
+/// On Kafka only the configured topics are consumed; a route waiting on any other topic would
+/// silently never run.
+fn warn_about_unsubscribed_routes(routes: &RouteSet, kafka: &crate::kafka::KafkaSettings) {
+    use crate::route::trigger::TriggerKind;
+    for route in &routes.routes {
+        if let TriggerKind::Events { topic, .. } = &route.trigger.kind {
+            if !kafka.topics.names.iter().any(|name| topic.matches(name)) {
+                tracing::warn!(
+                    route = %route.name,
+                    topic = topic.as_str(),
+                    "this route's topic is not in kafka.topics.names, so it will not run on Kafka; add the topic there"
+                );
+            }
         }
     }
 }
