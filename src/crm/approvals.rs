@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{AnyConnection, AnyPool};
 
-use super::{fetch_page, from_row, CrmError, Page, Paging, Problems, Published, Viewer};
+use super::{fetch_page, fetch_visible, CrmError, Page, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
 
@@ -179,13 +179,7 @@ pub async fn get(
         StatementBuilder::new(format!("SELECT {COLUMNS} FROM approvals WHERE id = "));
     statement.push_param(json!(id));
     restrict(viewer, &mut statement);
-    let statement = statement.finish();
-    let row = statement
-        .query()
-        .fetch_optional(&mut *connection)
-        .await?
-        .ok_or(CrmError::NotFound("approval"))?;
-    from_row(&row)
+    fetch_visible(connection, statement, "approval").await
 }
 
 /// Visible requests, newest first, optionally in one status.

@@ -5,7 +5,8 @@ use serde_json::json;
 use sqlx::{AnyConnection, AnyPool};
 
 use super::{
-    fetch_page, from_row, is_unique_violation, CrmError, Page, Paging, Problems, Published, Viewer,
+    fetch_page, fetch_visible, is_unique_violation, CrmError, Page, Paging, Problems, Published,
+    Viewer,
 };
 use crate::auth::Role;
 use crate::store::sql::StatementBuilder;
@@ -230,13 +231,7 @@ pub async fn get(
     ));
     statement.push_param(json!(id));
     viewer.restrict(&mut statement, "owner_id");
-    let statement = statement.finish();
-    let row = statement
-        .query()
-        .fetch_optional(&mut *connection)
-        .await?
-        .ok_or(CrmError::NotFound("customer"))?;
-    from_row(&row)
+    fetch_visible(connection, statement, "customer").await
 }
 
 /// Visible customers, newest first.

@@ -127,6 +127,21 @@ pub(crate) async fn fetch_page<T: DeserializeOwned>(
     Ok(Page { items, total })
 }
 
+/// The one row `statement` selects, or [`CrmError::NotFound`] naming `what`.
+pub(crate) async fn fetch_visible<T: DeserializeOwned>(
+    connection: &mut sqlx::AnyConnection,
+    statement: StatementBuilder,
+    what: &'static str,
+) -> Result<T, CrmError> {
+    let statement = statement.finish();
+    let row = statement
+        .query()
+        .fetch_optional(&mut *connection)
+        .await?
+        .ok_or(CrmError::NotFound(what))?;
+    from_row(&row)
+}
+
 /// Whether a database error is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).
 pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     match error {

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::{AnyConnection, AnyPool};
 
 use super::customers::check_owner;
-use super::{fetch_page, from_row, CrmError, Page, Paging, Problems, Published, Viewer};
+use super::{fetch_page, fetch_visible, CrmError, Page, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
 
@@ -162,13 +162,7 @@ pub async fn get(
         StatementBuilder::new(format!("SELECT {COLUMNS} FROM opportunities WHERE id = "));
     statement.push_param(json!(id));
     viewer.restrict(&mut statement, "owner_id");
-    let statement = statement.finish();
-    let row = statement
-        .query()
-        .fetch_optional(&mut *connection)
-        .await?
-        .ok_or(CrmError::NotFound("opportunity"))?;
-    from_row(&row)
+    fetch_visible(connection, statement, "opportunity").await
 }
 
 /// Visible opportunities, newest first, optionally of one customer or stage.

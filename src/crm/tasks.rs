@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::{AnyConnection, AnyPool};
 
 use super::customers::{check_owner, require_visible};
-use super::{fetch_page, from_row, CrmError, Page, Paging, Problems, Published, Viewer};
+use super::{fetch_page, fetch_visible, CrmError, Page, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
 
@@ -221,13 +221,7 @@ pub async fn get(
     ));
     statement.push_param(json!(id));
     restrict(viewer, &mut statement);
-    let statement = statement.finish();
-    let row = statement
-        .query()
-        .fetch_optional(&mut *connection)
-        .await?
-        .ok_or(CrmError::NotFound("task"))?;
-    from_row(&row)
+    fetch_visible(connection, statement, "task").await
 }
 
 /// Visible tasks matching `filter`, newest first.
