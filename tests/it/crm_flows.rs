@@ -11,21 +11,21 @@ use serde_json::{json, Value};
 use crate::support::{binary, count, drained, eventually, Daemon, Project};
 
 /// A signed-in (or anonymous) client of the REST API.
-struct Client {
+pub(super) struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
 }
 
 /// A response: status, `X-Total-Count` if any, JSON body.
-struct Answer {
-    status: u16,
-    total: Option<i64>,
-    body: Value,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) total: Option<i64>,
+    pub(super) body: Value,
 }
 
 impl Client {
-    fn anonymous(daemon: &Daemon) -> Self {
+    pub(super) fn anonymous(daemon: &Daemon) -> Self {
         Self {
             base: daemon.base.clone(),
             token: None,
@@ -33,7 +33,15 @@ impl Client {
         }
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+    /// A client signed in with the token of a login answer.
+    pub(super) fn signed_in(daemon: &Daemon, login: &Value) -> Self {
+        Self {
+            token: Some(login["token"].as_str().unwrap().to_owned()),
+            ..Self::anonymous(daemon)
+        }
+    }
+
+    pub(super) async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -55,20 +63,20 @@ impl Client {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(super) async fn get(&self, path: &str) -> Answer {
         self.send(Method::GET, path, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Answer {
+    pub(super) async fn post(&self, path: &str, body: Value) -> Answer {
         self.send(Method::POST, path, Some(body)).await
     }
 
-    async fn put(&self, path: &str, body: Value) -> Answer {
+    pub(super) async fn put(&self, path: &str, body: Value) -> Answer {
         self.send(Method::PUT, path, Some(body)).await
     }
 
     /// Registers (with this client's token, if any) and returns a client signed in as the new user.
-    async fn register(&self, email: &str, name: &str, role: &str) -> (Client, Value) {
+    pub(super) async fn register(&self, email: &str, name: &str, role: &str) -> (Client, Value) {
         let answer = self
             .post(
                 "/api/auth/register",
@@ -84,7 +92,7 @@ impl Client {
         (client, answer.body)
     }
 
-    async fn login(&self, email: &str, password: &str) -> Answer {
+    pub(super) async fn login(&self, email: &str, password: &str) -> Answer {
         self.post(
             "/api/auth/login",
             json!({"email": email, "password": password}),
@@ -94,7 +102,12 @@ impl Client {
 }
 
 /// `crm-router user create`, password on stdin.
-fn create_user_with_cli(project: &Project, email: &str, name: &str, role: &str) -> String {
+pub(super) fn create_user_with_cli(
+    project: &Project,
+    email: &str,
+    name: &str,
+    role: &str,
+) -> String {
     let mut child = Command::new(binary())
         .args([
             "user", "create", "--email", email, "--name", name, "--role", role,
@@ -123,7 +136,7 @@ fn create_user_with_cli(project: &Project, email: &str, name: &str, role: &str) 
 }
 
 /// Polls a list until `found` picks an item from it.
-async fn wait_for_item(
+pub(super) async fn wait_for_item(
     client: &Client,
     path: &str,
     what: &str,

@@ -9,6 +9,7 @@ mod dead_letters;
 mod http_errors;
 mod kafka;
 mod operations;
+mod postgres;
 mod reload;
 mod schedule;
 mod support;

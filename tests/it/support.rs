@@ -42,6 +42,67 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub struct Project {
     /// Keeps the directory alive.
     pub dir: tempfile::TempDir,
+    /// When set, the daemon runs on this PostgreSQL database instead of the SQLite file.
+    pub postgres: Option<PostgresDatabase>,
+}
+
+/// A PostgreSQL database of its own for one test, on the local server (127.0.0.1:5432, user
+/// postgres), dropped when the test ends.
+pub struct PostgresDatabase {
+    name: String,
+}
+
+fn psql(sql: &str) -> Result<(), String> {
+    let output = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .map_err(|error| format!("psql: {error}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+impl PostgresDatabase {
+    /// Creates the database, or returns `None` (skip) when PostgreSQL is not reachable outside
+    /// CI. Under CI an unreachable server fails the test.
+    pub fn create() -> Option<Self> {
+        let name = format!("crm_router_test_{}", uuid::Uuid::new_v4().simple());
+        match psql(&format!("CREATE DATABASE {name}")) {
+            Ok(()) => Some(Self { name }),
+            Err(error) if std::env::var_os("CI").is_some() => {
+                panic!("PostgreSQL at 127.0.0.1:5432 is not usable: {error}")
+            }
+            Err(error) => {
+                eprintln!("SKIPPED: PostgreSQL at 127.0.0.1:5432 is not usable: {error}");
+                None
+            }
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:5432/NAME`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let _ = psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
 }
 
 impl Project {
@@ -50,7 +111,18 @@ impl Project {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("routes")).unwrap();
         std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
-        Self { dir }
+        Self {
+            dir,
+            postgres: None,
+        }
+    }
+
+    /// A project with the bundled routes whose daemon runs on a fresh PostgreSQL database, or
+    /// `None` (skip) when PostgreSQL is not reachable outside CI.
+    pub fn bundled_on_postgres() -> Option<Self> {
+        let mut project = Self::bundled();
+        project.postgres = Some(PostgresDatabase::create()?);
+        Some(project)
     }
 
     /// A project with the repository's bundled routes and schemas.
@@ -73,9 +145,12 @@ impl Project {
         std::fs::write(path, contents).unwrap();
     }
 
-    /// The SQLite URL of the project's database.
+    /// The URL of the project's database: its PostgreSQL database, or its SQLite file.
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}", self.path().join("crm.db").display())
+        match &self.postgres {
+            Some(database) => database.url(),
+            None => format!("sqlite://{}", self.path().join("crm.db").display()),
+        }
     }
 
     /// Opens the project's database for assertions.
