@@ -20,3 +20,5 @@ pub mod route;
 pub mod schema;
 pub mod store;
 pub mod template;
+#[cfg(test)]
+mod test_project;

@@ -264,11 +264,12 @@ impl Scope {
     /// Where `step_path` runs in this iteration: `1.for_each.0@3` for row 3 of the loop. Idempotency
     /// keys and dead letters use it, so each row's HTTP call has its own key.
     pub fn step_path(&self, step_path: &str) -> String {
-        if self.iterations.is_empty() {
-            return step_path.to_owned();
+        let mut path = step_path.to_owned();
+        for (n, row) in self.iterations.iter().enumerate() {
+            path.push(if n == 0 { '@' } else { ',' });
+            path.push_str(&row.to_string());
         }
-        let rows: Vec<String> = self.iterations.iter().map(usize::to_string).collect();
-        format!("{step_path}@{}", rows.join(","))
+        path
     }
 
     /// Records an action's result under `steps.<name>`.
@@ -316,9 +317,9 @@ pub fn run_steps<'r, 'a: 'r>(
 ) -> Pin<Box<dyn Future<Output = Result<(), StepFailure>> + Send + 'r>> {
     Box::pin(async move {
         for step in steps {
-            let path = scope.step_path(&step.path);
-            let fail = |error: ActionError| StepFailure {
-                path: path.clone(),
+            // The path is built only when needed (a failure or an HTTP call), not per step.
+            let fail = |scope: &Scope, error: ActionError| StepFailure {
+                path: scope.step_path(&step.path),
                 kind: step.action.kind(),
                 error,
             };
@@ -327,7 +328,7 @@ pub fn run_steps<'r, 'a: 'r>(
                 if !run
                     .templates
                     .test(condition, &context)
-                    .map_err(|e| fail(e.into()))?
+                    .map_err(|e| fail(scope, e.into()))?
                 {
                     continue;
                 }
@@ -353,9 +354,12 @@ pub fn run_steps<'r, 'a: 'r>(
                     }
                 },
                 Action::Emit(action) => action.execute(run, scope).await,
-                Action::Http(action) => action.execute(run, scope, &path).await,
+                Action::Http(action) => {
+                    let path = scope.step_path(&step.path);
+                    action.execute(run, scope, &path).await
+                }
             };
-            result.map_err(fail)?;
+            result.map_err(|error| fail(scope, error))?;
         }
         Ok(())
     })

@@ -105,14 +105,7 @@ pub async fn create(
     if let Some(opportunity_id) = &request.opportunity_id {
         let opportunity = super::opportunities::get(connection, viewer, opportunity_id)
             .await
-            .map_err(|error| match error {
-                CrmError::NotFound(_) => {
-                    let mut problems = Problems::default();
-                    problems.add("opportunityId", "no such opportunity");
-                    CrmError::Invalid(problems)
-                }
-                other => other,
-            })?;
+            .map_err(|error| error.as_reference("opportunityId", "no such opportunity"))?;
         customer_id = customer_id.or(opportunity.customer_id);
     }
     let approval = Approval {

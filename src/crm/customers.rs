@@ -144,15 +144,10 @@ pub async fn require_visible(
     id: &str,
     field: &str,
 ) -> Result<(), CrmError> {
-    match get(connection, viewer, id).await {
-        Ok(_) => Ok(()),
-        Err(CrmError::NotFound(_)) => {
-            let mut problems = Problems::default();
-            problems.add(field, "no such customer");
-            Err(CrmError::Invalid(problems))
-        }
-        Err(other) => Err(other),
-    }
+    get(connection, viewer, id)
+        .await
+        .map(|_| ())
+        .map_err(|error| error.as_reference(field, "no such customer"))
 }
 
 fn conflict_or(error: sqlx::Error) -> CrmError {

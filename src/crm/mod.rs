@@ -54,6 +54,21 @@ pub enum CrmError {
     Internal(String),
 }
 
+impl CrmError {
+    /// For a record a request names by id (`customerId`): "not found" becomes a 400 on that
+    /// field, since the request, not the URL, is wrong. Other errors pass through.
+    pub fn as_reference(self, field: &str, message: &str) -> Self {
+        match self {
+            Self::NotFound(_) => {
+                let mut problems = Problems::default();
+                problems.add(field, message);
+                Self::Invalid(problems)
+            }
+            other => other,
+        }
+    }
+}
+
 /// A page of a list: the rows and how many match in all.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

@@ -271,17 +271,12 @@ async fn run_route(
 mod tests {
     //! The retry/dead-letter decision, against a real SQLite file.
 
-    use std::collections::BTreeMap;
-    use std::path::Path;
-
     use sqlx::Row;
 
     use super::*;
-    use crate::engine::retry::RetryPolicy;
     use crate::event::SubmittedEvent;
-    use crate::route::load::{load, LoadOptions, Source};
     use crate::store::{log, Store};
-    use crate::template::{TemplateLimits, TemplateValue};
+    use crate::test_project::load_project;
 
     const ROUTES: &str = r#"routes:
   - name: record
@@ -308,42 +303,20 @@ mod tests {
         routes: RouteSet,
     }
 
-    fn write(root: &Path, relative: &str, text: &str) {
-        let path = root.join(relative);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-
     async fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "routes/test.yaml", ROUTES);
-        write(dir.path(), "schemas/test.events/NAMED.json", SCHEMA);
-        write(
-            dir.path(),
-            "migrations/20270101000000_items.sql",
-            "CREATE TABLE items (id TEXT NOT NULL, label TEXT NOT NULL);",
-        );
-        let store = Store::connect(&dir.path().join("crm.db").display().to_string())
-            .await
-            .unwrap();
-        store
-            .migrate(Some(&dir.path().join("migrations")))
-            .await
-            .unwrap();
-        let catalog = store.catalog().await.unwrap();
-        let routes = load(&LoadOptions {
-            routes: &Source::Directory(dir.path().join("routes")),
-            schemas: &Source::Directory(dir.path().join("schemas")),
-            catalog: Some(&catalog),
-            env: TemplateValue::from(BTreeMap::<String, String>::new()),
-            default_retry: RetryPolicy::default(),
-            limits: TemplateLimits::default(),
-        })
-        .unwrap();
+        let project = load_project(&[
+            ("routes/test.yaml", ROUTES),
+            ("schemas/test.events/NAMED.json", SCHEMA),
+            (
+                "migrations/20270101000000_items.sql",
+                "CREATE TABLE items (id TEXT NOT NULL, label TEXT NOT NULL);",
+            ),
+        ])
+        .await;
         Fixture {
-            _dir: dir,
-            store,
-            routes,
+            _dir: project.dir,
+            store: project.store,
+            routes: project.routes,
         }
     }
 

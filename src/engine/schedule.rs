@@ -379,16 +379,13 @@ async fn dead_letter(
 mod tests {
     //! Claims and outcomes of single runs, against a real SQLite file.
 
-    use std::collections::BTreeMap;
     use std::sync::Arc;
 
     use arc_swap::ArcSwap;
     use tokio::sync::Notify;
 
     use super::*;
-    use crate::engine::retry::RetryPolicy;
-    use crate::route::load::{load, LoadOptions, Source};
-    use crate::template::{TemplateLimits, TemplateValue};
+    use crate::test_project::load_project;
 
     const ROUTES: &str = r#"routes:
   - name: stamp
@@ -402,38 +399,21 @@ mod tests {
       - insert: {table: stamps, values: {at: "{{ data.scheduledAt }}", event: off}}
 "#;
 
-    async fn scheduler(dir: &tempfile::TempDir) -> Scheduler {
-        std::fs::create_dir_all(dir.path().join("routes")).unwrap();
-        std::fs::create_dir_all(dir.path().join("migrations")).unwrap();
-        std::fs::create_dir_all(dir.path().join("schemas")).unwrap();
-        std::fs::write(dir.path().join("routes/stamp.yaml"), ROUTES).unwrap();
-        std::fs::write(
-            dir.path().join("migrations/20270101000000_stamps.sql"),
-            "CREATE TABLE stamps (at TEXT NOT NULL, event TEXT NOT NULL);",
-        )
-        .unwrap();
-        let store = Store::connect(&dir.path().join("crm.db").display().to_string())
-            .await
-            .unwrap();
-        store
-            .migrate(Some(&dir.path().join("migrations")))
-            .await
-            .unwrap();
-        let catalog = store.catalog().await.unwrap();
-        let routes = load(&LoadOptions {
-            routes: &Source::Directory(dir.path().join("routes")),
-            schemas: &Source::Directory(dir.path().join("schemas")),
-            catalog: Some(&catalog),
-            env: TemplateValue::from(BTreeMap::<String, String>::new()),
-            default_retry: RetryPolicy::default(),
-            limits: TemplateLimits::default(),
-        })
-        .unwrap();
-        Scheduler::new(
-            store,
-            Arc::new(ArcSwap::from_pointee(routes)),
+    async fn scheduler() -> (tempfile::TempDir, Scheduler) {
+        let project = load_project(&[
+            ("routes/stamp.yaml", ROUTES),
+            (
+                "migrations/20270101000000_stamps.sql",
+                "CREATE TABLE stamps (at TEXT NOT NULL, event TEXT NOT NULL);",
+            ),
+        ])
+        .await;
+        let scheduler = Scheduler::new(
+            project.store,
+            Arc::new(ArcSwap::from_pointee(project.routes)),
             Arc::new(Notify::new()),
-        )
+        );
+        (project.dir, scheduler)
     }
 
     async fn tick(
@@ -461,8 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_tick_is_claimed_once_with_a_compare_and_set_on_the_last_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let scheduler = scheduler(&dir).await;
+        let (_dir, scheduler) = scheduler().await;
         let first = "2026-12-01T10:00:00.000Z";
         let second = "2026-12-01T10:01:00.000Z";
         assert_eq!(
@@ -508,8 +487,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_falsy_when_skips_the_run_but_counts_it_and_a_trigger_runs_whatever_the_last_tick() {
-        let dir = tempfile::tempdir().unwrap();
-        let scheduler = scheduler(&dir).await;
+        let (_dir, scheduler) = scheduler().await;
         assert_eq!(
             tick(&scheduler, "off", None, "2026-12-01T10:00:00.000Z").await,
             RunOutcome::Skipped

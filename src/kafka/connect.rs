@@ -44,11 +44,6 @@ pub fn is_message_error(error: &KafkaError) -> bool {
     )
 }
 
-/// Whether a produce error text is librdkafka's "local queue full".
-pub fn is_queue_full(error: &str) -> bool {
-    error.contains("Queue full") || error.contains("QueueFull")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

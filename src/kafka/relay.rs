@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
@@ -160,7 +160,7 @@ impl Relay {
         let rows = log::unpublished(self.store.reader(), BATCH).await?;
         let mut deliveries = Vec::with_capacity(rows.len());
         let mut refused = Vec::new();
-        let mut stalled = None;
+        let mut stalled: Option<KafkaError> = None;
         for row in &rows {
             if row.envelope.len() > self.max_message_bytes {
                 refused.push((row, format!(
@@ -181,7 +181,7 @@ impl Relay {
                 Err((error, _)) => {
                     // A full local queue (or a broken producer): wait for what is in flight,
                     // and continue from this row in order next round.
-                    stalled = Some(error.to_string());
+                    stalled = Some(error);
                     break;
                 }
             }
@@ -202,14 +202,15 @@ impl Relay {
                     // Only cluster-wide errors reach here (timeouts are disabled): keep the row
                     // for the next round and report it.
                     tracing::error!(%error, seq = row.seq, topic = %row.topic, "publishing failed; will retry");
-                    stalled = Some(error.to_string());
+                    stalled = Some(error);
                 }
-                Err(_) => stalled = Some("the producer was dropped".into()),
+                Err(_) => stalled = Some(KafkaError::Canceled),
             }
         }
         if let Some(error) = &stalled {
-            if !connect::is_queue_full(error) {
-                self.health.set_error(Some(error.clone()));
+            // A full local queue is back-pressure, not a broker problem.
+            if error.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
+                self.health.set_error(Some(error.to_string()));
             }
         }
         if !published.is_empty() {
