@@ -12,9 +12,8 @@ use super::path::ApiPath;
 use super::AppState;
 use crate::engine::log_published;
 use crate::event::{EventError, SubmittedEvent};
-use crate::store::dead_letters::{self, NewDeadLetter};
-use crate::store::log;
-use crate::template::now_rfc3339;
+use crate::store::dead_letters;
+use crate::store::log::{self, LogRecord};
 
 fn field_of(error: &EventError) -> &'static str {
     match error {
@@ -73,26 +72,15 @@ pub async fn submit(
         );
         // Kept like any refused event, so it can be inspected (and replayed once the schema or
         // the producer is fixed); the caller also learns at once through the 422.
-        let envelope = serde_json::to_string(&event.envelope).expect("envelopes serialise");
-        let now = now_rfc3339();
+        let record = LogRecord {
+            seq: 0,
+            topic: event.topic.to_string(),
+            key: event.key.clone(),
+            envelope: serde_json::to_string(&event.envelope).expect("envelopes serialise"),
+        };
+        let error = format!("event fails its schema: {}", errors.join("; "));
         let mut transaction = state.store.begin().await?;
-        dead_letters::insert(
-            &mut transaction,
-            &NewDeadLetter {
-                event_id: &event.envelope.event_id,
-                topic: event.topic.as_str(),
-                event_type: &event.envelope.event_type,
-                key: &event.key,
-                envelope: &envelope,
-                route: None,
-                action_index: None,
-                action_kind: None,
-                error: &format!("event fails its schema: {}", errors.join("; ")),
-                attempts: 1,
-                first_failed_at: &now,
-            },
-        )
-        .await?;
+        dead_letters::refuse(&mut transaction, &record, None, &error).await?;
         transaction.commit().await?;
         return Err(ApiError::Unprocessable { message, fields });
     }

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::connect;
 use super::settings::KafkaSettings;
 use crate::engine::LogSignal;
-use crate::store::dead_letters::{self, NewDeadLetter};
-use crate::store::log::{self, LogRecord};
+use crate::store::dead_letters;
+use crate::store::log;
 use crate::store::{Store, StoreError};
 use crate::template::now_rfc3339;
 
@@ -219,7 +219,7 @@ impl Relay {
         let settled = published.len() + refused.len();
         let mut transaction = self.store.begin().await?;
         for (row, reason) in &refused {
-            dead_letter(&mut transaction, row, reason).await?;
+            dead_letters::refuse(&mut transaction, row, Some("publish"), reason).await?;
             tracing::warn!(seq = row.seq, topic = %row.topic, "{reason}");
             published.push(row.seq);
         }
@@ -234,34 +234,4 @@ impl Relay {
         }
         Ok(settled)
     }
-}
-
-async fn dead_letter(
-    connection: &mut sqlx::AnyConnection,
-    row: &LogRecord,
-    reason: &str,
-) -> Result<(), StoreError> {
-    let (event_id, event_type) = match log::decode_envelope(&row.envelope) {
-        Ok(envelope) => (envelope.event_id, envelope.event_type),
-        Err(_) => (String::new(), String::new()),
-    };
-    let now = now_rfc3339();
-    dead_letters::insert(
-        connection,
-        &NewDeadLetter {
-            event_id: &event_id,
-            topic: &row.topic,
-            event_type: &event_type,
-            key: &row.key,
-            envelope: &row.envelope,
-            route: None,
-            action_index: None,
-            action_kind: Some("publish"),
-            error: reason,
-            attempts: 1,
-            first_failed_at: &now,
-        },
-    )
-    .await?;
-    Ok(())
 }

@@ -2,6 +2,7 @@
 
 use sqlx::AnyConnection;
 
+use super::log::{decode_envelope, LogRecord};
 use crate::template::now_rfc3339;
 
 /// A failure to record.
@@ -29,6 +30,39 @@ pub struct NewDeadLetter<'a> {
     pub attempts: u32,
     /// When the first attempt failed (RFC 3339).
     pub first_failed_at: &'a str,
+}
+
+/// Dead-letters an event no route has run yet (refused by its schema, or by Kafka), on its first
+/// attempt. Id and type come from the envelope when it decodes; `stage` says which step refused
+/// it (`publish` for the Kafka relay, `None` before routing).
+pub async fn refuse(
+    connection: &mut AnyConnection,
+    record: &LogRecord,
+    stage: Option<&str>,
+    error: &str,
+) -> Result<String, sqlx::Error> {
+    let (event_id, event_type) = match decode_envelope(&record.envelope) {
+        Ok(envelope) => (envelope.event_id, envelope.event_type),
+        Err(_) => (String::new(), String::new()),
+    };
+    let now = now_rfc3339();
+    insert(
+        connection,
+        &NewDeadLetter {
+            event_id: &event_id,
+            topic: &record.topic,
+            event_type: &event_type,
+            key: &record.key,
+            envelope: &record.envelope,
+            route: None,
+            action_index: None,
+            action_kind: stage,
+            error,
+            attempts: 1,
+            first_failed_at: &now,
+        },
+    )
+    .await
 }
 
 /// Inserts a dead letter inside the caller's transaction; returns its id.
