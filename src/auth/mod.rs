@@ -31,7 +31,7 @@ pub enum AuthError {
     },
     /// Reading or storing the generated secret failed.
     #[error("cannot read or store the token signing secret: {0}")]
-    Store(#[from] sqlx::Error),
+    Store(#[from] crate::store::StoreError),
     /// Hashing failed (bad parameters; not a user error).
     #[error("password hashing failed: {0}")]
     Hash(String),

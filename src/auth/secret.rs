@@ -1,9 +1,7 @@
 //! The token signing secret: `JWT_SECRET`, or one generated once and kept in the database.
 
-use sqlx::Row;
-
 use super::AuthError;
-use crate::store::{Store, StoreError};
+use crate::store::{settings, Store};
 
 /// Shortest `JWT_SECRET` accepted (256 bits, the size of an HS256 key).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -40,21 +38,6 @@ pub async fn resolve(
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    // Insert-if-absent then read: two daemons starting together agree on one secret.
-    let mut transaction = store.begin().await.map_err(|error| match error {
-        StoreError::Query(error) => AuthError::Store(error),
-        other => AuthError::Store(sqlx::Error::Protocol(other.to_string())),
-    })?;
-    sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
-        .bind(SETTING)
-        .bind(generated)
-        .execute(&mut *transaction)
-        .await?;
-    let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
-        .bind(SETTING)
-        .fetch_one(&mut *transaction)
-        .await?;
-    let value: String = row.try_get("value")?;
-    transaction.commit().await?;
+    let value = settings::get_or_insert(store, SETTING, &generated).await?;
     Ok((value.into_bytes(), SecretOrigin::Database))
 }

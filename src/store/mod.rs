@@ -1,15 +1,17 @@
 //! The database: connection pools, migrations, the schema catalog, the event log, dead
-//! letters and the scheduler's last runs.
+//! letters, the scheduler's last runs and the daemon's settings.
 //!
 //! Everything goes through sqlx's `Any` driver so SQLite (the embedded default) and PostgreSQL
-//! share one code path; the few dialect differences live in [`Dialect`]. Only this module writes
-//! SQL text, and only from checked identifiers ([`crate::route::Ident`]) and `$n` placeholders.
+//! share one code path; the few dialect differences live in [`Dialect`]. The daemon's own SQL is
+//! written here, and only from checked identifiers ([`crate::route::Ident`]) and `$n`
+//! placeholders; the CRM's tables have their fixed statements in [`crate::crm`].
 
 pub mod catalog;
 pub mod dead_letters;
 pub mod log;
 mod migrate;
 pub mod schedule_runs;
+pub mod settings;
 pub mod sql;
 
 use std::path::Path;
