@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use crm_router::app::{open_store, Application};
 use crm_router::auth::Role;
 use crm_router::config::{ConfigFile, LogFormat, Overrides, Settings};
-use crm_router::crm::{users, Published};
+use crm_router::crm::users;
 use crm_router::route::load::{self, LoadOptions};
 use crm_router::route::trigger::TriggerKind;
 use crm_router::template::TemplateLimits;
@@ -281,30 +281,17 @@ async fn create_user(
 ) -> anyhow::Result<ExitCode> {
     let password = read_password()?;
     let store = open_store(&settings).await?;
-    let prepared = tokio::task::spawn_blocking(move || {
-        users::prepare(&users::Registration {
-            email: &email,
-            password: &password,
-            name: &name,
+    let (user, _published) = users::register(
+        &store,
+        users::Registration {
+            email,
+            password,
+            name,
             role,
             manager_id: None,
-        })
-    })
-    .await?;
-    let (email, name, hash) = prepared?;
-    let mut transaction = store.begin().await?;
-    let mut published = Published::default();
-    let user = users::insert(
-        &mut transaction,
-        &mut published,
-        &email,
-        &name,
-        &hash,
-        role,
-        None,
+        },
     )
     .await?;
-    transaction.commit().await?;
     store.close().await;
     // A running daemon on this database picks USER_CREATED up from the log within a second.
     println!("created {} {} ({})", user.role, user.email, user.id);

@@ -136,31 +136,18 @@ pub async fn register(
             .into());
         }
     }
-    let prepared = blocking(move || {
-        users::prepare(&Registration {
-            email: &request.email,
-            password: &request.password,
-            name: &request.name,
+    let (user, published) = users::register(
+        &state.store,
+        Registration {
+            email: request.email,
+            password: request.password,
+            name: request.name,
             role,
-            manager_id: None,
-        })
-        .map(|prepared| (prepared, request.manager_id))
-    })
-    .await??;
-    let ((email, name, hash), manager_id) = prepared;
-    let mut transaction = state.store.begin().await?;
-    let mut published = Published::default();
-    let user = users::insert(
-        &mut transaction,
-        &mut published,
-        &email,
-        &name,
-        &hash,
-        role,
-        manager_id.as_deref(),
+            manager_id: request.manager_id,
+        },
     )
     .await?;
-    state.commit(transaction, published).await?;
+    state.announce(&published);
     let token = state
         .tokens
         .issue(&user.id, &user.email, role, now_seconds());

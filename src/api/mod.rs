@@ -70,11 +70,16 @@ impl AppState {
         published: Published,
     ) -> Result<(), sqlx::Error> {
         transaction.commit().await?;
+        self.announce(&published);
+        Ok(())
+    }
+
+    /// Wakes the consumer for committed events and logs `📤 Event published` for each.
+    pub fn announce(&self, published: &Published) {
         if !published.0.is_empty() {
             self.log_signal.notify_one();
             log_published(&published.0);
         }
-        Ok(())
     }
 }
 

@@ -69,6 +69,15 @@ impl CrmError {
     }
 }
 
+impl From<crate::store::StoreError> for CrmError {
+    fn from(error: crate::store::StoreError) -> Self {
+        match error {
+            crate::store::StoreError::Query(error) => Self::Database(error),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
 /// A page of a list: the rows and how many match in all.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

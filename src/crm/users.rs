@@ -6,6 +6,7 @@ use sqlx::{AnyConnection, AnyPool};
 
 use super::{from_row, is_unique_violation, CrmError, Problems, Published};
 use crate::auth::{password, Role};
+use crate::store::Store;
 use crate::template::now_rfc3339;
 
 /// A user as the API shows it (never the password hash).
@@ -43,26 +44,27 @@ struct StoredUser {
     password_hash: String,
 }
 
-/// A registration, before validation.
+/// A registration, before validation. Who may ask for which role or manager is the caller's
+/// decision; this only checks the values.
 #[derive(Debug, Clone)]
-pub struct Registration<'a> {
+pub struct Registration {
     /// Email.
-    pub email: &'a str,
+    pub email: String,
     /// Plain-text password (hashed here, never stored).
-    pub password: &'a str,
+    pub password: String,
     /// Display name.
-    pub name: &'a str,
-    /// Requested role.
+    pub name: String,
+    /// Role.
     pub role: Role,
-    /// Manager (only an ADMIN may set it; checked by the caller).
-    pub manager_id: Option<&'a str>,
+    /// Manager, whose team the user joins.
+    pub manager_id: Option<String>,
 }
 
-/// Checks a registration and hashes its password. Slow (Argon2): call off the async threads.
-pub fn prepare(registration: &Registration<'_>) -> Result<(String, String, String), CrmError> {
+/// Checks the values and hashes the password: (email, name, hash). Slow (Argon2).
+fn validate_and_hash(registration: &Registration) -> Result<(String, String, String), CrmError> {
     let mut problems = Problems::default();
-    let email = problems.email("email", registration.email);
-    let name = problems.text("name", registration.name, 200);
+    let email = problems.email("email", &registration.email);
+    let name = problems.text("name", &registration.name, 200);
     let length = registration.password.chars().count();
     if length < password::MIN_LENGTH {
         problems.add(
@@ -76,13 +78,40 @@ pub fn prepare(registration: &Registration<'_>) -> Result<(String, String, Strin
         );
     }
     problems.into_result()?;
-    let hash = password::hash(registration.password)
+    let hash = password::hash(&registration.password)
         .map_err(|error| CrmError::Internal(error.to_string()))?;
     Ok((email, name, hash))
 }
 
-/// Inserts a prepared user and its `USER_CREATED` event. 409 when the email is taken.
-pub async fn insert(
+/// Registers a user: validates, hashes the password off the async threads, and commits the
+/// row with its `USER_CREATED` event. The events are returned for the caller to announce.
+pub async fn register(
+    store: &Store,
+    registration: Registration,
+) -> Result<(User, Published), CrmError> {
+    let role = registration.role;
+    let manager_id = registration.manager_id.clone();
+    let (email, name, hash) = tokio::task::spawn_blocking(move || validate_and_hash(&registration))
+        .await
+        .map_err(|error| CrmError::Internal(format!("password hashing failed: {error}")))??;
+    let mut transaction = store.begin().await?;
+    let mut published = Published::default();
+    let user = insert(
+        &mut transaction,
+        &mut published,
+        &email,
+        &name,
+        &hash,
+        role,
+        manager_id.as_deref(),
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok((user, published))
+}
+
+/// Inserts a checked user and its `USER_CREATED` event. 409 when the email is taken.
+async fn insert(
     connection: &mut AnyConnection,
     published: &mut Published,
     email: &str,
