@@ -51,6 +51,10 @@ async fn the_guides_tests_pass_on_postgres() {
     assert_eq!((page.status, page.total), (200, Some(2)), "{}", page.body);
     let log = daemon.log();
     assert!(
+        log.contains("database ready database=postgres://postgres@127.0.0.1:5432/crm_router_test_"),
+        "{log}"
+    );
+    assert!(
         log.contains("database ready")
             && log.contains("postgres://postgres@127.0.0.1:5432/crm_router_test_"),
         "{log}"
