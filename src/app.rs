@@ -23,6 +23,7 @@ use crate::reload::watcher::SourceWatcher;
 use crate::reload::{LoadSettings, ReloadError, Reloader};
 use crate::route::load::Source;
 use crate::route::RouteSet;
+use crate::store::exclusive::{ExclusiveLock, Job};
 use crate::store::{Store, StoreError};
 use crate::template::TemplateLimits;
 
@@ -55,16 +56,22 @@ pub enum AppError {
     /// Tokens cannot be signed.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
-    /// The event consumer ended on its own (a bug: it retries every database failure).
+    /// The event consumer ended on its own (a bug: it retries every database failure), or
+    /// another process took over the embedded bus.
     #[error("the event consumer stopped unexpectedly: {0}")]
     ConsumerStopped(String),
+    /// Another daemon already runs the embedded bus on this database.
+    #[error("another crm-router already runs the embedded event bus on {database}. The embedded bus is single-instance: its one consumer is what keeps events in order. Stop the other instance, give this one its own database (DATABASE_URL), or run several instances on one PostgreSQL database with Kafka as the bus (KAFKA_ENABLED=true)")]
+    SecondEmbeddedInstance {
+        /// The database, without credentials.
+        database: String,
+    },
 }
 
-/// A daemon ready to run: database migrated, routes loaded, listener bound.
 /// Where the consumer reads events from.
 enum Bus {
-    /// The event log in the database.
-    Embedded,
+    /// The event log in the database, consumed only by the process holding the lock.
+    Embedded(ExclusiveLock),
     /// Kafka; the event log is the relay's outbox.
     Kafka {
         consumer: crate::kafka::consumer::RouteConsumer,
@@ -74,6 +81,7 @@ enum Bus {
     },
 }
 
+/// A daemon ready to run: database migrated, routes loaded, listener bound.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
@@ -97,6 +105,18 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         let store = open_store(&settings).await?;
         tracing::info!(database = %store.display_url(), "database ready");
+        // Before anything else runs, so a second instance says why it cannot start at once.
+        let bus_lock = match &settings.kafka {
+            Some(_) => None,
+            None => match store.try_lock(Job::EmbeddedBus).await? {
+                Some(lock) => Some(lock),
+                None => {
+                    return Err(AppError::SecondEmbeddedInstance {
+                        database: store.display_url().to_owned(),
+                    })
+                }
+            },
+        };
         let handle: RouteSetHandle = Arc::new(ArcSwap::from_pointee(RouteSet::empty()));
         let reloader = Reloader::new(
             store.clone(),
@@ -120,9 +140,10 @@ impl Application {
                     source,
                 })?;
         let log_signal = Arc::new(Notify::new());
-        let (bus, relay_health) = match &settings.kafka {
-            None => (Bus::Embedded, None),
-            Some(kafka) => {
+        let (bus, relay_health) = match (&settings.kafka, bus_lock) {
+            (None, Some(lock)) => (Bus::Embedded(lock), None),
+            (None, None) => unreachable!("the embedded bus lock is taken above"),
+            (Some(kafka), _) => {
                 retire_embedded_history(&store, &settings.consumer).await?;
                 warn_about_unsubscribed_routes(&handle.load(), kafka);
                 let (bus, health) =
@@ -207,7 +228,28 @@ impl Application {
             shutdown.clone(),
         ));
         let engine_task = match self.bus {
-            Bus::Embedded => tokio::spawn(self.engine.run(shutdown.clone())),
+            Bus::Embedded(lock) => {
+                let engine = self.engine;
+                let lock = lock.keep(self.state.store.clone(), shutdown.clone());
+                let consumer = engine.run(shutdown.clone());
+                // The consumer runs only while this process holds the bus; if another process
+                // took it (after this one's database session broke), the consumer stops and the
+                // watchdog below shuts the daemon down.
+                tokio::spawn(async move {
+                    tokio::pin!(consumer);
+                    tokio::select! {
+                        () = &mut consumer => Ok(()),
+                        kept = lock => match kept {
+                            // Shutting down: the batch in flight still commits.
+                            Ok(()) => {
+                                consumer.await;
+                                Ok(())
+                            }
+                            Err(taken) => Err(taken.to_string()),
+                        },
+                    }
+                })
+            }
             Bus::Kafka {
                 consumer,
                 relay,
@@ -215,13 +257,17 @@ impl Application {
                 batch_size,
             } => {
                 tokio::spawn(relay.run(shutdown.clone()));
-                tokio::spawn(crate::kafka::consumer::run(
+                let consumer = crate::kafka::consumer::run(
                     self.engine,
                     consumer,
                     group,
                     batch_size,
                     shutdown.clone(),
-                ))
+                );
+                tokio::spawn(async move {
+                    consumer.await;
+                    Ok(())
+                })
             }
         };
         let scheduler_task = tokio::spawn(self.scheduler.run(shutdown.clone()));
@@ -237,7 +283,8 @@ impl Application {
                     return None;
                 }
                 let reason = match ended {
-                    Ok(()) => "it returned".to_owned(),
+                    Ok(Ok(())) => "it returned".to_owned(),
+                    Ok(Err(reason)) => reason,
                     Err(error) => error.to_string(),
                 };
                 tracing::error!(%reason, "the event consumer stopped unexpectedly; shutting down");

@@ -1,5 +1,7 @@
-//! `emit:` a new event. It is appended to the event log inside the route's transaction, so the
-//! rows a route writes and the event announcing them commit together or not at all.
+//! `emit:` a new event. The event is collected in [`Run::emitted`]; the caller appends what its
+//! transaction's successful routes emitted to the event log in one multi-row insert before it
+//! commits, so the rows a route writes and the events announcing them commit together or not at
+//! all, and a route that fails emits nothing.
 
 use serde_json::json;
 
@@ -7,7 +9,6 @@ use super::{ActionError, Run, Scope};
 use crate::event::{check_event_type, Envelope, Event, TopicName};
 use crate::route::compile::Compiler;
 use crate::route::model::EmitDef;
-use crate::store::log;
 use crate::template::{now_rfc3339, ValueTemplate};
 
 /// `source` of events emitted by routes.
@@ -91,7 +92,6 @@ impl Emit {
                 data,
             },
         };
-        log::append(run.connection, &event).await?;
         if let Some(name) = &self.as_name {
             scope.set_step(
                 name,

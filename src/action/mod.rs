@@ -293,7 +293,8 @@ pub struct Run<'a> {
     pub event: &'a Event,
     /// The route running.
     pub route: &'a RouteName,
-    /// Events emitted so far, to log once the transaction commits.
+    /// Events emitted so far. The caller appends them to the event log before it commits
+    /// (one multi-row insert for the whole transaction) and logs them after.
     pub emitted: &'a mut Vec<Event>,
 }
 

@@ -277,6 +277,7 @@ impl Engine {
                 }
             }
         }
+        log::append_all(&mut transaction, &published).await?;
         if done != position {
             log::advance_position(
                 &mut transaction,
@@ -365,6 +366,7 @@ impl Engine {
                 };
                 match result {
                     Ok(emitted) => {
+                        log::append_all(&mut transaction, &emitted).await?;
                         log::advance_position(
                             &mut transaction,
                             &self.options.consumer,

@@ -300,6 +300,7 @@ impl Scheduler {
         };
         match result {
             Ok(()) => {
+                crate::store::log::append_all(&mut savepoint, &emitted).await?;
                 savepoint.commit().await?;
                 transaction.commit().await?;
                 // A one-minute schedule that finds nothing would otherwise fill the log.

@@ -6,10 +6,15 @@
 //! layer and routes keep appending behind them. When Kafka returns, the backlog drains by
 //! itself. A crash between delivery and marking re-sends those events; consumers claim event
 //! ids, so the copy is a no-op.
+//!
+//! Several instances may share one database; only the one holding the relay's exclusive lock
+//! publishes, the others stand by and take over when it stops. One publisher at a time is what
+//! keeps each key's events in log order on Kafka (rows split between publishers, as with
+//! `FOR UPDATE SKIP LOCKED`, could overtake each other).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -21,12 +26,24 @@ use super::connect;
 use super::settings::KafkaSettings;
 use crate::engine::LogSignal;
 use crate::store::dead_letters;
+use crate::store::exclusive::{ExclusiveLock, Job};
 use crate::store::log;
 use crate::store::{Store, StoreError};
 use crate::template::now_rfc3339;
 
 /// Rows published per round.
 const BATCH: i64 = 500;
+
+/// How often a standing-by relay tries the lock, and a publishing one checks it still holds it.
+const LOCK_CHECK: Duration = Duration::from_secs(1);
+
+/// Sleeps for `duration` or until shutdown.
+async fn wait(duration: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
 
 /// What `/readyz` and the logs need to know about publishing.
 #[derive(Debug, Default)]
@@ -127,9 +144,47 @@ impl Relay {
         }
     }
 
-    /// Publishes until `shutdown`; deliveries in flight at shutdown are re-sent on the next start.
+    /// Publishes until `shutdown` while this process holds the relay lock, standing by while
+    /// another holds it; deliveries in flight at shutdown are re-sent on the next start.
     pub async fn run(self, shutdown: CancellationToken) {
+        let mut lock: Option<(ExclusiveLock, Instant)> = None;
+        let mut standing_by = false;
         while !shutdown.is_cancelled() {
+            match &mut lock {
+                None => match self.store.try_lock(Job::Relay).await {
+                    Ok(Some(taken)) => {
+                        tracing::info!("this instance publishes the outbox to Kafka");
+                        lock = Some((taken, Instant::now()));
+                        standing_by = false;
+                    }
+                    Ok(None) => {
+                        if !standing_by {
+                            tracing::info!(
+                                "another instance publishes the outbox to Kafka; standing by"
+                            );
+                            standing_by = true;
+                        }
+                        wait(LOCK_CHECK, &shutdown).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "outbox relay cannot reach the database; retrying");
+                        wait(LOCK_CHECK, &shutdown).await;
+                        continue;
+                    }
+                },
+                // A PostgreSQL lock lasts as long as its session: if the session broke,
+                // another instance may be publishing already.
+                Some((held, checked)) if checked.elapsed() >= LOCK_CHECK => {
+                    if let Err(error) = held.check().await {
+                        tracing::warn!(%error, "the outbox lock's database session broke; taking the lock again before publishing");
+                        lock = None;
+                        continue;
+                    }
+                    *checked = Instant::now();
+                }
+                Some(_) => {}
+            }
             match self.round(&shutdown).await {
                 Ok(0) => {
                     tokio::select! {

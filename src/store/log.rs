@@ -32,32 +32,65 @@ pub struct LogRecord {
 
 /// Appends `event`; returns false when an event with the same id is already in the log
 /// (re-submitting an event is idempotent).
+pub async fn append(connection: &mut AnyConnection, event: &Event) -> Result<bool, sqlx::Error> {
+    Ok(append_all(connection, std::slice::from_ref(event)).await? == 1)
+}
+
+/// Rows per multi-row insert: 6 parameters each stays far below SQLite's and PostgreSQL's
+/// parameter limits.
+const APPEND_CHUNK: usize = 200;
+
+/// Appends `events` in order with multi-row inserts (one round trip per 200 events, not one
+/// per event); events whose id is already in the log are skipped. Returns how many were new.
 ///
 /// On PostgreSQL, sequence values are handed out at insert time, not at commit, so a consumer
 /// could read seq 11 before seq 10 commits and never go back for it. Appending takes a
 /// transaction-scoped advisory lock first, which makes appends commit in `seq` order (SQLite
 /// gets the same from its single writer connection).
-pub async fn append(connection: &mut AnyConnection, event: &Event) -> Result<bool, sqlx::Error> {
+pub async fn append_all(
+    connection: &mut AnyConnection,
+    events: &[Event],
+) -> Result<u64, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(0);
+    }
     if connection.backend_name() == "PostgreSQL" {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(APPEND_LOCK)
             .execute(&mut *connection)
             .await?;
     }
-    let envelope = serde_json::to_string(&event.envelope).expect("envelopes serialise");
-    let result = sqlx::query(
-        "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(event.envelope.event_id.as_str())
-    .bind(event.topic.as_str())
-    .bind(event.key.as_str())
-    .bind(event.envelope.event_type.as_str())
-    .bind(envelope)
-    .bind(now_rfc3339())
-    .execute(connection)
-    .await?;
-    Ok(result.rows_affected() == 1)
+    let created_at = now_rfc3339();
+    let mut appended = 0;
+    for chunk in events.chunks(APPEND_CHUNK) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let first = row * 6 + 1;
+                let placeholders: Vec<String> =
+                    (first..first + 6).map(|n| format!("${n}")).collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect();
+        // SQLite and PostgreSQL insert a VALUES list in order, so `seq` follows `events`.
+        let sql = format!(
+            "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) \
+             VALUES {} ON CONFLICT (event_id) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            let envelope = serde_json::to_string(&event.envelope).expect("envelopes serialise");
+            query = query
+                .bind(event.envelope.event_id.as_str())
+                .bind(event.topic.as_str())
+                .bind(event.key.as_str())
+                .bind(event.envelope.event_type.as_str())
+                .bind(envelope)
+                .bind(created_at.as_str());
+        }
+        appended += query.execute(&mut *connection).await?.rows_affected();
+    }
+    Ok(appended)
 }
 
 /// Up to `limit` records after position `after`, in order.

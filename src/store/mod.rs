@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod dead_letters;
+pub mod exclusive;
 pub mod log;
 mod migrate;
 pub mod schedule_runs;
@@ -52,6 +53,14 @@ pub enum StoreError {
         /// The position the batch started from.
         expected: i64,
     },
+    /// The lock file beside a SQLite database cannot be opened or locked.
+    #[error("cannot lock {path}: {source}")]
+    LockFile {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// Any other query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
@@ -67,12 +76,25 @@ pub enum Dialect {
 }
 
 /// The database handle shared by the engine, the API and the reload loop.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     writer: AnyPool,
     reader: AnyPool,
     dialect: Dialect,
+    /// The normalised URL, credentials included (for the exclusive locks' own sessions).
+    url: String,
     display_url: String,
+}
+
+// By hand, so the password in `url` never reaches a log line.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Store")
+            .field("dialect", &self.dialect)
+            .field("url", &self.display_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Normalises what a user may pass as `DATABASE_URL`: a plain path means a SQLite file.
@@ -142,6 +164,7 @@ impl Store {
                     writer,
                     reader,
                     dialect,
+                    url: url.clone(),
                     display_url,
                 }
             }
@@ -156,6 +179,7 @@ impl Store {
                     writer: pool.clone(),
                     reader: pool,
                     dialect,
+                    url: url.clone(),
                     display_url,
                 }
             }

@@ -110,7 +110,7 @@ impl Drop for Broker {
 }
 
 /// The environment that puts a daemon on `broker` in consumer group `group`.
-fn kafka_env<'a>(broker: &'a Broker, group: &'a str) -> Vec<(&'a str, &'a str)> {
+pub fn kafka_env<'a>(broker: &'a Broker, group: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("CRM_ROUTER_API_KEY", API_KEY),
         ("KAFKA_ENABLED", "true"),
@@ -764,4 +764,70 @@ async fn switching_between_the_embedded_bus_and_kafka_applies_nothing_twice() {
         .await,
         3
     );
+}
+
+/// Whether `daemon` has been assigned at least one partition.
+fn owns_partitions(daemon: &Daemon) -> bool {
+    daemon
+        .log()
+        .lines()
+        .any(|line| line.contains("Kafka partitions assigned") && !line.ends_with("partitions=0"))
+}
+
+/// Two instances on one database with Kafka as the bus, on a real broker: the group splits the
+/// partitions, one relay publishes while the other stands by, and a stream of 5,000
+/// registrations posted to both lands exactly once.
+async fn two_instances_on_one_database_process_a_stream_exactly_once(project: Project) {
+    const USERS: usize = 5_000;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let first = Daemon::start(&project, &kafka_env(&broker, "shared"));
+    let second = Daemon::start(&project, &kafka_env(&broker, "shared"));
+    eventually(
+        Duration::from_secs(60),
+        "both instances to own partitions",
+        || async { (owns_partitions(&first) && owns_partitions(&second)).then_some(()) },
+    )
+    .await;
+    tokio::join!(
+        post_users(&first, 0, USERS / 2),
+        post_users(&second, USERS / 2, USERS / 2)
+    );
+    let problem = assert_exactly_once(&project, USERS as i64, Duration::from_secs(600)).await;
+    assert!(
+        problem.is_empty(),
+        "{problem}\n{}\n{}",
+        first.log(),
+        second.log()
+    );
+    let logs = [first.log(), second.log()];
+    let publishing = logs
+        .iter()
+        .filter(|log| log.contains("this instance publishes the outbox to Kafka"))
+        .count();
+    let standing_by = logs
+        .iter()
+        .filter(|log| log.contains("another instance publishes the outbox to Kafka; standing by"))
+        .count();
+    assert_eq!(
+        (publishing, standing_by),
+        (1, 1),
+        "{}\n{}",
+        logs[0],
+        logs[1]
+    );
+}
+
+#[tokio::test]
+async fn two_instances_on_one_sqlite_file_process_a_stream_exactly_once() {
+    two_instances_on_one_database_process_a_stream_exactly_once(Project::bundled()).await;
+}
+
+#[tokio::test]
+async fn two_instances_on_one_postgres_database_process_a_stream_exactly_once() {
+    let Some(project) = Project::bundled_on_postgres() else {
+        return;
+    };
+    two_instances_on_one_database_process_a_stream_exactly_once(project).await;
 }
