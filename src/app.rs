@@ -25,7 +25,6 @@ use crate::route::load::Source;
 use crate::route::RouteSet;
 use crate::store::exclusive::{ExclusiveLock, Job};
 use crate::store::{Store, StoreError};
-use crate::template::TemplateLimits;
 
 /// How long shutdown waits for the batch in flight and open requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
@@ -120,13 +119,7 @@ impl Application {
         let handle: RouteSetHandle = Arc::new(ArcSwap::from_pointee(RouteSet::empty()));
         let reloader = Reloader::new(
             store.clone(),
-            LoadSettings {
-                routes: settings.routes.clone(),
-                schemas: settings.schemas.clone(),
-                env: settings.template_env(),
-                retry: settings.retry,
-                limits: TemplateLimits::default(),
-            },
+            LoadSettings::from_settings(&settings),
             handle.clone(),
         );
         tracing::info!(routes = %settings.routes.describe(), schemas = %settings.schemas.describe(), "loading routes");

@@ -14,6 +14,7 @@ use crm_router::config::{ConfigFile, LogFormat, Overrides, Settings};
 use crm_router::crm::users;
 use crm_router::route::load::{self, LoadOptions};
 use crm_router::route::trigger::TriggerKind;
+use crm_router::store::dead_letters::{self, Status};
 use crm_router::template::TemplateLimits;
 
 /// A declarative event router for the CRM: YAML routes turn events into rows, HTTP calls and
@@ -58,6 +59,103 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Inspect, replay and discard dead letters.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List dead letters, newest failure first.
+    List {
+        #[command(flatten)]
+        selection: DlqSelection,
+        /// PENDING, REPLAYED or DISCARDED (default: all).
+        #[arg(long, value_parser = parse_status)]
+        status: Option<Status>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Print one dead letter as JSON.
+    Show {
+        /// The dead letter's id.
+        id: String,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Run the failed route again with the routes as they are now.
+    Replay {
+        /// Dead letter ids; or `--all` with filters.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every pending dead letter the filters select, oldest first.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        selection: DlqSelection,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Mark dead letters DISCARDED (they are kept for the record).
+    Discard {
+        /// Dead letter ids; or `--all` with filters.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every pending dead letter the filters select.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        selection: DlqSelection,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+/// Which dead letters (every filter narrows the selection).
+#[derive(Debug, Args)]
+struct DlqSelection {
+    /// Only this route's.
+    #[arg(long)]
+    route: Option<String>,
+    /// Only this event type's.
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// Last failed at or after this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<String>,
+    /// Last failed before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<String>,
+}
+
+impl DlqSelection {
+    fn filter(self, status: Option<Status>) -> dead_letters::Filter {
+        dead_letters::Filter {
+            route: self.route,
+            event_type: self.event_type,
+            since: self.since,
+            until: self.until,
+            status,
+        }
+    }
+}
+
+fn parse_status(text: &str) -> Result<Status, String> {
+    Status::parse(text).ok_or_else(|| format!("{text:?} is not PENDING, REPLAYED or DISCARDED"))
+}
+
+fn parse_time(text: &str) -> Result<String, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|_| text.to_owned())
+        .map_err(|_| format!("{text:?} is not an RFC 3339 time such as 2026-11-29T10:00:00Z"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,6 +399,117 @@ async fn create_user(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `dlq list|show|replay|discard`.
+async fn dead_letter_command(
+    config: Option<&Path>,
+    log_format: Option<LogFormat>,
+    command: DlqCommand,
+) -> anyhow::Result<ExitCode> {
+    use crm_router::engine::replay::{ReplayOutcome, Replayer};
+    let (source, ids, all, selection, replay) = match command {
+        DlqCommand::List {
+            selection,
+            status,
+            limit,
+            json,
+            source,
+        } => {
+            let store = open_store(&settings(config, log_format, source)?).await?;
+            let filter = selection.filter(status);
+            let (letters, total) = dead_letters::list(store.reader(), &filter, limit, 0).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+            } else {
+                for letter in &letters {
+                    let error: String = letter.error.chars().take(100).collect();
+                    println!(
+                        "{}  {:<9}  {}  {} {}  route={} action={}  {error}",
+                        letter.id,
+                        letter.status,
+                        letter.last_failed_at,
+                        letter.topic,
+                        letter.event_type,
+                        letter.route.as_deref().unwrap_or("-"),
+                        letter.action_index.as_deref().unwrap_or("-"),
+                    );
+                }
+                println!("{} of {total} dead letter(s)", letters.len());
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        DlqCommand::Show { id, source } => {
+            let store = open_store(&settings(config, log_format, source)?).await?;
+            let letter = dead_letters::get(store.reader(), &id)
+                .await?
+                .with_context(|| format!("no dead letter {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&letter)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        DlqCommand::Replay {
+            ids,
+            all,
+            selection,
+            source,
+        } => (source, ids, all, selection, true),
+        DlqCommand::Discard {
+            ids,
+            all,
+            selection,
+            source,
+        } => (source, ids, all, selection, false),
+    };
+    let settings = settings(config, log_format, source)?;
+    let store = open_store(&settings).await?;
+    let ids = if all {
+        dead_letters::ids(store.reader(), &selection.filter(Some(Status::Pending))).await?
+    } else {
+        ids
+    };
+    // The routes as they are now, checked against the database, exactly as the daemon loads them.
+    let handle: crm_router::engine::RouteSetHandle = std::sync::Arc::new(
+        arc_swap::ArcSwap::from_pointee(crm_router::route::RouteSet::empty()),
+    );
+    crm_router::reload::Reloader::new(
+        store.clone(),
+        crm_router::reload::LoadSettings::from_settings(&settings),
+        handle.clone(),
+    )
+    .reload()
+    .await
+    .map_err(|error| anyhow::anyhow!("the routes are invalid:\n{error}"))?;
+    let replayer = Replayer::new(store.clone(), handle, std::sync::Arc::default());
+    let mut failures = 0;
+    for id in &ids {
+        let result = if replay {
+            replayer.replay(id).await.map(|outcome| match outcome {
+                ReplayOutcome::Applied { emitted } => {
+                    format!("applied ({emitted} event(s) emitted)")
+                }
+                ReplayOutcome::FailedAgain { error } => {
+                    failures += 1;
+                    format!("failed again, a new dead letter holds it: {error}")
+                }
+                ReplayOutcome::Requeued => "back in the Kafka outbox".to_owned(),
+            })
+        } else {
+            replayer.discard(id).await.map(|()| "discarded".to_owned())
+        };
+        match result {
+            Ok(message) => println!("{id}: {message}"),
+            Err(error) => {
+                failures += 1;
+                println!("{id}: not done: {error}");
+            }
+        }
+    }
+    store.close().await;
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -346,6 +555,10 @@ async fn main() -> ExitCode {
                 Ok(settings) => create_user(settings, email, name, role).await,
                 Err(error) => Err(error),
             }
+        }
+        Command::Dlq { command } => {
+            init_tracing_quiet();
+            dead_letter_command(config.as_deref(), cli.log_format, command).await
         }
         Command::Init { dir, force } => crm_router::init::init(&dir, force)
             .map(|written| {

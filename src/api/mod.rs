@@ -6,6 +6,7 @@ mod api_key;
 mod auth;
 mod crm;
 mod current_user;
+mod dead_letters;
 pub mod error;
 mod events;
 mod health;
@@ -92,6 +93,11 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::reload))
         .routes(routes!(routes::trigger))
         .routes(routes!(events::submit))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::replay_all))
+        .routes(routes!(dead_letters::show))
+        .routes(routes!(dead_letters::replay))
+        .routes(routes!(dead_letters::discard))
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::me))

@@ -22,6 +22,40 @@ pub struct Retry {
     pub delay: Duration,
 }
 
+/// Which attempt at an event this is.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// 1 for the first.
+    pub number: u32,
+    /// When the first attempt failed; `None` on the first.
+    pub first_failed_at: Option<&'a str>,
+    /// False for a replay from the dead letters: a failure is dead-lettered again at once instead
+    /// of being retried with backoff, since an operator is waiting for the answer.
+    pub may_retry: bool,
+}
+
+impl Attempt<'static> {
+    /// The first attempt at an event from the stream.
+    pub fn first() -> Self {
+        Self {
+            number: 1,
+            first_failed_at: None,
+            may_retry: true,
+        }
+    }
+}
+
+/// What handling an event did, once no retry is needed.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Events the successful routes emitted, for the caller to append before it commits.
+    pub emitted: Vec<Event>,
+    /// The errors of what was dead-lettered instead of applied.
+    pub dead_lettered: Vec<String>,
+    /// How many routes ran (successfully or not).
+    pub routes_run: usize,
+}
+
 fn store_retry(error: sqlx::Error) -> Retry {
     Retry {
         route: "engine".into(),
@@ -44,10 +78,11 @@ async fn dead_letter(
     event_id: &str,
     event_type: &str,
     failure: Failure<'_>,
-    attempts: u32,
-    first_failed_at: Option<&str>,
+    attempt: Attempt<'_>,
+    handled: &mut Handled,
 ) -> Result<(), Retry> {
     let now = now_rfc3339();
+    let attempts = attempt.number;
     tracing::warn!(
         seq = record.seq,
         topic = %record.topic,
@@ -71,24 +106,27 @@ async fn dead_letter(
             action_kind: failure.action_kind,
             error: &failure.error,
             attempts,
-            first_failed_at: first_failed_at.unwrap_or(&now),
+            first_failed_at: attempt.first_failed_at.unwrap_or(&now),
         },
     )
     .await
     .map_err(store_retry)?;
+    handled.dead_lettered.push(failure.error);
     Ok(())
 }
 
-/// Runs every matching route for `record`. Returns the events emitted (to log after commit),
-/// or `Retry` when a route failed in a way worth retrying and has attempts left.
+/// Runs every matching route for `record` (or only the one named `only_route`, for a replay).
+/// Returns what it did, or `Retry` when a route failed in a way worth retrying and has attempts
+/// left.
 pub async fn handle_record(
     connection: &mut AnyConnection,
     record: &LogRecord,
     routes: &RouteSet,
     http: &reqwest::Client,
-    attempt: u32,
-    first_failed_at: Option<&str>,
-) -> Result<Vec<Event>, Retry> {
+    attempt: Attempt<'_>,
+    only_route: Option<&str>,
+) -> Result<Handled, Retry> {
+    let mut handled = Handled::default();
     let refuse = |error: String| Failure {
         route: None,
         action_index: None,
@@ -99,17 +137,8 @@ pub async fn handle_record(
         Ok(envelope) => envelope,
         Err(error) => {
             let failure = refuse(format!("malformed event envelope: {error}"));
-            dead_letter(
-                connection,
-                record,
-                "",
-                "",
-                failure,
-                attempt,
-                first_failed_at,
-            )
-            .await?;
-            return Ok(Vec::new());
+            dead_letter(connection, record, "", "", failure, attempt, &mut handled).await?;
+            return Ok(handled);
         }
     };
     let (event_id, event_type) = (envelope.event_id.clone(), envelope.event_type.clone());
@@ -123,13 +152,13 @@ pub async fn handle_record(
                 &event_type,
                 refuse(error.to_string()),
                 attempt,
-                first_failed_at,
+                &mut handled,
             )
             .await?;
-            return Ok(Vec::new());
+            return Ok(handled);
         }
     };
-    if attempt == 1 {
+    if attempt.number == 1 {
         tracing::info!(
             topic = %topic,
             event_id = %event_id,
@@ -150,18 +179,21 @@ pub async fn handle_record(
             &event_type,
             failure,
             attempt,
-            first_failed_at,
+            &mut handled,
         )
         .await?;
-        return Ok(Vec::new());
+        return Ok(handled);
     }
     let event = Event {
         topic,
         key: record.key.clone(),
         envelope,
     };
-    let mut emitted = Vec::new();
     for route in routes.matching(event.topic.as_str(), &event.envelope.event_type) {
+        if only_route.is_some_and(|name| name != route.name.as_str()) {
+            continue;
+        }
+        handled.routes_run += 1;
         run_route(
             connection,
             record,
@@ -170,12 +202,11 @@ pub async fn handle_record(
             routes,
             http,
             attempt,
-            first_failed_at,
-            &mut emitted,
+            &mut handled,
         )
         .await?;
     }
-    Ok(emitted)
+    Ok(handled)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -186,9 +217,8 @@ async fn run_route(
     route: &Route,
     routes: &RouteSet,
     http: &reqwest::Client,
-    attempt: u32,
-    first_failed_at: Option<&str>,
-    emitted: &mut Vec<Event>,
+    attempt: Attempt<'_>,
+    handled: &mut Handled,
 ) -> Result<(), Retry> {
     let mut scope = Scope::new(event, routes.env.clone());
     let event_id = &event.envelope.event_id;
@@ -205,13 +235,7 @@ async fn run_route(
                     error: format!("on.when: {error}"),
                 };
                 return dead_letter(
-                    connection,
-                    record,
-                    event_id,
-                    event_type,
-                    failure,
-                    attempt,
-                    first_failed_at,
+                    connection, record, event_id, event_type, failure, attempt, handled,
                 )
                 .await;
             }
@@ -235,16 +259,19 @@ async fn run_route(
         Ok(()) => {
             savepoint.commit().await.map_err(store_retry)?;
             tracing::debug!(route = %route.name, event_id = %event_id, "route applied");
-            emitted.extend(route_emitted);
+            handled.emitted.extend(route_emitted);
             Ok(())
         }
         Err(failure) => {
             savepoint.rollback().await.map_err(store_retry)?;
-            if failure.error.is_retryable() && attempt < route.retry.attempts {
+            if attempt.may_retry
+                && failure.error.is_retryable()
+                && attempt.number < route.retry.attempts
+            {
                 return Err(Retry {
                     route: route.name.to_string(),
                     error: failure.to_string(),
-                    delay: route.retry.delay(attempt),
+                    delay: route.retry.delay(attempt.number),
                 });
             }
             let dead = Failure {
@@ -254,13 +281,7 @@ async fn run_route(
                 error: failure.error.to_string(),
             };
             dead_letter(
-                connection,
-                record,
-                event_id,
-                event_type,
-                dead,
-                attempt,
-                first_failed_at,
+                connection, record, event_id, event_type, dead, attempt, handled,
             )
             .await
         }
@@ -343,8 +364,15 @@ mod tests {
         async fn attempt(&self, record: &LogRecord, attempt: u32) -> Result<Vec<Event>, Retry> {
             let mut transaction = self.store.begin().await.unwrap();
             let http = reqwest::Client::new();
+            let attempt = Attempt {
+                number: attempt,
+                first_failed_at: None,
+                may_retry: true,
+            };
             let outcome =
-                handle_record(&mut transaction, record, &self.routes, &http, attempt, None).await;
+                handle_record(&mut transaction, record, &self.routes, &http, attempt, None)
+                    .await
+                    .map(|handled| handled.emitted);
             match outcome {
                 Ok(_) => transaction.commit().await.unwrap(),
                 Err(_) => transaction.rollback().await.unwrap(),

@@ -9,6 +9,7 @@
 //! advances the position: the stream moves on and nothing is lost.
 
 mod handle;
+pub mod replay;
 pub mod retry;
 pub mod schedule;
 
@@ -23,7 +24,7 @@ use crate::event::Event;
 use crate::route::RouteSet;
 use crate::store::log::{self, LogRecord, EMBEDDED_STREAM};
 use crate::store::{Store, StoreError};
-use handle::{handle_record, Retry};
+pub use handle::{handle_record, Attempt, Handled, Retry};
 
 /// The live route set; swapped whole on reload, read once per batch.
 pub type RouteSetHandle = Arc<ArcSwap<RouteSet>>;
@@ -263,12 +264,21 @@ impl Engine {
                 done = done.max(stream.position_after(record));
                 continue;
             }
-            match handle_record(&mut savepoint, record, &routes, &self.http, 1, None).await {
-                Ok(emitted) => {
+            match handle_record(
+                &mut savepoint,
+                record,
+                &routes,
+                &self.http,
+                Attempt::first(),
+                None,
+            )
+            .await
+            {
+                Ok(handled) => {
                     savepoint.commit().await?;
                     // Never backwards, even if a rebalance repeated a record in the batch.
                     done = done.max(stream.position_after(record));
-                    published.extend(emitted);
+                    published.extend(handled.emitted);
                 }
                 Err(retry) => {
                     savepoint.rollback().await?;
@@ -354,15 +364,14 @@ impl Engine {
                 let result = if !self.claim(&mut transaction, record).await? {
                     Ok(Vec::new())
                 } else {
-                    handle_record(
-                        &mut transaction,
-                        record,
-                        &routes,
-                        &self.http,
-                        attempt,
-                        Some(&first_failed_at),
-                    )
-                    .await
+                    let attempt = Attempt {
+                        number: attempt,
+                        first_failed_at: Some(&first_failed_at),
+                        may_retry: true,
+                    };
+                    handle_record(&mut transaction, record, &routes, &self.http, attempt, None)
+                        .await
+                        .map(|handled| handled.emitted)
                 };
                 match result {
                     Ok(emitted) => {

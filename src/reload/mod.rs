@@ -53,6 +53,19 @@ pub struct LoadSettings {
     pub limits: TemplateLimits,
 }
 
+impl LoadSettings {
+    /// What the resolved settings say to load.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self {
+            routes: settings.routes.clone(),
+            schemas: settings.schemas.clone(),
+            env: settings.template_env(),
+            retry: settings.retry,
+            limits: TemplateLimits::default(),
+        }
+    }
+}
+
 /// Why a reload failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {

@@ -1,6 +1,6 @@
 //! Events (or one route's handling of them) that failed for good, kept to inspect and replay.
 
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use super::log::{decode_envelope, LogRecord};
 use crate::template::now_rfc3339;
@@ -91,4 +91,188 @@ pub async fn insert(
     .execute(connection)
     .await?;
     Ok(id)
+}
+
+/// Where a dead letter stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Waiting for an operator.
+    Pending,
+    /// Replayed: its route ran again (successfully, or it failed into a new dead letter).
+    Replayed,
+    /// Discarded by an operator; kept for the record.
+    Discarded,
+}
+
+impl Status {
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "PENDING",
+            Status::Replayed => "REPLAYED",
+            Status::Discarded => "DISCARDED",
+        }
+    }
+
+    /// Parses `PENDING`, `REPLAYED` or `DISCARDED` (any case).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_uppercase().as_str() {
+            "PENDING" => Some(Status::Pending),
+            "REPLAYED" => Some(Status::Replayed),
+            "DISCARDED" => Some(Status::Discarded),
+            _ => None,
+        }
+    }
+}
+
+/// A stored dead letter.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// Its id.
+    pub id: String,
+    /// The event's id (empty when the envelope could not be decoded).
+    pub event_id: String,
+    /// Topic.
+    pub topic: String,
+    /// Event type (empty when unknown).
+    pub event_type: String,
+    /// Entity key.
+    pub key: String,
+    /// The envelope as received.
+    pub envelope: String,
+    /// The route that failed; `None` when the event was refused before routing.
+    pub route: Option<String>,
+    /// Path of the failing action.
+    pub action_index: Option<String>,
+    /// Kind of the failing action (`publish` when Kafka refused the event).
+    pub action_kind: Option<String>,
+    /// What went wrong.
+    pub error: String,
+    /// Attempts made before it was dead-lettered.
+    pub attempts: i64,
+    /// When the first attempt failed.
+    pub first_failed_at: String,
+    /// When the last attempt failed.
+    pub last_failed_at: String,
+    /// `PENDING`, `REPLAYED` or `DISCARDED`.
+    pub status: String,
+}
+
+/// Which dead letters to list, replay or discard. Times are RFC 3339 and compare with the last
+/// failure.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only this route's.
+    pub route: Option<String>,
+    /// Only this event type's.
+    pub event_type: Option<String>,
+    /// Last failed at or after.
+    pub since: Option<String>,
+    /// Last failed before.
+    pub until: Option<String>,
+    /// Only in this status.
+    pub status: Option<Status>,
+}
+
+const COLUMNS: &str = "id, event_id, topic, event_type, event_key, envelope, route, action_index, \
+                       action_kind, error, attempts, first_failed_at, last_failed_at, status";
+
+impl Filter {
+    fn statement(&self, select: &str) -> super::sql::StatementBuilder {
+        let mut statement = super::sql::StatementBuilder::new(format!(
+            "SELECT {select} FROM dead_letters WHERE 1 = 1"
+        ));
+        let status = self.status.map(|status| status.as_str().to_owned());
+        for (condition, value) in [
+            (" AND route = ", &self.route),
+            (" AND event_type = ", &self.event_type),
+            (" AND last_failed_at >= ", &self.since),
+            (" AND last_failed_at < ", &self.until),
+            (" AND status = ", &status),
+        ] {
+            if let Some(value) = value {
+                statement.push(condition);
+                statement.push_param(serde_json::Value::String(value.clone()));
+            }
+        }
+        statement
+    }
+}
+
+fn from_row(row: &sqlx::any::AnyRow) -> Result<DeadLetter, sqlx::Error> {
+    Ok(DeadLetter {
+        id: row.try_get("id")?,
+        event_id: row.try_get("event_id")?,
+        topic: row.try_get("topic")?,
+        event_type: row.try_get("event_type")?,
+        key: row.try_get("event_key")?,
+        envelope: row.try_get("envelope")?,
+        route: row.try_get("route")?,
+        action_index: row.try_get("action_index")?,
+        action_kind: row.try_get("action_kind")?,
+        error: row.try_get("error")?,
+        attempts: row.try_get("attempts")?,
+        first_failed_at: row.try_get("first_failed_at")?,
+        last_failed_at: row.try_get("last_failed_at")?,
+        status: row.try_get("status")?,
+    })
+}
+
+/// One page of the dead letters `filter` selects, newest failure first, and how many it
+/// selects in all.
+pub async fn list(
+    pool: &AnyPool,
+    filter: &Filter,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<DeadLetter>, i64), sqlx::Error> {
+    let total: i64 = {
+        let statement = filter.statement("COUNT(*)").finish();
+        statement.query().fetch_one(pool).await?.try_get(0)?
+    };
+    let mut statement = filter.statement(COLUMNS);
+    statement.push(" ORDER BY last_failed_at DESC, id LIMIT ");
+    statement.push_param(serde_json::json!(limit));
+    statement.push(" OFFSET ");
+    statement.push_param(serde_json::json!(offset));
+    let rows = statement.finish().query().fetch_all(pool).await?;
+    let letters = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    Ok((letters, total))
+}
+
+/// The ids `filter` selects, oldest failure first (the order a bulk replay runs them in).
+pub async fn ids(pool: &AnyPool, filter: &Filter) -> Result<Vec<String>, sqlx::Error> {
+    let mut statement = filter.statement("id");
+    statement.push(" ORDER BY first_failed_at, id");
+    let rows = statement.finish().query().fetch_all(pool).await?;
+    rows.iter().map(|row| row.try_get::<String, _>(0)).collect()
+}
+
+/// The dead letter `id`.
+pub async fn get(
+    connection: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    id: &str,
+) -> Result<Option<DeadLetter>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM dead_letters WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(connection)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Moves a pending dead letter to `to`, inside the caller's transaction. False when it is not
+/// pending (any more): two operators replaying one letter replay it once.
+pub async fn settle(
+    connection: &mut AnyConnection,
+    id: &str,
+    to: Status,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query("UPDATE dead_letters SET status = $1 WHERE id = $2 AND status = $3")
+        .bind(to.as_str())
+        .bind(id)
+        .bind(Status::Pending.as_str())
+        .execute(connection)
+        .await?;
+    Ok(updated.rows_affected() == 1)
 }

@@ -162,6 +162,15 @@ pub async fn retire_consumed(
     Ok(retired.rows_affected())
 }
 
+/// Puts a published event back into the outbox (replaying an event Kafka refused).
+pub async fn unpublish(connection: &mut AnyConnection, event_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE event_log SET published_at = NULL WHERE event_id = $1")
+        .bind(event_id)
+        .execute(connection)
+        .await?;
+    Ok(())
+}
+
 /// How many events wait in the outbox.
 pub async fn unpublished_count(pool: &AnyPool) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT COUNT(*) AS backlog FROM event_log WHERE published_at IS NULL")

@@ -11,5 +11,6 @@ mod kafka;
 mod operations;
 mod postgres;
 mod reload;
+mod replay;
 mod schedule;
 mod support;

@@ -1,0 +1,180 @@
+//! Replaying dead letters: the failed route runs again for the stored event, with the routes as
+//! they are now, so a fixed route file heals its dead letters.
+//!
+//! A replay is one transaction: it moves the letter from `PENDING` to `REPLAYED` with a
+//! compare-and-set, runs the route, appends what it emitted and commits, so a letter is
+//! replayed once however many operators ask at once. If the route fails again, its effects roll
+//! back and a new dead letter takes the old one's place in the same transaction. A letter with no
+//! route (refused before routing, for instance by its schema) runs every matching route; one
+//! Kafka refused goes back to the outbox for the relay.
+
+use thiserror::Error;
+
+use super::handle::{handle_record, Attempt};
+use super::{log_published, LogSignal, RouteSetHandle};
+use crate::store::dead_letters::{self, DeadLetter, Status};
+use crate::store::log::{self, LogRecord};
+use crate::store::{Store, StoreError};
+
+/// What a replay did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    /// The route(s) ran and committed; this many events were emitted.
+    Applied {
+        /// Events emitted.
+        emitted: usize,
+    },
+    /// The route failed again; a new dead letter holds the failure.
+    FailedAgain {
+        /// The new failure.
+        error: String,
+    },
+    /// Kafka refused the event; it is back in the outbox for the relay to publish.
+    Requeued,
+}
+
+/// Why a dead letter was not replayed.
+#[derive(Debug, Error)]
+pub enum ReplayError {
+    /// No dead letter has this id.
+    #[error("no dead letter {0}")]
+    NotFound(String),
+    /// It was replayed or discarded already.
+    #[error("dead letter {id} is {status}, not PENDING")]
+    NotPending {
+        /// The id.
+        id: String,
+        /// Its status.
+        status: String,
+    },
+    /// Its route no longer exists, or no longer handles the event.
+    #[error("route {route:?} no longer handles {event_type} events on {topic}; fix the route file and reload, or discard the dead letter")]
+    RouteGone {
+        /// The route.
+        route: String,
+        /// The event's type.
+        event_type: String,
+        /// The event's topic.
+        topic: String,
+    },
+    /// The route wants a retry, but the database failed around it.
+    #[error("the database failed during the replay: {0}")]
+    Interrupted(String),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ReplayError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(StoreError::from(error))
+    }
+}
+
+/// Replays and discards dead letters.
+#[derive(Clone)]
+pub struct Replayer {
+    store: Store,
+    routes: RouteSetHandle,
+    signal: LogSignal,
+    http: reqwest::Client,
+}
+
+impl Replayer {
+    /// A replayer over the live route set; `signal` wakes the consumer for emitted events.
+    pub fn new(store: Store, routes: RouteSetHandle, signal: LogSignal) -> Self {
+        Self {
+            store,
+            routes,
+            signal,
+            http: crate::action::http_client(),
+        }
+    }
+
+    /// Replays dead letter `id`.
+    pub async fn replay(&self, id: &str) -> Result<ReplayOutcome, ReplayError> {
+        let routes = self.routes.load_full();
+        let mut transaction = self.store.begin().await?;
+        let letter = pending(&mut transaction, id).await?;
+        if letter.action_kind.as_deref() == Some("publish") && letter.route.is_none() {
+            dead_letters::settle(&mut transaction, id, Status::Replayed).await?;
+            log::unpublish(&mut transaction, &letter.event_id).await?;
+            transaction.commit().await?;
+            self.signal.notify_one();
+            return Ok(ReplayOutcome::Requeued);
+        }
+        let record = LogRecord {
+            seq: 0,
+            topic: letter.topic.clone(),
+            key: letter.key.clone(),
+            envelope: letter.envelope.clone(),
+        };
+        let attempt = Attempt {
+            number: u32::try_from(letter.attempts)
+                .unwrap_or(u32::MAX)
+                .saturating_add(1),
+            first_failed_at: Some(&letter.first_failed_at),
+            may_retry: false,
+        };
+        dead_letters::settle(&mut transaction, id, Status::Replayed).await?;
+        let handled = handle_record(
+            &mut transaction,
+            &record,
+            &routes,
+            &self.http,
+            attempt,
+            letter.route.as_deref(),
+        )
+        .await
+        .map_err(|retry| ReplayError::Interrupted(retry.error))?;
+        if let Some(route) = &letter.route {
+            if handled.routes_run == 0 && handled.dead_lettered.is_empty() {
+                return Err(ReplayError::RouteGone {
+                    route: route.clone(),
+                    event_type: letter.event_type,
+                    topic: letter.topic,
+                });
+            }
+        }
+        log::append_all(&mut transaction, &handled.emitted).await?;
+        transaction.commit().await?;
+        if !handled.emitted.is_empty() {
+            self.signal.notify_one();
+            log_published(&handled.emitted);
+        }
+        tracing::info!(dead_letter = id, event_id = %letter.event_id, route = letter.route.as_deref().unwrap_or("-"), failed_again = !handled.dead_lettered.is_empty(), "dead letter replayed");
+        Ok(match handled.dead_lettered.into_iter().next() {
+            Some(error) => ReplayOutcome::FailedAgain { error },
+            None => ReplayOutcome::Applied {
+                emitted: handled.emitted.len(),
+            },
+        })
+    }
+
+    /// Discards dead letter `id` (kept, marked `DISCARDED`).
+    pub async fn discard(&self, id: &str) -> Result<(), ReplayError> {
+        let mut transaction = self.store.begin().await?;
+        pending(&mut transaction, id).await?;
+        dead_letters::settle(&mut transaction, id, Status::Discarded).await?;
+        transaction.commit().await?;
+        tracing::info!(dead_letter = id, "dead letter discarded");
+        Ok(())
+    }
+}
+
+/// The letter `id`, if it is pending.
+async fn pending(
+    connection: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<DeadLetter, ReplayError> {
+    let letter = dead_letters::get(&mut *connection, id)
+        .await?
+        .ok_or_else(|| ReplayError::NotFound(id.to_owned()))?;
+    if letter.status != Status::Pending.as_str() {
+        return Err(ReplayError::NotPending {
+            id: id.to_owned(),
+            status: letter.status,
+        });
+    }
+    Ok(letter)
+}

@@ -1,0 +1,201 @@
+//! Dead letters you can act on: list and filter them, replay them after fixing the route file
+//! (one by one, in bulk, or from the CLI), and discard them, through `/api/dlq` and
+//! `crm-router dlq`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{count, drained, eventually, Daemon, Project};
+
+const MIGRATION: &str = "CREATE TABLE items (id TEXT NOT NULL, label TEXT NOT NULL);\n";
+
+/// `data.nmae` is a typo: strict templates make every event fail for good.
+fn route(field: &str) -> String {
+    format!(
+        r#"routes:
+  - name: record
+    on: {{topic: test.events, type: NAMED}}
+    actions:
+      - insert: {{table: items, values: {{id: "{{{{ event.eventId }}}}", label: "{{{{ data.{field} }}}}"}}}}
+"#
+    )
+}
+
+async fn post(daemon: &Daemon, path: &str, body: Value) -> (u16, Value) {
+    let response = daemon
+        .request(reqwest::Method::POST, path)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Rewrites the route file and waits until the daemon has reloaded it.
+async fn rewrite_route(project: &Project, daemon: &Daemon, field: &str) {
+    let (_, before) = daemon.get("/api/routes").await;
+    project.write("routes/record.yaml", &route(field));
+    let (status, _) = post(daemon, "/api/routes/reload", json!({})).await;
+    assert_eq!(status, 202);
+    eventually(
+        Duration::from_secs(10),
+        "the route file to reload",
+        || async {
+            let (_, now) = daemon.get("/api/routes").await;
+            (now["reload"]["at"] != before["reload"]["at"] && now["reload"]["ok"] == true)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn pending(daemon: &Daemon) -> Vec<Value> {
+    let (status, body) = daemon.get("/api/dlq?status=PENDING").await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+async fn dead_letter_tools(project: Project) {
+    project.write("migrations/20270101000000_items.sql", MIGRATION);
+    project.write("routes/record.yaml", &route("nmae"));
+    let daemon = project.start();
+    for n in 0..3 {
+        let event = json!({"eventType": "NAMED", "key": format!("k{n}"), "data": {"name": format!("item {n}")}});
+        assert_eq!(daemon.post_event("test.events", event).await.0, 202);
+    }
+    let db = project.database().await;
+    drained(&db).await;
+
+    // Listed with what an operator needs, and filtered.
+    let letters = pending(&daemon).await;
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let first = &letters[0];
+    assert_eq!(first["route"], "record");
+    assert_eq!(first["actionIndex"], "0");
+    assert_eq!(first["actionKind"], "insert");
+    assert_eq!(first["eventType"], "NAMED");
+    assert_eq!(first["attempts"], 1);
+    assert_eq!(first["status"], "PENDING");
+    assert!(first["error"].as_str().unwrap().contains("nmae"), "{first}");
+    assert!(first["firstFailedAt"].as_str().is_some() && first["lastFailedAt"].as_str().is_some());
+    let (_, none) = daemon.get("/api/dlq?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(none, json!([]));
+    let (_, other_route) = daemon.get("/api/dlq?route=other").await;
+    assert_eq!(other_route, json!([]));
+    let (status, bad) = daemon.get("/api/dlq?since=yesterday").await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["fields"][0]["field"], "since", "{bad}");
+    let id = first["id"].as_str().unwrap().to_owned();
+    let (status, shown) = daemon.get(&format!("/api/dlq/{id}")).await;
+    assert_eq!((status, &shown["id"]), (200, &first["id"]));
+
+    // Replayed before the fix: it fails again into a new dead letter.
+    let (status, outcome) = post(&daemon, &format!("/api/dlq/{id}/replay"), json!({})).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["outcome"], "failed_again", "{outcome}");
+    let (_, old) = daemon.get(&format!("/api/dlq/{id}")).await;
+    assert_eq!(old["status"], "REPLAYED");
+    let letters = pending(&daemon).await;
+    assert_eq!(letters.len(), 3);
+    assert!(
+        letters.iter().any(|letter| letter["attempts"] == 2),
+        "{letters:?}"
+    );
+    let (status, again) = post(&daemon, &format!("/api/dlq/{id}/replay"), json!({})).await;
+    assert_eq!(status, 409, "{again}");
+
+    // Fix the route file; a bulk replay heals every pending letter exactly once.
+    rewrite_route(&project, &daemon, "name").await;
+    let (status, bulk) = post(&daemon, "/api/dlq/replay", json!({"route": "record"})).await;
+    assert_eq!(status, 200, "{bulk}");
+    assert_eq!(
+        (bulk["applied"].as_i64(), bulk["failedAgain"].as_i64()),
+        (Some(3), Some(0)),
+        "{bulk}"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM items").await, 3);
+    assert_eq!(
+        count(&db, "SELECT COUNT(DISTINCT label) FROM items").await,
+        3
+    );
+    assert!(pending(&daemon).await.is_empty());
+    let (_, bulk_again) = post(&daemon, "/api/dlq/replay", json!({"route": "record"})).await;
+    assert_eq!(bulk_again["applied"], 0, "{bulk_again}");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM items").await, 3);
+
+    // Discard; unknown ids and missing credentials get JSON errors.
+    rewrite_route(&project, &daemon, "nmae").await;
+    let event = json!({"eventType": "NAMED", "data": {"name": "discard me"}});
+    assert_eq!(daemon.post_event("test.events", event).await.0, 202);
+    let letter = eventually(Duration::from_secs(10), "a new dead letter", || async {
+        pending(&daemon).await.into_iter().next()
+    })
+    .await;
+    let id = letter["id"].as_str().unwrap();
+    let (status, discarded) = post(&daemon, &format!("/api/dlq/{id}/discard"), json!({})).await;
+    assert_eq!(
+        (status, &discarded["status"]),
+        (200, &json!("DISCARDED")),
+        "{discarded}"
+    );
+    let (status, _) = post(&daemon, &format!("/api/dlq/{id}/discard"), json!({})).await;
+    assert_eq!(status, 409);
+    let (status, missing) = daemon.get("/api/dlq/no-such-id").await;
+    assert_eq!(status, 404, "{missing}");
+    assert!(missing["error"]["message"].as_str().is_some());
+    let anonymous = reqwest::get(format!("{}/api/dlq", daemon.base))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    // The CLI sees and replays the same letters.
+    let event = json!({"eventType": "NAMED", "data": {"name": "from the cli"}});
+    assert_eq!(daemon.post_event("test.events", event).await.0, 202);
+    let letter = eventually(
+        Duration::from_secs(10),
+        "a dead letter for the CLI",
+        || async { pending(&daemon).await.into_iter().next() },
+    )
+    .await;
+    let id = letter["id"].as_str().unwrap();
+    let url = project.database_url();
+    let listed = project.command(&[
+        "dlq",
+        "list",
+        "--status",
+        "pending",
+        "--json",
+        "--database-url",
+        &url,
+    ]);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed[0]["id"], id);
+    project.write("routes/record.yaml", &route("name"));
+    let replayed = project.command(&["dlq", "replay", id, "--database-url", &url]);
+    let stdout = String::from_utf8_lossy(&replayed.stdout);
+    assert!(
+        replayed.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    assert!(stdout.contains(&format!("{id}: applied")), "{stdout}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM items WHERE label = 'from the cli'"
+        )
+        .await,
+        1
+    );
+    let bad = project.command(&["dlq", "list", "--since", "soon", "--database-url", &url]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+}
+
+#[tokio::test]
+async fn dead_letters_are_listed_replayed_after_a_fix_and_discarded_on_sqlite() {
+    dead_letter_tools(Project::empty()).await;
+}
