@@ -137,6 +137,7 @@ impl Http {
             url: shown_url.clone(),
             message,
             retryable,
+            retry_after: None,
         };
         let mut request = run
             .http
@@ -165,6 +166,7 @@ impl Http {
             failure(message, true)
         })?;
         let status = response.status();
+        let retry_after = retry_after(response.headers());
         let succeeded = match &self.success {
             Some(codes) => codes.contains(&status.as_u16()),
             None => status.is_success(),
@@ -181,7 +183,14 @@ impl Http {
                 .chars()
                 .take(200)
                 .collect();
-            return Err(failure(format!("status {status}: {snippet}"), retryable));
+            let mut error = failure(format!("status {status}: {snippet}"), retryable);
+            if let ActionError::Http {
+                retry_after: asked, ..
+            } = &mut error
+            {
+                *asked = retry_after.filter(|_| retryable);
+            }
+            return Err(error);
         }
         if let Some(name) = &self.as_name {
             let body =
@@ -194,9 +203,40 @@ impl Http {
     }
 }
 
+/// The longest `Retry-After` honoured; a server asking for more gets this much.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `Retry-After` as seconds or an HTTP date (RFC 9110 §10.2.3).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert("retry-after", "999999".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        headers.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
+    }
 
     #[test]
     fn idempotency_keys_are_stable_and_distinct() {

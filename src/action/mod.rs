@@ -178,6 +178,8 @@ pub enum ActionError {
         message: String,
         /// Whether trying again may help (5xx, 429, timeouts, connection errors).
         retryable: bool,
+        /// How long the server asked us to wait (`Retry-After` on a 429 or 503).
+        retry_after: Option<std::time::Duration>,
     },
 }
 
@@ -189,6 +191,14 @@ impl ActionError {
             Self::Render(_) | Self::InvalidValue(_) | Self::Schema { .. } => false,
             Self::Http { retryable, .. } => *retryable,
             Self::Database(error) => database_error_is_transient(error),
+        }
+    }
+
+    /// The wait the failed call's server asked for, if any (`Retry-After`).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Http { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }

@@ -271,7 +271,16 @@ async fn run_route(
                 return Err(Retry {
                     route: route.name.to_string(),
                     error: failure.to_string(),
-                    delay: route.retry.delay(attempt.number),
+                    // A server's Retry-After is a floor under the backoff, up to the route's
+                    // longest delay: the events behind this one wait too, and the route's
+                    // `retry.backoff.max` is how long its author agreed to hold them.
+                    delay: route.retry.delay(attempt.number).max(
+                        failure
+                            .error
+                            .retry_after()
+                            .unwrap_or_default()
+                            .min(route.retry.max),
+                    ),
                 });
             }
             let dead = Failure {
