@@ -220,6 +220,9 @@ impl Application {
             watcher,
             shutdown.clone(),
         ));
+        // The relay stops after the consumer, so it can publish what the last batch emitted.
+        let relay_stop = CancellationToken::new();
+        let mut relay_task = None;
         let engine_task = match self.bus {
             Bus::Embedded(lock) => {
                 let engine = self.engine;
@@ -249,7 +252,7 @@ impl Application {
                 group,
                 batch_size,
             } => {
-                tokio::spawn(relay.run(shutdown.clone()));
+                relay_task = Some(tokio::spawn(relay.run(relay_stop.clone())));
                 let consumer = crate::kafka::consumer::run(
                     self.engine,
                     consumer,
@@ -295,10 +298,16 @@ impl Application {
         tracing::info!("listening on http://{address}");
         let served = server.await;
         shutdown.cancel();
+        let relay_abort = relay_task.as_ref().map(|task| task.abort_handle());
         let consumer_failure = match tokio::time::timeout(SHUTDOWN_GRACE, async {
             let _ = reload_task.await;
             let _ = scheduler_task.await;
-            engine_watch.await.ok().flatten()
+            let failure = engine_watch.await.ok().flatten();
+            relay_stop.cancel();
+            if let Some(relay) = relay_task {
+                let _ = relay.await;
+            }
+            failure
         })
         .await
         {
@@ -313,7 +322,10 @@ impl Application {
                 // redone on start.
                 engine_abort.abort();
                 scheduler_abort.abort();
-                tracing::warn!("the event consumer or the scheduler did not stop in time; what they had not committed will be redone on start");
+                if let Some(relay) = relay_abort {
+                    relay.abort();
+                }
+                tracing::warn!("the event consumer, the scheduler or the outbox relay did not stop in time; what they had not committed will be redone on start");
                 None
             }
         };

@@ -145,7 +145,10 @@ impl Relay {
     }
 
     /// Publishes until `shutdown` while this process holds the relay lock, standing by while
-    /// another holds it; deliveries in flight at shutdown are re-sent on the next start.
+    /// another holds it. Then, if it was publishing, it flushes the outbox: rounds run until
+    /// nothing is left or Kafka stops taking events. The caller cancels `shutdown` once the
+    /// consumer has stopped, so that includes what the last batch emitted, and bounds the flush
+    /// with its own deadline; what is left then is published on the next start.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut lock: Option<(ExclusiveLock, Instant)> = None;
         let mut standing_by = false;
@@ -202,6 +205,35 @@ impl Relay {
                     }
                 }
             }
+        }
+        if lock.is_some() {
+            self.flush().await;
+        }
+    }
+
+    /// Publishes until the outbox is empty or a round moves nothing.
+    async fn flush(&self) {
+        let uninterrupted = CancellationToken::new();
+        let mut flushed = 0;
+        loop {
+            match self.round(&uninterrupted).await {
+                Ok(0) => break,
+                Ok(settled) => flushed += settled,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot flush the outbox; the rest is published on the next start");
+                    return;
+                }
+            }
+        }
+        let left = self.health.backlog();
+        if left == 0 {
+            tracing::info!(flushed, "outbox flushed to Kafka");
+        } else {
+            tracing::warn!(
+                flushed,
+                left,
+                "Kafka took no more events; the rest of the outbox is published on the next start"
+            );
         }
     }
 

@@ -831,3 +831,44 @@ async fn two_instances_on_one_postgres_database_process_a_stream_exactly_once() 
     };
     two_instances_on_one_database_process_a_stream_exactly_once(project).await;
 }
+
+/// SIGTERM in the middle of a cascade: the daemon stops taking input, the consumer finishes its
+/// batch, the relay publishes what it emitted, and the process exits 0 within 10 s with nothing
+/// left in the outbox. A restart finishes the cascade exactly once.
+async fn sigterm_flushes_the_outbox(project: Project) {
+    const USERS: usize = 300;
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let mut daemon = Daemon::start(&project, &kafka_env(&broker, "stop"));
+    post_users(&daemon, 0, USERS).await;
+    let db = project.database().await;
+    eventually(
+        Duration::from_secs(60),
+        "the cascade to be under way",
+        || async { (count(&db, "SELECT COUNT(*) FROM customers").await > 0).then_some(()) },
+    )
+    .await;
+    let stopping = Instant::now();
+    assert_eq!(daemon.terminate(), Some(0), "{}", daemon.log());
+    assert!(stopping.elapsed() < Duration::from_secs(10));
+    let log = daemon.log();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM event_log WHERE published_at IS NULL"
+        )
+        .await,
+        0,
+        "{log}"
+    );
+    assert!(log.contains("outbox flushed to Kafka"), "{log}");
+    let restarted = Daemon::start(&project, &kafka_env(&broker, "stop"));
+    let problem = assert_exactly_once(&project, USERS as i64, Duration::from_secs(120)).await;
+    assert!(problem.is_empty(), "{problem}\n{}", restarted.log());
+}
+
+#[tokio::test]
+async fn sigterm_flushes_the_outbox_on_sqlite() {
+    sigterm_flushes_the_outbox(Project::bundled()).await;
+}
