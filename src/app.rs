@@ -175,6 +175,7 @@ impl Application {
             tokens: crate::auth::TokenKeys::new(&secret),
             login_limiter: Arc::new(crate::auth::LoginLimiter::new()),
             relay_health,
+            cors_origins: settings.cors_origins.clone().into(),
         };
         let watched = [&settings.routes, &settings.schemas]
             .into_iter()

@@ -100,6 +100,10 @@ pub struct ConfigFile {
     /// Kafka as the bus (the `KAFKA_*` environment variables override these keys).
     #[serde(default)]
     pub kafka: KafkaFileConfig,
+    /// Browser origins allowed to call the API (`https://crm.example.com`, or `*`); none by
+    /// default, so browsers refuse cross-origin calls.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 impl ConfigFile {
@@ -167,6 +171,8 @@ pub struct Overrides {
     pub api_key: Option<String>,
     /// `JWT_SECRET`.
     pub jwt_secret: Option<String>,
+    /// `CRM_ROUTER_CORS_ORIGINS`, comma-separated.
+    pub cors_origins: Option<String>,
     /// The `KAFKA_*` environment variables that are set.
     pub kafka_environment: std::collections::BTreeMap<String, String>,
 }
@@ -200,6 +206,44 @@ pub struct Settings {
     pub jwt_secret: Option<String>,
     /// Kafka as the bus; `None` for the embedded bus.
     pub kafka: Option<KafkaSettings>,
+    /// Origins allowed by CORS: each `scheme://host[:port]`, or the one entry `*`. Empty: CORS
+    /// is off.
+    pub cors_origins: Vec<String>,
+}
+
+/// Checks CORS origins: `*` alone, or `http(s)://host[:port]` each (what browsers send in
+/// `Origin`, so anything else could never match).
+fn check_cors_origins(origins: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let origins: Vec<String> = origins
+        .into_iter()
+        .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+        .filter(|origin| !origin.is_empty())
+        .collect();
+    if origins.iter().any(|origin| origin == "*") {
+        if origins.len() > 1 {
+            return Err(ConfigError::Invalid {
+                field: "cors_origins",
+                message: "\"*\" allows every origin and cannot be combined with others".into(),
+            });
+        }
+        return Ok(origins);
+    }
+    for origin in &origins {
+        let valid = url::Url::parse(origin).is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some()
+                && url.path() == "/"
+                && url.query().is_none()
+                && url.username().is_empty()
+        });
+        if !valid {
+            return Err(ConfigError::Invalid {
+                field: "cors_origins",
+                message: format!("{origin:?} is not an origin like https://crm.example.com"),
+            });
+        }
+    }
+    Ok(origins)
 }
 
 fn directory_or_default(explicit: Option<PathBuf>, default: &str) -> Source {
@@ -255,7 +299,13 @@ impl Settings {
             |name| overrides.kafka_environment.get(name).cloned(),
             &file.kafka,
         )?;
+        let cors_origins = match overrides.cors_origins {
+            Some(list) => list.split(',').map(str::to_owned).collect(),
+            None => file.cors_origins,
+        };
+        let cors_origins = check_cors_origins(cors_origins)?;
         Ok(Self {
+            cors_origins,
             kafka,
             database_url: overrides
                 .database_url

@@ -244,6 +244,7 @@ fn settings(
         log_format,
         api_key: std::env::var("CRM_ROUTER_API_KEY").ok(),
         jwt_secret: std::env::var("JWT_SECRET").ok(),
+        cors_origins: std::env::var("CRM_ROUTER_CORS_ORIGINS").ok(),
         kafka_environment: std::env::vars()
             .filter(|(name, _)| name.starts_with("KAFKA_"))
             .collect(),

@@ -22,6 +22,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::{Any, Transaction};
 use tokio::sync::mpsc;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// The Kafka relay's state; `None` on the embedded bus.
     pub relay_health: Option<Arc<crate::kafka::relay::RelayHealth>>,
+    /// Browser origins allowed by CORS (checked by `config`); empty turns CORS off.
+    pub cors_origins: Arc<[String]>,
 }
 
 impl AppState {
@@ -134,11 +137,49 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     documented().1
 }
 
+/// CORS for the configured origins; `None` (no CORS headers, so browsers refuse cross-origin
+/// calls) when there are none. Credentials are bearer tokens and API keys in headers, never
+/// cookies, so no `Allow-Credentials`.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    if origins.is_empty() {
+        return None;
+    }
+    let allowed = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allowed)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+            ])
+            .expose_headers([HeaderName::from_static("x-total-count")])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
+}
+
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
+    let cors = cors(&state.cors_origins);
     let (router, document) = documented();
     let document = Arc::new(document);
-    router
+    let router = router
         .route(
             "/api/openapi.json",
             get(move || {
@@ -150,5 +191,10 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    // Outermost, so preflight requests are answered before authentication sees them.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

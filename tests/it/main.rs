@@ -2,6 +2,7 @@
 
 mod cascade;
 mod check;
+mod cors;
 mod crash;
 mod crm_authz;
 mod crm_flows;
