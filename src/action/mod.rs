@@ -20,6 +20,7 @@ use minijinja::Value;
 use sqlx::AnyConnection;
 use thiserror::Error;
 
+use crate::engine::retry::RetryPolicy;
 use crate::event::Event;
 use crate::route::compile::Compiler;
 use crate::route::model::ActionDef;
@@ -84,6 +85,8 @@ pub struct Step {
     pub path: String,
     /// Run only when truthy.
     pub when: Option<Condition>,
+    /// The action's own retry policy, used instead of the route's when it fails.
+    pub retry: Option<RetryPolicy>,
     /// What to do.
     pub action: Action,
 }
@@ -137,9 +140,14 @@ impl Step {
             }
             None => None,
         };
+        let retry = match definition.retry() {
+            Some(def) => Some(compiler.action_retry(&format!("{path}.{kind}.retry"), def)?),
+            None => None,
+        };
         Some(Self {
             path: step_path,
             when,
+            retry,
             action: action?,
         })
     }
@@ -318,6 +326,8 @@ pub struct StepFailure {
     pub kind: &'static str,
     /// The error.
     pub error: ActionError,
+    /// The failing action's own retry policy, if it has one.
+    pub retry: Option<RetryPolicy>,
 }
 
 /// Runs `steps` in order; the first failure stops the route.
@@ -333,6 +343,7 @@ pub fn run_steps<'r, 'a: 'r>(
                 path: scope.step_path(&step.path),
                 kind: step.action.kind(),
                 error,
+                retry: step.retry,
             };
             if let Some(condition) = &step.when {
                 let context = scope.context();

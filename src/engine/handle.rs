@@ -264,9 +264,9 @@ async fn run_route(
         }
         Err(failure) => {
             savepoint.rollback().await.map_err(store_retry)?;
-            if attempt.may_retry
-                && failure.error.is_retryable()
-                && attempt.number < route.retry.attempts
+            // The failing action's own policy wins over the route's.
+            let policy = failure.retry.unwrap_or(route.retry);
+            if attempt.may_retry && failure.error.is_retryable() && attempt.number < policy.attempts
             {
                 return Err(Retry {
                     route: route.name.to_string(),
@@ -274,12 +274,12 @@ async fn run_route(
                     // A server's Retry-After is a floor under the backoff, up to the route's
                     // longest delay: the events behind this one wait too, and the route's
                     // `retry.backoff.max` is how long its author agreed to hold them.
-                    delay: route.retry.delay(attempt.number).max(
+                    delay: policy.delay(attempt.number).max(
                         failure
                             .error
                             .retry_after()
                             .unwrap_or_default()
-                            .min(route.retry.max),
+                            .min(policy.max),
                     ),
                 });
             }
@@ -319,6 +319,19 @@ mod tests {
     actions:
       - insert: {table: items, values: {id: x, label: rolled-back}}
       - http: {url: "http://127.0.0.1:1/", timeout: 1s}
+  - name: impatient
+    on: {topic: test.events, type: IMPATIENT}
+    retry: {attempts: 5}
+    actions:
+      - http: {url: "http://127.0.0.1:1/", timeout: 1s, retry: {attempts: 1}}
+  - name: patient
+    on: {topic: test.events, type: PATIENT}
+    retry: {attempts: 1}
+    actions:
+      - http:
+          url: "http://127.0.0.1:1/"
+          timeout: 1s
+          retry: {attempts: 2, jitter: false, backoff: {initial: 20ms, max: 20ms, multiplier: 1}}
   - name: typo
     on: {topic: test.events, type: TYPO}
     actions:
@@ -446,6 +459,25 @@ mod tests {
         assert_eq!(*attempts, 3);
         // The failing route's insert was rolled back; the other route's row committed.
         assert_eq!(fixture.labels().await, ["UNREACHABLE"]);
+    }
+
+    #[tokio::test]
+    async fn an_actions_own_retry_policy_wins_over_the_routes() {
+        let fixture = fixture().await;
+        // The route allows 5 attempts; the action allows 1.
+        let impatient = fixture.append("IMPATIENT", serde_json::json!({})).await;
+        fixture.attempt(&impatient, 1).await.unwrap();
+        let letters = fixture.dead_letters().await;
+        assert_eq!(letters.len(), 1, "{letters:?}");
+        assert_eq!(letters[0].0.as_deref(), Some("impatient"));
+        assert_eq!(letters[0].3, 1);
+        // The route allows 1 attempt; the action allows 2, with its own backoff.
+        let patient = fixture.append("PATIENT", serde_json::json!({})).await;
+        let retry = fixture.attempt(&patient, 1).await.unwrap_err();
+        assert_eq!(retry.route, "patient");
+        assert_eq!(retry.delay, Duration::from_millis(20));
+        fixture.attempt(&patient, 2).await.unwrap();
+        assert_eq!(fixture.dead_letters().await.len(), 2);
     }
 
     #[tokio::test]

@@ -3,9 +3,10 @@
 use std::path::Path;
 
 use crate::action::Step;
+use crate::engine::retry::RetryPolicy;
 use crate::route::diagnostic::{did_you_mean, Diagnostic};
 use crate::route::ident::Ident;
-use crate::route::model::{ActionDef, ValueMap};
+use crate::route::model::{ActionDef, RetryDef, ValueMap};
 use crate::route::source_map::SourceMap;
 use crate::store::Catalog;
 use crate::template::{CompileError, Condition, TemplateEnvironment, ValueTemplate};
@@ -18,6 +19,9 @@ pub struct Compiler<'a> {
     source: &'a SourceMap,
     diagnostics: &'a mut Vec<Diagnostic>,
     route: String,
+    /// The policy an action's own `retry:` builds on; `None` in a scheduled route, where
+    /// `retry:` does not apply.
+    retry_base: Option<RetryPolicy>,
 }
 
 impl<'a> Compiler<'a> {
@@ -36,12 +40,38 @@ impl<'a> Compiler<'a> {
             source,
             diagnostics,
             route: String::new(),
+            retry_base: Some(RetryPolicy::default()),
         }
     }
 
     /// Sets the route whose parts are compiled next (names its templates).
     pub fn set_route(&mut self, name: &str) {
         self.route = name.to_owned();
+    }
+
+    /// Sets the route's retry policy, on which actions' own `retry:` build; `None` for a
+    /// scheduled route, whose actions may not have one.
+    pub fn set_retry_base(&mut self, base: Option<RetryPolicy>) {
+        self.retry_base = base;
+    }
+
+    /// Compiles an action's own `retry:` at `path`.
+    pub fn action_retry(&mut self, path: &str, def: &RetryDef) -> Option<RetryPolicy> {
+        let Some(base) = self.retry_base else {
+            self.error(
+                path,
+                "`retry` does not apply to the actions of a scheduled route",
+                Some("a failed run is dead-lettered and the next tick runs the route again; remove `retry`".into()),
+            );
+            return None;
+        };
+        match RetryPolicy::from_def(def, base) {
+            Ok(policy) => Some(policy),
+            Err(error) => {
+                self.error(path, error, None);
+                None
+            }
+        }
     }
 
     /// Reports a problem at the key that names `path`.

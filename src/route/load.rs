@@ -374,6 +374,11 @@ fn compile_route(
             None,
         );
     }
+    compiler.set_retry_base(if scheduled {
+        None
+    } else {
+        Some(retry.unwrap_or(default_retry))
+    });
     let steps = compiler.steps(&format!("{path}.actions"), "", &definition.actions);
     if steps.len() != definition.actions.len() {
         return None;

@@ -128,6 +128,20 @@ pub enum ActionDef {
     Http(HttpDef),
 }
 
+impl ActionDef {
+    /// The action's own `retry:`.
+    pub fn retry(&self) -> Option<&RetryDef> {
+        match self {
+            Self::Insert(def) => def.retry.as_ref(),
+            Self::Upsert(def) => def.retry.as_ref(),
+            Self::Update(def) => def.retry.as_ref(),
+            Self::Query(def) => def.retry.as_ref(),
+            Self::Emit(def) => def.retry.as_ref(),
+            Self::Http(def) => def.retry.as_ref(),
+        }
+    }
+}
+
 /// `insert:`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +159,9 @@ pub struct InsertDef {
     /// Run only when this expression is truthy.
     #[serde(default)]
     pub when: Option<String>,
+    /// Retry policy when this action fails, instead of the route's (not on scheduled routes).
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
 }
 
 /// `on_conflict:` of an insert.
@@ -189,6 +206,9 @@ pub struct UpsertDef {
     /// Run only when this expression is truthy.
     #[serde(default)]
     pub when: Option<String>,
+    /// Retry policy when this action fails, instead of the route's (not on scheduled routes).
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
 }
 
 /// `update:`
@@ -212,6 +232,9 @@ pub struct UpdateDef {
     /// Run only when this expression is truthy.
     #[serde(default)]
     pub when: Option<String>,
+    /// Retry policy when this action fails, instead of the route's (not on scheduled routes).
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
 }
 
 /// `query:`
@@ -238,6 +261,9 @@ pub struct QueryDef {
     /// Run only when this expression is truthy.
     #[serde(default)]
     pub when: Option<String>,
+    /// Retry policy when this action fails, instead of the route's (not on scheduled routes).
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
 }
 
 /// `emit:`
@@ -260,6 +286,9 @@ pub struct EmitDef {
     /// Run only when this expression is truthy.
     #[serde(default)]
     pub when: Option<String>,
+    /// Retry policy when this action fails, instead of the route's (not on scheduled routes).
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
 }
 
 /// `http:`
@@ -289,4 +318,7 @@ pub struct HttpDef {
     /// Run only when this expression is truthy.
     #[serde(default)]
     pub when: Option<String>,
+    /// Retry policy when this action fails, instead of the route's (not on scheduled routes).
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
 }
