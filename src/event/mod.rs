@@ -202,3 +202,85 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod decode_fuzz {
+    //! Property tests of the event decoder: any JSON a client sends either becomes a valid
+    //! event or a typed error, and any stored text either decodes or is refused; never a panic.
+
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "\\PC{0,20}".prop_map(Value::String),
+            prop_oneof![
+                Just("USER_CREATED"),
+                Just("2026-11-29T10:00:00Z"),
+                Just(""),
+                Just("{{ 1 + 1 }}")
+            ]
+            .prop_map(|text| Value::String(text.to_owned())),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("eventId"),
+                            Just("eventType"),
+                            Just("timestamp"),
+                            Just("source"),
+                            Just("data"),
+                            Just("key"),
+                            Just("other"),
+                        ],
+                        inner
+                    ),
+                    0..7
+                )
+                .prop_map(|entries| Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(key, value)| (key.to_owned(), value))
+                        .collect()
+                )),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn submitted_json_becomes_a_valid_event_or_an_error(value in json(), topic in "[a-z._-]{0,12}") {
+            let Ok(submitted) = serde_json::from_value::<SubmittedEvent>(value) else {
+                return Ok(());
+            };
+            if let Ok(event) = submitted.into_event(&topic) {
+                prop_assert!(check_event_type(&event.envelope.event_type).is_ok());
+                prop_assert!(!event.key.is_empty() && event.key.len() <= 1024);
+                prop_assert!(!event.envelope.event_id.is_empty() && event.envelope.event_id.len() <= 200);
+                prop_assert!(chrono::DateTime::parse_from_rfc3339(&event.envelope.timestamp).is_ok());
+                // What is accepted survives the log: it serialises and decodes to the same.
+                let stored = serde_json::to_string(&event.envelope).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Envelope>(&stored).unwrap(), event.envelope);
+            }
+        }
+
+        #[test]
+        fn stored_text_decodes_or_is_refused(text in "\\PC{0,200}") {
+            let _ = serde_json::from_str::<Envelope>(&text);
+        }
+
+        #[test]
+        fn json_bodies_with_any_bytes_are_refused_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = serde_json::from_slice::<SubmittedEvent>(&bytes);
+        }
+    }
+}

@@ -6,6 +6,8 @@ pub mod compile;
 pub mod diagnostic;
 pub mod ident;
 pub mod load;
+#[cfg(test)]
+mod load_fuzz;
 pub mod model;
 pub mod source_map;
 pub mod trigger;
