@@ -1,5 +1,6 @@
 //! Integration tests: the real binary, a real SQLite file, real HTTP on a random port.
 
+mod api_fuzz;
 mod cascade;
 mod check;
 mod cors;
