@@ -5,6 +5,7 @@ mod cascade;
 mod check;
 mod cors;
 mod crash;
+mod crash_cascade;
 mod crm_authz;
 mod crm_flows;
 mod dead_letters;
