@@ -83,7 +83,11 @@ async fn user_created_cascades_to_customer_task_opportunity_and_analytics() {
         emitted[1].2, customer_id,
         "CUSTOMER_CREATED is keyed by the customer id"
     );
-    let counts: i64 = count(&db, "SELECT SUM(count) FROM analytics_daily").await;
+    let counts: i64 = count(
+        &db,
+        "SELECT CAST(SUM(count) AS BIGINT) FROM analytics_daily",
+    )
+    .await;
     assert_eq!(counts, 4, "analytics counted every event once");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
 
@@ -193,7 +197,7 @@ async fn schema_failures_are_rejected_over_http_and_emitted_ones_dead_lettered()
     assert_eq!(
         count(
             &db,
-            "SELECT SUM(count) FROM analytics_daily WHERE event_type = 'PING'"
+            "SELECT CAST(SUM(count) AS BIGINT) FROM analytics_daily WHERE event_type = 'PING'"
         )
         .await,
         1

@@ -33,7 +33,7 @@ const ROUTES: &str = r#"routes:
 "#;
 
 /// Whether the log holds events the consumer has not committed yet.
-async fn consumer_is_behind(db: &sqlx::SqlitePool) -> bool {
+async fn consumer_is_behind(db: &sqlx::AnyPool) -> bool {
     let (head, position): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT COALESCE(MAX(seq), 0) FROM event_log), \
                 (SELECT COALESCE(MAX(position), 0) FROM consumer_positions)",

@@ -503,7 +503,11 @@ async fn analytics_counts_every_event_by_type_and_day() {
         && row["count"] == 2));
     let db = project.database().await;
     assert_eq!(
-        count(&db, "SELECT COALESCE(SUM(count), 0) FROM analytics_daily").await,
+        count(
+            &db,
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily"
+        )
+        .await,
         count(&db, "SELECT COUNT(*) FROM event_log").await,
         "every logged event is counted once"
     );

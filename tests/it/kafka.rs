@@ -333,7 +333,7 @@ async fn events_from_an_outside_producer_are_routed() {
     assert_eq!(
         count(
             &db,
-            "SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'USER_CREATED'"
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'USER_CREATED'"
         )
         .await,
         1,
@@ -371,8 +371,8 @@ async fn assert_exactly_once(project: &Project, users: i64, timeout: Duration) -
     let db = project.database().await;
     let deadline = Instant::now() + timeout;
     // Done when the last event of every flow is counted and the outbox is empty.
-    let progress = "SELECT (SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'TASK_CREATED'), \
-                           (SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'OPPORTUNITY_CREATED'), \
+    let progress = "SELECT (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'TASK_CREATED'), \
+                           (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'OPPORTUNITY_CREATED'), \
                            (SELECT COUNT(*) FROM event_log WHERE published_at IS NULL)";
     loop {
         let (tasks, opportunities, backlog): (i64, i64, i64) =
@@ -417,7 +417,7 @@ async fn assert_exactly_once(project: &Project, users: i64, timeout: Duration) -
         "OPPORTUNITY_CREATED",
     ] {
         assert_eq!(
-            count(&db, &format!("SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = '{event_type}'")).await,
+            count(&db, &format!("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = '{event_type}'")).await,
             users,
             "{event_type} counted once per user"
         );
@@ -593,7 +593,7 @@ async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on() 
         || async {
             (count(
                 &db,
-                "SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'PING'",
+                "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'PING'",
             )
             .await
                 == 1)
@@ -759,7 +759,7 @@ async fn switching_between_the_embedded_bus_and_kafka_applies_nothing_twice() {
     assert_eq!(
         count(
             &pool,
-            "SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'USER_CREATED'"
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'USER_CREATED'"
         )
         .await,
         3

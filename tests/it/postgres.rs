@@ -7,11 +7,11 @@
 use serde_json::json;
 
 use crate::crm_flows::{create_user_with_cli, wait_for_item, Client};
-use crate::support::Project;
+use crate::support::{Backend, Project};
 
 #[tokio::test]
 async fn the_guides_tests_pass_on_postgres() {
-    let Some(project) = Project::bundled_on_postgres() else {
+    let Some(project) = Project::bundled_on(Backend::Postgres) else {
         return;
     };
     let daemon = project.start();
@@ -63,7 +63,7 @@ async fn the_guides_tests_pass_on_postgres() {
 
 #[tokio::test]
 async fn the_approval_flow_runs_on_postgres() {
-    let Some(project) = Project::bundled_on_postgres() else {
+    let Some(project) = Project::bundled_on(Backend::Postgres) else {
         return;
     };
     let daemon = project.start();

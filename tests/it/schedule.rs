@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
 
 use crate::support::{count, drained, eventually, Daemon, Project};
 
@@ -41,7 +41,7 @@ async fn trigger(daemon: &Daemon, name: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn tick_times(db: &SqlitePool, route: &str) -> Vec<DateTime<Utc>> {
+async fn tick_times(db: &AnyPool, route: &str) -> Vec<DateTime<Utc>> {
     sqlx::query_scalar::<_, String>("SELECT at FROM ticks WHERE route = $1 ORDER BY at")
         .bind(route)
         .fetch_all(db)
@@ -60,7 +60,7 @@ fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-async fn insert_task(db: &SqlitePool, id: &str, status: &str, due_in: chrono::Duration) {
+async fn insert_task(db: &AnyPool, id: &str, status: &str, due_in: chrono::Duration) {
     let now = rfc3339(Utc::now());
     sqlx::query(
         "INSERT INTO tasks (id, title, customer_id, assignee_id, due_date, status, priority, created_at, updated_at) \
@@ -76,7 +76,7 @@ async fn insert_task(db: &SqlitePool, id: &str, status: &str, due_in: chrono::Du
     .unwrap();
 }
 
-async fn due_soon_events(db: &SqlitePool) -> Vec<Value> {
+async fn due_soon_events(db: &AnyPool) -> Vec<Value> {
     sqlx::query_scalar::<_, String>(
         "SELECT envelope FROM event_log WHERE event_type = 'TASK_DUE_SOON' ORDER BY seq",
     )

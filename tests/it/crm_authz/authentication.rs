@@ -125,7 +125,7 @@ async fn every_endpoint_answers_401_without_a_valid_token() {
     ];
 
     let secret = crm
-        .text("SELECT value FROM settings WHERE name = ?", "jwt_secret")
+        .text("SELECT value FROM settings WHERE name = $1", "jwt_secret")
         .await
         .expect("the generated signing secret is stored");
     let ours = TokenKeys::new(secret.as_bytes());
@@ -226,7 +226,7 @@ async fn every_endpoint_answers_401_without_a_valid_token() {
     );
 
     // A deleted user's token is worthless at once, although it has not expired.
-    sqlx::query("DELETE FROM users WHERE id = ?")
+    sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(&victim.id)
         .execute(&crm.db)
         .await
@@ -527,7 +527,7 @@ async fn operator_endpoints_take_an_admin_token_and_refuse_other_roles() {
     // The role comes from the database, not from the token: a USER's token that claims ADMIN
     // (signed with the daemon's own secret) gets nothing, and a demoted ADMIN loses access at once.
     let secret = crm
-        .text("SELECT value FROM settings WHERE name = ?", "jwt_secret")
+        .text("SELECT value FROM settings WHERE name = $1", "jwt_secret")
         .await
         .unwrap();
     let claims_admin = TokenKeys::new(secret.as_bytes()).issue(
@@ -540,7 +540,7 @@ async fn operator_endpoints_take_an_admin_token_and_refuse_other_roles() {
         .call(Method::GET, "/api/routes", Some(&claims_admin), None)
         .await;
     assert_eq!(forged.outcome(), (403, "forbidden"), "{}", forged.body);
-    sqlx::query("UPDATE users SET role = 'USER' WHERE id = ?")
+    sqlx::query("UPDATE users SET role = 'USER' WHERE id = $1")
         .bind(&admin.id)
         .execute(&crm.db)
         .await

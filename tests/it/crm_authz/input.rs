@@ -346,7 +346,7 @@ async fn sql_and_template_looking_text_is_stored_and_returned_verbatim() {
         assert_eq!(fetched.body[field], hostile[field], "{field} in GET");
     }
     let stored: (String, String, String, String) =
-        sqlx::query_as("SELECT name, industry, address, phone FROM customers WHERE id = ?")
+        sqlx::query_as("SELECT name, industry, address, phone FROM customers WHERE id = $1")
             .bind(&customer)
             .fetch_one(&crm.db)
             .await
@@ -372,7 +372,7 @@ async fn sql_and_template_looking_text_is_stored_and_returned_verbatim() {
 
     // The routes copied the text as data: no template ran, no SQL ran.
     let titles: Vec<String> =
-        sqlx::query_scalar("SELECT title FROM tasks WHERE customer_id = ? ORDER BY title")
+        sqlx::query_scalar("SELECT title FROM tasks WHERE customer_id = $1 ORDER BY title")
             .bind(&customer)
             .fetch_all(&crm.db)
             .await
@@ -392,7 +392,7 @@ async fn sql_and_template_looking_text_is_stored_and_returned_verbatim() {
     assert_eq!(me.body["name"], name);
     assert_eq!(me.body["email"], user.email.as_str());
     let own: Vec<String> = sqlx::query_scalar(
-        "SELECT t.title FROM tasks t JOIN customers c ON c.id = t.customer_id WHERE c.owner_id = ? AND c.name = ?",
+        "SELECT t.title FROM tasks t JOIN customers c ON c.id = t.customer_id WHERE c.owner_id = $1 AND c.name = $2",
     )
     .bind(&user.id)
     .bind(name)

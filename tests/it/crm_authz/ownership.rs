@@ -329,7 +329,7 @@ async fn no_endpoint_shows_or_marks_another_users_notifications() {
         let db = crm.db.clone();
         async move {
             sqlx::query_as::<_, (i64, Option<String>)>(
-                "SELECT read, read_at FROM notifications WHERE id = ?",
+                "SELECT read, read_at FROM notifications WHERE id = $1",
             )
             .bind(id)
             .fetch_one(&db)
@@ -391,7 +391,7 @@ async fn a_user_cannot_see_decide_or_recall_another_users_approval() {
     assert_eq!(recall.outcome(), (404, "not_found"), "{}", recall.body);
 
     let (status, approver): (String, Option<String>) =
-        sqlx::query_as("SELECT status, approver_id FROM approvals WHERE id = ?")
+        sqlx::query_as("SELECT status, approver_id FROM approvals WHERE id = $1")
             .bind(&request)
             .fetch_one(&crm.db)
             .await

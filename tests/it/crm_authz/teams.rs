@@ -19,7 +19,7 @@ async fn a_manager_sees_their_team_but_no_one_else_and_an_admin_sees_everyone() 
         .register(None, "outsider@example.com", "USER", None)
         .await;
     let stored_manager = crm
-        .text("SELECT manager_id FROM users WHERE id = ?", &member.id)
+        .text("SELECT manager_id FROM users WHERE id = $1", &member.id)
         .await;
     assert_eq!(stored_manager.as_deref(), Some(manager.id.as_str()));
     let team_customer = id(&crm
@@ -230,7 +230,7 @@ async fn approvals_refuse_self_decisions_second_decisions_and_stray_recalls() {
     assert_eq!(late.outcome(), (409, "conflict"), "{}", late.body);
 
     let (status, approver): (String, Option<String>) =
-        sqlx::query_as("SELECT status, approver_id FROM approvals WHERE id = ?")
+        sqlx::query_as("SELECT status, approver_id FROM approvals WHERE id = $1")
             .bind(&own)
             .fetch_one(&crm.db)
             .await
@@ -295,11 +295,11 @@ async fn concurrent_decisions_on_one_request_have_exactly_one_winner() {
         );
         let winner = if first.status == 200 { &first } else { &second };
         let stored = crm
-            .text("SELECT status FROM approvals WHERE id = ?", &request)
+            .text("SELECT status FROM approvals WHERE id = $1", &request)
             .await;
         assert_eq!(stored.as_deref(), winner.body["status"].as_str());
         let decisions: Vec<String> = sqlx::query_scalar(
-            "SELECT event_type FROM event_log WHERE event_key = ? AND event_type IN \
+            "SELECT event_type FROM event_log WHERE event_key = $1 AND event_type IN \
              ('APPROVAL_APPROVED', 'APPROVAL_REJECTED', 'APPROVAL_RECALLED')",
         )
         .bind(&request)
