@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 
 use serde_json::json;
+use test_case::test_case;
 use tokio::task::JoinSet;
 
-use crate::support::{count, drained, Project};
+use crate::support::{count, drained, Backend, Project};
 
 const EVENTS: usize = 1_000;
 const CONCURRENCY: usize = 8;
@@ -44,9 +45,13 @@ async fn consumer_is_behind(db: &sqlx::AnyPool) -> bool {
     position < head
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn sigkill_mid_stream_applies_every_effect_exactly_once() {
-    let project = Project::empty();
+async fn sigkill_mid_stream_applies_every_effect_exactly_once(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_effects.sql", MIGRATION);
     project.write("routes/count.yaml", ROUTES);
     let mut accepted: HashSet<String> = HashSet::new();
@@ -165,9 +170,13 @@ async fn sigkill_mid_stream_applies_every_effect_exactly_once() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn sigterm_finishes_the_batch_and_exits_zero() {
-    let project = Project::empty();
+async fn sigterm_finishes_the_batch_and_exits_zero(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_effects.sql", MIGRATION);
     project.write("routes/count.yaml", ROUTES);
     let mut daemon = project.start();

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use sqlx::AnyPool;
+use test_case::test_case;
 
-use crate::support::{count, drained, eventually, Daemon, Project};
+use crate::support::{count, drained, eventually, Backend, Daemon, Project};
 
 const TICKS: &str =
     "CREATE TABLE ticks (id TEXT PRIMARY KEY, route TEXT NOT NULL, at TEXT NOT NULL);\n\
@@ -88,9 +89,13 @@ async fn due_soon_events(db: &AnyPool) -> Vec<Value> {
     .collect()
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn the_bundled_due_soon_alert_is_sent_once_per_open_task_due_within_a_day() {
-    let project = Project::bundled();
+async fn the_bundled_due_soon_alert_is_sent_once_per_open_task_due_within_a_day(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let db = project.database().await;
     // A route that never ran runs at once; after that first (empty) run, the next tick is a
@@ -174,9 +179,13 @@ async fn the_bundled_due_soon_alert_is_sent_once_per_open_task_due_within_a_day(
         .contains("⏰ Scheduled route ran: task-due-soon-alerts"));
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn scheduled_routes_tick_by_themselves_and_failures_do_not_stop_them() {
-    let project = Project::empty();
+async fn scheduled_routes_tick_by_themselves_and_failures_do_not_stop_them(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_ticks.sql", TICKS);
     project.write(
         "routes/ticks.yaml",
@@ -273,9 +282,13 @@ async fn scheduled_routes_tick_by_themselves_and_failures_do_not_stop_them() {
     .await;
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn the_trigger_endpoint_refuses_unknown_and_event_routes_and_missing_keys() {
-    let project = Project::empty();
+async fn the_trigger_endpoint_refuses_unknown_and_event_routes_and_missing_keys(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_ticks.sql", TICKS);
     project.write("routes/hourly.yaml", &ticking("hourly", "0 * * * *"));
     project.write(
@@ -330,9 +343,13 @@ async fn the_trigger_endpoint_refuses_unknown_and_event_routes_and_missing_keys(
     assert_eq!(schedules, [&Value::Null, &json!("0 * * * *")]);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_restart_does_not_rerun_a_tick_and_reloads_add_and_remove_schedules() {
-    let project = Project::empty();
+async fn a_restart_does_not_rerun_a_tick_and_reloads_add_and_remove_schedules(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_ticks.sql", TICKS);
     project.write("routes/hourly.yaml", &ticking("every-hour", "1h"));
     let mut daemon = project.start();
@@ -372,9 +389,13 @@ async fn a_restart_does_not_rerun_a_tick_and_reloads_add_and_remove_schedules() 
     assert_eq!(tick_times(&db, "fast").await.len(), after_removal);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn two_daemons_on_one_database_run_each_tick_once() {
-    let project = Project::empty();
+async fn two_daemons_on_one_database_run_each_tick_once(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_ticks.sql", TICKS);
     project.write("routes/ticks.yaml", &ticking("shared", "1s"));
     let first = project.start();

@@ -135,6 +135,12 @@ impl Project {
         project
     }
 
+    /// An empty project on `backend`, or `None` (skip) when PostgreSQL is not reachable outside
+    /// CI.
+    pub fn empty_on(backend: Backend) -> Option<Self> {
+        Self::empty().on(backend)
+    }
+
     /// A project with the bundled routes on `backend`, or `None` (skip) when PostgreSQL is not
     /// reachable outside CI.
     pub fn bundled_on(backend: Backend) -> Option<Self> {
