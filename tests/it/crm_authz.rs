@@ -1,5 +1,5 @@
 //! Adversarial tests of the CRM REST layer: who may see and change what, and what hostile
-//! input does. The real binary, a real SQLite file; users are registered over HTTP, and the
+//! input does. The real binary on each database backend; users are registered over HTTP, and the
 //! first ADMIN is a row written straight into `users` with a hash from the library, as an
 //! operator would bootstrap one.
 
@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 use sqlx::{AnyPool, Column, Row};
 
-use crate::support::{Daemon, Project};
+use crate::support::{Backend, Daemon, Project};
 
 mod authentication;
 mod input;
@@ -104,16 +104,17 @@ struct Crm {
 }
 
 impl Crm {
-    async fn start() -> Self {
-        let project = Project::bundled();
+    /// `None` (skip) when PostgreSQL is not reachable outside CI.
+    async fn start(backend: Backend) -> Option<Self> {
+        let project = Project::bundled_on(backend)?;
         let daemon = project.start();
         let db = project.database().await;
-        Self {
+        Some(Self {
             daemon,
             db,
             http: reqwest::Client::new(),
             _project: project,
-        }
+        })
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {

@@ -1,13 +1,18 @@
 //! Managers see their team, admins everyone; approvals have exactly one decision.
 
 use serde_json::json;
+use test_case::test_case;
 
 use super::{id, Answer, Crm};
-use crate::support::{count, drained};
+use crate::support::{count, drained, Backend};
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_manager_sees_their_team_but_no_one_else_and_an_admin_sees_everyone() {
-    let crm = Crm::start().await;
+async fn a_manager_sees_their_team_but_no_one_else_and_an_admin_sees_everyone(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let manager = crm
         .register(Some(&admin), "manager@example.com", "MANAGER", None)
@@ -120,9 +125,13 @@ async fn a_manager_sees_their_team_but_no_one_else_and_an_admin_sees_everyone() 
     assert_eq!(outside.body["name"], "Outside Co", "{}", outside.body);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn approvals_refuse_self_decisions_second_decisions_and_stray_recalls() {
-    let crm = Crm::start().await;
+async fn approvals_refuse_self_decisions_second_decisions_and_stray_recalls(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let first = crm
         .register(Some(&admin), "m1@example.com", "MANAGER", None)
@@ -255,9 +264,13 @@ async fn approvals_refuse_self_decisions_second_decisions_and_stray_recalls() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn concurrent_decisions_on_one_request_have_exactly_one_winner() {
-    let crm = Crm::start().await;
+async fn concurrent_decisions_on_one_request_have_exactly_one_winner(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let manager = crm
         .register(Some(&admin), "manager@example.com", "MANAGER", None)
