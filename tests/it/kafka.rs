@@ -1,6 +1,7 @@
 //! The same routes on a real Kafka-protocol broker (tansu): the guide's tests with
 //! `KAFKA_ENABLED=true`, events visible to an independent consumer, events from an outside
 //! producer routed, a broker outage in the middle of a stream, and two instances sharing a group.
+//! Each runs on SQLite and on PostgreSQL, except the two-instance test (SQLite only for now).
 //!
 //! tansu must be installed (`cargo install tansu --features dynostore --locked`; `.ci/run` does
 //! it). Under CI a missing broker fails these tests; elsewhere they are skipped with a message.
@@ -15,8 +16,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
+use test_case::test_case;
 
-use crate::support::{count, eventually, Daemon, Project, API_KEY};
+use crate::support::{count, eventually, Backend, Daemon, Project, API_KEY};
 
 /// A tansu broker on a free port, in memory.
 pub struct Broker {
@@ -183,12 +185,16 @@ async fn get_list(daemon: &Daemon, token: &str, path: &str) -> Vec<Value> {
     answer.as_array().cloned().unwrap_or_default()
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn the_guides_tests_pass_on_kafka_and_the_events_are_on_the_topics() {
+async fn the_guides_tests_pass_on_kafka_and_the_events_are_on_the_topics(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = Daemon::start(&project, &kafka_env(&broker, "guide"));
 
     // Test 1: register → login → the customer exists.
@@ -274,12 +280,16 @@ async fn the_guides_tests_pass_on_kafka_and_the_events_are_on_the_topics() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn events_from_an_outside_producer_are_routed() {
+async fn events_from_an_outside_producer_are_routed(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let _daemon = Daemon::start(&project, &kafka_env(&broker, "outside"));
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &broker.address)
@@ -434,13 +444,17 @@ async fn assert_exactly_once(project: &Project, users: i64, timeout: Duration) -
     String::new()
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_broker_outage_mid_stream_loses_nothing_and_doubles_nothing() {
+async fn a_broker_outage_mid_stream_loses_nothing_and_doubles_nothing(backend: Backend) {
     const USERS: usize = 5_000;
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = Daemon::start(&project, &kafka_env(&broker, "outage"));
     post_users(&daemon, 0, USERS / 5).await;
     broker.pause();
@@ -533,15 +547,19 @@ fn kafkajs_script() -> Option<PathBuf> {
     None
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn the_old_services_kafkajs_client_interoperates() {
+async fn the_old_services_kafkajs_client_interoperates(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
     let Some(script) = kafkajs_script() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let _daemon = Daemon::start(&project, &kafka_env(&broker, "interop"));
     let output = tokio::process::Command::new("node")
         .arg(&script)
@@ -571,12 +589,16 @@ async fn the_old_services_kafkajs_client_interoperates() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on() {
+async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     project.write(
         "crm-router.yaml",
         "kafka:\n  topics:\n    max_message_bytes: 4000\n",
@@ -619,12 +641,16 @@ async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on() 
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn topics_are_created_by_the_cli_and_a_missing_one_stops_the_start() {
+async fn topics_are_created_by_the_cli_and_a_missing_one_stops_the_start(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let run = |args: &[&str]| {
         Command::new(crate::support::binary())
             .args(args)
@@ -659,9 +685,13 @@ async fn topics_are_created_by_the_cli_and_a_missing_one_stops_the_start() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("exists  user.events"));
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn an_unreachable_broker_is_reported_with_a_hint_and_the_api_keeps_working() {
-    let project = Project::bundled();
+async fn an_unreachable_broker_is_reported_with_a_hint_and_the_api_keeps_working(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -709,12 +739,16 @@ async fn an_unreachable_broker_is_reported_with_a_hint_and_the_api_keeps_working
     assert!(!routes.to_string().contains("never-print-this-secret"));
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn switching_between_the_embedded_bus_and_kafka_applies_nothing_twice() {
+async fn switching_between_the_embedded_bus_and_kafka_applies_nothing_twice(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let user = |n: u32| json!({"eventType": "USER_CREATED", "data": {"userId": format!("u{n}"), "email": format!("u{n}@example.com"), "name": format!("U{n}"), "role": "USER"}});
     // 1. Embedded: one registration, fully handled.
     let mut embedded = project.start();
