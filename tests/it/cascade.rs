@@ -4,12 +4,17 @@
 use std::time::Duration;
 
 use serde_json::json;
+use test_case::test_case;
 
-use crate::support::{count, drained, eventually, Project};
+use crate::support::{count, drained, eventually, Backend, Project};
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn user_created_cascades_to_customer_task_opportunity_and_analytics() {
-    let project = Project::bundled();
+async fn user_created_cascades_to_customer_task_opportunity_and_analytics(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let (status, body) = daemon
         .post_event(
@@ -83,7 +88,11 @@ async fn user_created_cascades_to_customer_task_opportunity_and_analytics() {
         emitted[1].2, customer_id,
         "CUSTOMER_CREATED is keyed by the customer id"
     );
-    let counts: i64 = count(&db, "SELECT SUM(count) FROM analytics_daily").await;
+    let counts: i64 = count(
+        &db,
+        "SELECT CAST(SUM(count) AS BIGINT) FROM analytics_daily",
+    )
+    .await;
     assert_eq!(counts, 4, "analytics counted every event once");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
 
@@ -98,9 +107,15 @@ async fn user_created_cascades_to_customer_task_opportunity_and_analytics() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn resubmitting_an_event_id_is_idempotent_and_duplicates_by_email_are_ignored() {
-    let project = Project::bundled();
+async fn resubmitting_an_event_id_is_idempotent_and_duplicates_by_email_are_ignored(
+    backend: Backend,
+) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let event = json!({
         "eventId": "7f1d8a52-0000-4000-8000-000000000001",
@@ -133,9 +148,13 @@ async fn resubmitting_an_event_id_is_idempotent_and_duplicates_by_email_are_igno
     assert_eq!(count(&db, "SELECT COUNT(*) FROM tasks").await, 1);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn schema_failures_are_rejected_over_http_and_emitted_ones_dead_lettered() {
-    let project = Project::bundled();
+async fn schema_failures_are_rejected_over_http_and_emitted_ones_dead_lettered(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let (status, body) = daemon
         .post_event("user.events", json!({"eventType": "USER_CREATED", "data": {"userId": "u", "email": 42, "name": "N", "role": "USER"}}))
@@ -193,7 +212,7 @@ async fn schema_failures_are_rejected_over_http_and_emitted_ones_dead_lettered()
     assert_eq!(
         count(
             &db,
-            "SELECT SUM(count) FROM analytics_daily WHERE event_type = 'PING'"
+            "SELECT CAST(SUM(count) AS BIGINT) FROM analytics_daily WHERE event_type = 'PING'"
         )
         .await,
         1

@@ -1,20 +1,28 @@
 //! `crm-router check` reports every problem as file:line:col with a hint, and exits 1.
+//!
+//! `check` migrates a database to read its catalog (a scratch SQLite file, or the configured
+//! PostgreSQL database), so each test runs on both.
 
-use crate::support::Project;
+use test_case::test_case;
 
-/// Runs `check` over route files written into an otherwise empty project.
-fn check(files: &[(&str, &str)]) -> (i32, String) {
-    let project = Project::empty();
+use crate::support::{Backend, Project};
+
+/// Runs `check` over route files written into an otherwise empty project on `backend`, or
+/// returns `None` (skip) when PostgreSQL is not reachable outside CI.
+fn check(backend: Backend, files: &[(&str, &str)]) -> Option<(i32, String)> {
+    let project = Project::empty_on(backend)?;
     for (name, text) in files {
         project.write(&format!("routes/{name}"), text);
     }
     let output = project.command(&["check", "--routes", "routes", "--schemas", "schemas"]);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    (output.status.code().unwrap(), stdout)
+    Some((output.status.code().unwrap(), stdout))
 }
 
-fn assert_check(files: &[(&str, &str)], expected: &[&str]) {
-    let (code, stdout) = check(files);
+fn assert_check(backend: Backend, files: &[(&str, &str)], expected: &[&str]) {
+    let Some((code, stdout)) = check(backend, files) else {
+        return;
+    };
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines, expected, "full output:\n{stdout}");
     assert_eq!(code, 1);
@@ -29,16 +37,22 @@ const GOOD: &str = r#"routes:
           values: {id: "{{ uuid() }}", name: "{{ data.name }}", email: "{{ data.email }}", created_at: "{{ now() }}", updated_at: "{{ now() }}"}
 "#;
 
-#[test]
-fn a_valid_set_passes() {
-    let (code, stdout) = check(&[("good.yaml", GOOD)]);
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn a_valid_set_passes(backend: Backend) {
+    let Some((code, stdout)) = check(backend, &[("good.yaml", GOOD)]) else {
+        return;
+    };
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.starts_with("ok: 1 routes"), "{stdout}");
 }
 
-#[test]
-fn the_bundled_routes_pass() {
-    let project = Project::bundled();
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn the_bundled_routes_pass(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let output = project.command(&["check"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -49,8 +63,9 @@ fn the_bundled_routes_pass() {
     assert!(stdout.contains(" routes, "), "{stdout}");
 }
 
-#[test]
-fn unknown_columns_and_tables_get_suggestions() {
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn unknown_columns_and_tables_get_suggestions(backend: Backend) {
     let text = r#"routes:
   - name: typo
     on: {topic: user.events}
@@ -66,6 +81,7 @@ fn unknown_columns_and_tables_get_suggestions() {
           set: {name: y}
 "#;
     assert_check(
+        backend,
         &[("typo.yaml", text)],
         &[
             r#"routes/typo.yaml:9:13: unknown column "emial" in table customers (hint: did you mean "email"?)"#,
@@ -74,14 +90,16 @@ fn unknown_columns_and_tables_get_suggestions() {
     );
 }
 
-#[test]
-fn every_problem_is_reported_not_just_the_first() {
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn every_problem_is_reported_not_just_the_first(backend: Backend) {
     let syntax = "routes:\n  - name: a\n    on: {topic: x.events}\n    actions:\n      - emit: {topic: x.events, eventType: A, key: \"{{ data.id \"}\n";
     let unknown_field = "routes:\n  - name: b\n    on: {topic: x.events}\n    retry: {attempts: 2}\n    actoins: []\n";
     let duplicate = "routes:\n  - name: a\n    on: {topic: y.events}\n    actions:\n      - emit: {topic: y.events, eventType: B, key: k}\n";
     let bad_yaml = "routes:\n  - name: c\n    on: {topic: [unclosed\n";
     let bad_when = "routes:\n  - name: d\n    on: {topic: x.events, when: \"{{ data.x }}\"}\n    actions:\n      - emit: {topic: 'bad topic', eventType: A, key: k}\n";
     assert_check(
+        backend,
         &[
             ("1-syntax.yaml", syntax),
             ("2-unknown.yaml", unknown_field),
@@ -100,8 +118,9 @@ fn every_problem_is_reported_not_just_the_first() {
     );
 }
 
-#[test]
-fn invalid_schedules_are_reported_at_their_place() {
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn invalid_schedules_are_reported_at_their_place(backend: Backend) {
     let text = r#"routes:
   - name: too-few-fields
     on: {schedule: "*/5 * * *"}
@@ -135,6 +154,7 @@ fn invalid_schedules_are_reported_at_their_place() {
     let too_fast = format!("routes/schedules.yaml:8:7: interval \"100ms\" is out of range: it must be between 1s and 1y {hint}");
     let empty = format!("routes/schedules.yaml:25:10: `schedule` is empty {hint}");
     assert_check(
+        backend,
         &[("schedules.yaml", text)],
         &[
             &too_few,
@@ -148,8 +168,9 @@ fn invalid_schedules_are_reported_at_their_place() {
     );
 }
 
-#[test]
-fn alias_bombs_are_refused_not_expanded() {
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn alias_bombs_are_refused_not_expanded(backend: Backend) {
     // Nine levels of ten-fold aliases: a billion leaves if expanded.
     let mut bomb = String::from(
         "routes:\n  - name: bomb\n    on: {topic: x.events}\n    actions:\n      - insert:\n          table: customers\n          values:\n            a: &a [x, x, x, x, x, x, x, x, x, x]\n",
@@ -160,7 +181,9 @@ fn alias_bombs_are_refused_not_expanded() {
         let refs = vec![format!("*{previous}"); 10].join(", ");
         bomb.push_str(&format!("            {current}: &{current} [{refs}]\n"));
     }
-    let (code, stdout) = check(&[("bomb.yaml", &bomb)]);
+    let Some((code, stdout)) = check(backend, &[("bomb.yaml", &bomb)]) else {
+        return;
+    };
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.starts_with("routes/bomb.yaml:"), "{stdout}");
     assert!(
@@ -169,9 +192,12 @@ fn alias_bombs_are_refused_not_expanded() {
     );
 }
 
-#[test]
-fn oversized_and_non_utf8_files_are_refused() {
-    let project = Project::empty();
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn oversized_and_non_utf8_files_are_refused(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write(
         "routes/big.yaml",
         &format!("# {}\nroutes: []\n", "x".repeat(1 << 20)),
@@ -191,9 +217,12 @@ fn oversized_and_non_utf8_files_are_refused() {
     );
 }
 
-#[test]
-fn user_migrations_add_tables_that_check_knows() {
-    let project = Project::empty();
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn user_migrations_add_tables_that_check_knows(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write(
         "migrations/20270101000000_leads.sql",
         "CREATE TABLE leads (id TEXT PRIMARY KEY, source TEXT NOT NULL);\n",
@@ -208,7 +237,9 @@ fn user_migrations_add_tables_that_check_knows() {
         stdout.trim(),
         r#"routes/leads.yaml:5:61: unknown column "sorce" in table leads (hint: did you mean "source"?)"#
     );
-    let clash = Project::empty();
+    let Some(clash) = Project::empty_on(backend) else {
+        return;
+    };
     clash.write(
         "migrations/20261128000001_mine.sql",
         "CREATE TABLE mine (id TEXT);\n",
@@ -222,9 +253,12 @@ fn user_migrations_add_tables_that_check_knows() {
     );
 }
 
-#[test]
-fn init_writes_an_editable_project_that_checks_clean() {
-    let project = Project::empty();
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn init_writes_an_editable_project_that_checks_clean(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     let output = project.command(&["init", "app"]);
     assert!(
         output.status.success(),
@@ -239,6 +273,7 @@ fn init_writes_an_editable_project_that_checks_clean() {
     let check = std::process::Command::new(crate::support::binary())
         .args(["check"])
         .current_dir(&app)
+        .env("DATABASE_URL", project.database_url())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&check.stdout);
@@ -266,9 +301,12 @@ fn init_writes_an_editable_project_that_checks_clean() {
     );
 }
 
-#[test]
-fn the_examples_check_clean() {
-    let project = Project::empty();
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn the_examples_check_clean(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     let output = project.command(&[
         "check",
         "--routes",
@@ -291,6 +329,7 @@ fn the_examples_check_clean() {
     assert!(stdout.starts_with("ok: 2 routes"), "{stdout}");
 }
 
+// No database: only the published schema and the route files.
 /// The published route schema and the loader agree on the bundled and example routes, and the
 /// schema refuses what the loader refuses.
 #[test]

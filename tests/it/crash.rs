@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 
 use serde_json::json;
+use test_case::test_case;
 use tokio::task::JoinSet;
 
-use crate::support::{count, drained, Project};
+use crate::support::{count, drained, Backend, Project};
 
 const EVENTS: usize = 1_000;
 const CONCURRENCY: usize = 8;
@@ -33,7 +34,7 @@ const ROUTES: &str = r#"routes:
 "#;
 
 /// Whether the log holds events the consumer has not committed yet.
-async fn consumer_is_behind(db: &sqlx::SqlitePool) -> bool {
+async fn consumer_is_behind(db: &sqlx::AnyPool) -> bool {
     let (head, position): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT COALESCE(MAX(seq), 0) FROM event_log), \
                 (SELECT COALESCE(MAX(position), 0) FROM consumer_positions)",
@@ -44,9 +45,13 @@ async fn consumer_is_behind(db: &sqlx::SqlitePool) -> bool {
     position < head
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn sigkill_mid_stream_applies_every_effect_exactly_once() {
-    let project = Project::empty();
+async fn sigkill_mid_stream_applies_every_effect_exactly_once(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_effects.sql", MIGRATION);
     project.write("routes/count.yaml", ROUTES);
     let mut accepted: HashSet<String> = HashSet::new();
@@ -165,9 +170,13 @@ async fn sigkill_mid_stream_applies_every_effect_exactly_once() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn sigterm_finishes_the_batch_and_exits_zero() {
-    let project = Project::empty();
+async fn sigterm_finishes_the_batch_and_exits_zero(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_effects.sql", MIGRATION);
     project.write("routes/count.yaml", ROUTES);
     let mut daemon = project.start();
@@ -193,7 +202,7 @@ async fn sigterm_finishes_the_batch_and_exits_zero() {
 
 /// The embedded bus is single-instance: a second daemon on the same database refuses to start
 /// and says what to do instead; once the first dies (even by SIGKILL), a new one starts.
-async fn a_second_daemon_on_the_embedded_bus_refuses_to_start(project: Project) {
+async fn second_daemon_refused(project: Project) {
     project.write("migrations/20270101000000_effects.sql", MIGRATION);
     project.write("routes/count.yaml", ROUTES);
     let mut first = project.start();
@@ -241,7 +250,12 @@ async fn a_second_daemon_on_the_embedded_bus_refuses_to_start(project: Project) 
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_second_daemon_on_the_embedded_bus_refuses_to_start_on_sqlite() {
-    a_second_daemon_on_the_embedded_bus_refuses_to_start(Project::empty()).await;
+async fn a_second_daemon_on_the_embedded_bus_refuses_to_start(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    second_daemon_refused(project).await;
 }

@@ -10,7 +10,9 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::crm_flows::{create_user_with_cli, Client};
-use crate::support::{count, drained, Project};
+use test_case::test_case;
+
+use crate::support::{count, drained, Backend, Project};
 
 const WRITES: usize = 5_000;
 const KILLS: usize = 20;
@@ -132,7 +134,12 @@ async fn sigkill_through_the_cascade(project: Project) {
     assert!(kills >= KILLS && accepted.len() >= WRITES);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn sigkill_through_the_cascade_on_sqlite() {
-    sigkill_through_the_cascade(Project::bundled()).await;
+async fn sigkill_mid_cascade_loses_nothing_and_doubles_nothing(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    sigkill_through_the_cascade(project).await;
 }

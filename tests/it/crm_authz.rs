@@ -1,5 +1,5 @@
 //! Adversarial tests of the CRM REST layer: who may see and change what, and what hostile
-//! input does. The real binary, a real SQLite file; users are registered over HTTP, and the
+//! input does. The real binary on each database backend; users are registered over HTTP, and the
 //! first ADMIN is a row written straight into `users` with a hash from the library, as an
 //! operator would bootstrap one.
 
@@ -7,10 +7,10 @@ use std::sync::OnceLock;
 
 use reqwest::header::HeaderMap;
 use reqwest::Method;
-use serde_json::{json, Value};
-use sqlx::SqlitePool;
+use serde_json::{json, Map, Value};
+use sqlx::{AnyPool, Column, Row};
 
-use crate::support::{Daemon, Project};
+use crate::support::{Backend, Daemon, Project};
 
 mod authentication;
 mod input;
@@ -98,22 +98,23 @@ fn id(row: &Value) -> String {
 /// A daemon with the bundled routes, its database, and an HTTP client that sends no API key.
 struct Crm {
     daemon: Daemon,
-    db: SqlitePool,
+    db: AnyPool,
     http: reqwest::Client,
     _project: Project,
 }
 
 impl Crm {
-    async fn start() -> Self {
-        let project = Project::bundled();
+    /// `None` (skip) when PostgreSQL is not reachable outside CI.
+    async fn start(backend: Backend) -> Option<Self> {
+        let project = Project::bundled_on(backend)?;
         let daemon = project.start();
         let db = project.database().await;
-        Self {
+        Some(Self {
             daemon,
             db,
             http: reqwest::Client::new(),
             _project: project,
-        }
+        })
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -184,7 +185,7 @@ impl Crm {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         sqlx::query(
             "INSERT INTO users (id, email, password_hash, name, role, manager_id, created_at, updated_at) \
-             VALUES (?, ?, ?, 'Root', 'ADMIN', NULL, ?, ?)",
+             VALUES ($1, $2, $3, 'Root', 'ADMIN', NULL, $4, $5)",
         )
         .bind(&id)
         .bind(email)
@@ -245,7 +246,7 @@ impl Crm {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO notifications (id, user_id, type, title, message, read, created_at) \
-             VALUES (?, ?, 'TASK_DUE_SOON', ?, 'private', 0, ?)",
+             VALUES ($1, $2, 'TASK_DUE_SOON', $3, 'private', 0, $4)",
         )
         .bind(&id)
         .bind(&user.id)
@@ -261,25 +262,12 @@ impl Crm {
     async fn dump(&self, tables: &[&str]) -> String {
         let mut dump = String::new();
         for table in tables {
-            let columns: Vec<String> =
-                sqlx::query_scalar("SELECT name FROM pragma_table_info(?) ORDER BY cid")
-                    .bind(table)
-                    .fetch_all(&self.db)
-                    .await
-                    .unwrap();
-            let pairs: Vec<String> = columns
-                .iter()
-                .map(|column| format!("'{column}', \"{column}\""))
-                .collect();
-            let rows: String = sqlx::query_scalar(&format!(
-                "SELECT COALESCE(json_group_array(json_object({})), '[]') \
-                 FROM (SELECT * FROM {table} ORDER BY id)",
-                pairs.join(", ")
-            ))
-            .fetch_one(&self.db)
-            .await
-            .unwrap();
-            dump.push_str(&format!("{table}: {rows}\n"));
+            let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY id"))
+                .fetch_all(&self.db)
+                .await
+                .unwrap();
+            let rows: Vec<Value> = rows.iter().map(row_to_json).collect();
+            dump.push_str(&format!("{table}: {}\n", Value::Array(rows)));
         }
         dump
     }
@@ -292,6 +280,24 @@ impl Crm {
             .await
             .unwrap()
     }
+}
+
+/// A row as a JSON object, column by column: text, integer, real or null (the types of the CRM
+/// tables on both databases).
+fn row_to_json(row: &sqlx::any::AnyRow) -> Value {
+    let mut object = Map::new();
+    for column in row.columns() {
+        let index = column.ordinal();
+        let value = if let Ok(text) = row.try_get::<Option<String>, _>(index) {
+            json!(text)
+        } else if let Ok(integer) = row.try_get::<Option<i64>, _>(index) {
+            json!(integer)
+        } else {
+            json!(row.try_get::<Option<f64>, _>(index).unwrap())
+        };
+        object.insert(column.name().to_owned(), value);
+    }
+    Value::Object(object)
 }
 
 const CRM_TABLES: &[&str] = &[

@@ -1,5 +1,6 @@
 //! The bundled CRM end to end, through its REST API on the real binary: the guide's Test 1 and
-//! Test 2, the approval flow, task activity, analytics, and the errors on the way.
+//! Test 2, the approval flow, task activity, analytics, and the errors on the way, each on SQLite
+//! and on a PostgreSQL database of its own.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -7,25 +8,26 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use test_case::test_case;
 
-use crate::support::{binary, count, drained, eventually, Daemon, Project};
+use crate::support::{binary, count, drained, eventually, Backend, Daemon, Project};
 
 /// A signed-in (or anonymous) client of the REST API.
-pub(super) struct Client {
+pub(crate) struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
 }
 
 /// A response: status, `X-Total-Count` if any, JSON body.
-pub(super) struct Answer {
-    pub(super) status: u16,
-    pub(super) total: Option<i64>,
-    pub(super) body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) total: Option<i64>,
+    pub(crate) body: Value,
 }
 
 impl Client {
-    pub(super) fn anonymous(daemon: &Daemon) -> Self {
+    pub(crate) fn anonymous(daemon: &Daemon) -> Self {
         Self {
             base: daemon.base.clone(),
             token: None,
@@ -34,14 +36,14 @@ impl Client {
     }
 
     /// A client signed in with the token of a login answer.
-    pub(super) fn signed_in(daemon: &Daemon, login: &Value) -> Self {
+    pub(crate) fn signed_in(daemon: &Daemon, login: &Value) -> Self {
         Self {
             token: Some(login["token"].as_str().unwrap().to_owned()),
             ..Self::anonymous(daemon)
         }
     }
 
-    pub(super) async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -63,20 +65,20 @@ impl Client {
         }
     }
 
-    pub(super) async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         self.send(Method::GET, path, None).await
     }
 
-    pub(super) async fn post(&self, path: &str, body: Value) -> Answer {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Answer {
         self.send(Method::POST, path, Some(body)).await
     }
 
-    pub(super) async fn put(&self, path: &str, body: Value) -> Answer {
+    pub(crate) async fn put(&self, path: &str, body: Value) -> Answer {
         self.send(Method::PUT, path, Some(body)).await
     }
 
     /// Registers (with this client's token, if any) and returns a client signed in as the new user.
-    pub(super) async fn register(&self, email: &str, name: &str, role: &str) -> (Client, Value) {
+    pub(crate) async fn register(&self, email: &str, name: &str, role: &str) -> (Client, Value) {
         let answer = self
             .post(
                 "/api/auth/register",
@@ -92,7 +94,7 @@ impl Client {
         (client, answer.body)
     }
 
-    pub(super) async fn login(&self, email: &str, password: &str) -> Answer {
+    pub(crate) async fn login(&self, email: &str, password: &str) -> Answer {
         self.post(
             "/api/auth/login",
             json!({"email": email, "password": password}),
@@ -102,7 +104,7 @@ impl Client {
 }
 
 /// `crm-router user create`, password on stdin.
-pub(super) fn create_user_with_cli(
+pub(crate) fn create_user_with_cli(
     project: &Project,
     email: &str,
     name: &str,
@@ -136,7 +138,7 @@ pub(super) fn create_user_with_cli(
 }
 
 /// Polls a list until `found` picks an item from it.
-pub(super) async fn wait_for_item(
+async fn wait_for_item(
     client: &Client,
     path: &str,
     what: &str,
@@ -156,9 +158,13 @@ pub(super) async fn wait_for_item(
     .await
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn guide_test_1_registering_a_user_creates_their_customer() {
-    let project = Project::bundled();
+async fn guide_test_1_registering_a_user_creates_their_customer(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let anonymous = Client::anonymous(&daemon);
     let answer = anonymous
@@ -180,10 +186,7 @@ async fn guide_test_1_registering_a_user_creates_their_customer() {
     assert_eq!(login.status, 200, "{}", login.body);
     assert_eq!(login.body["user"]["id"], user_id.as_str());
     assert_eq!(login.body["user"]["role"], "USER");
-    let user = Client {
-        token: Some(login.body["token"].as_str().unwrap().to_owned()),
-        ..Client::anonymous(&daemon)
-    };
+    let user = Client::signed_in(&daemon, &login.body);
     let me = user.get("/api/auth/me").await;
     assert_eq!(
         (me.status, &me.body["email"]),
@@ -198,6 +201,14 @@ async fn guide_test_1_registering_a_user_creates_their_customer() {
     assert_eq!(customer["ownerId"], user_id.as_str());
 
     let log = daemon.log();
+    // On PostgreSQL: `database=postgres://postgres@127.0.0.1:5432/crm_router_test_…`.
+    assert!(
+        log.contains(&format!(
+            "database ready database={}",
+            project.database_url()
+        )),
+        "{log}"
+    );
     assert!(
         log.contains("📤 Event published: USER_CREATED to topic user.events"),
         "{log}"
@@ -208,9 +219,15 @@ async fn guide_test_1_registering_a_user_creates_their_customer() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn guide_test_2_a_new_customer_gets_a_first_contact_task_and_an_opportunity() {
-    let project = Project::bundled();
+async fn guide_test_2_a_new_customer_gets_a_first_contact_task_and_an_opportunity(
+    backend: Backend,
+) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let (user, registered) = Client::anonymous(&daemon)
         .register("sales@example.com", "Sales Person", "USER")
@@ -233,6 +250,9 @@ async fn guide_test_2_a_new_customer_gets_a_first_contact_task_and_an_opportunit
     assert_eq!(task["assigneeId"], registered["id"]);
     assert_eq!(task["priority"], "MEDIUM");
     assert_eq!(task["status"], "TODO");
+    // The user's own customer from registration, and this one.
+    let page = user.get("/api/customers?limit=1").await;
+    assert_eq!((page.status, page.total), (200, Some(2)), "{}", page.body);
     let due = chrono::DateTime::parse_from_rfc3339(task["dueDate"].as_str().unwrap()).unwrap();
     let in_three_days = chrono::Utc::now() + chrono::Duration::days(3);
     assert!(
@@ -320,9 +340,15 @@ async fn guide_test_2_a_new_customer_gets_a_first_contact_task_and_an_opportunit
     assert_no_dead_letters(&project).await;
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn the_approval_flow_notifies_managers_and_the_requester_and_creates_the_follow_up_task() {
-    let project = Project::bundled();
+async fn the_approval_flow_notifies_managers_and_the_requester_and_creates_the_follow_up_task(
+    backend: Backend,
+) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let printed = create_user_with_cli(&project, "admin@example.com", "Admin", "ADMIN");
     assert!(
@@ -332,10 +358,7 @@ async fn the_approval_flow_notifies_managers_and_the_requester_and_creates_the_f
     let anonymous = Client::anonymous(&daemon);
     let login = anonymous.login("admin@example.com", "Password123!").await;
     assert_eq!(login.status, 200, "{}", login.body);
-    let admin = Client {
-        token: Some(login.body["token"].as_str().unwrap().to_owned()),
-        ..Client::anonymous(&daemon)
-    };
+    let admin = Client::signed_in(&daemon, &login.body);
     // Only an ADMIN may create managers.
     let refused = anonymous
         .post(
@@ -361,10 +384,11 @@ async fn the_approval_flow_notifies_managers_and_the_requester_and_creates_the_f
     let opportunity = requester
         .post(
             "/api/opportunities",
-            json!({"customerId": customer_id, "name": "Enterprise licence", "amount": 5000000}),
+            json!({"customerId": customer_id, "name": "Enterprise licence", "amount": 4999999.5}),
         )
         .await;
     assert_eq!(opportunity.status, 201, "{}", opportunity.body);
+    assert_eq!(opportunity.body["amount"], 4999999.5);
     let request = requester
         .post(
             "/api/approvals",
@@ -469,9 +493,13 @@ async fn assert_no_dead_letters(project: &Project) {
     assert!(letters.is_empty(), "{letters:?}");
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn analytics_counts_every_event_by_type_and_day() {
-    let project = Project::bundled();
+async fn analytics_counts_every_event_by_type_and_day(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let anonymous = Client::anonymous(&daemon);
     let (user, _) = anonymous.register("a@example.com", "A", "USER").await;
@@ -503,15 +531,23 @@ async fn analytics_counts_every_event_by_type_and_day() {
         && row["count"] == 2));
     let db = project.database().await;
     assert_eq!(
-        count(&db, "SELECT COALESCE(SUM(count), 0) FROM analytics_daily").await,
+        count(
+            &db,
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily"
+        )
+        .await,
         count(&db, "SELECT COUNT(*) FROM event_log").await,
         "every logged event is counted once"
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn errors_have_statuses_and_a_json_body() {
-    let project = Project::bundled();
+async fn errors_have_statuses_and_a_json_body(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let anonymous = Client::anonymous(&daemon);
     let (user, _) = anonymous.register("taken@example.com", "T", "USER").await;

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::json;
+use test_case::test_case;
 
-use crate::support::{count, drained, Project};
+use crate::support::{count, drained, Backend, Project};
 
 const MIGRATION: &str = "CREATE TABLE items (id TEXT NOT NULL, label TEXT NOT NULL);\n";
 
@@ -44,10 +45,14 @@ async fn flaky_target(failures: usize) -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("http://{address}/hook"), keys)
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn failing_routes_are_retried_then_dead_lettered_and_the_stream_moves_on() {
+async fn failing_routes_are_retried_then_dead_lettered_and_the_stream_moves_on(backend: Backend) {
     let (hook, keys) = flaky_target(2).await;
-    let project = Project::empty();
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_items.sql", MIGRATION);
     project.write(
         "routes/routes.yaml",
@@ -137,10 +142,14 @@ async fn failing_routes_are_retried_then_dead_lettered_and_the_stream_moves_on()
     assert!(daemon.log().contains("event dead-lettered"));
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn each_for_each_row_sends_its_own_idempotency_key() {
+async fn each_for_each_row_sends_its_own_idempotency_key(backend: Backend) {
     let (hook, keys) = flaky_target(0).await;
-    let project = Project::empty();
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_items.sql", MIGRATION);
     project.write(
         "routes/fanout.yaml",

@@ -2,8 +2,9 @@
 //! process stays up.
 
 use serde_json::{json, Value};
+use test_case::test_case;
 
-use crate::support::{count, Daemon, Project, API_KEY};
+use crate::support::{count, Backend, Daemon, Project, API_KEY};
 
 struct Case {
     name: &'static str,
@@ -35,9 +36,13 @@ fn case(
     }
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn bad_event_submissions_are_refused_clearly() {
-    let project = Project::bundled();
+async fn bad_event_submissions_are_refused_clearly(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let client = reqwest::Client::new();
     let valid = json!({"eventType": "USER_CREATED", "data": {"userId": "u", "email": "e@x", "name": "n", "role": "USER"}}).to_string();
@@ -229,9 +234,13 @@ async fn bad_event_submissions_are_refused_clearly() {
     assert_eq!(health.status(), 200);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn operator_endpoints_are_disabled_without_an_api_key() {
-    let project = Project::bundled();
+async fn operator_endpoints_are_disabled_without_an_api_key(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = Daemon::start(&project, &[]);
     let (status, body) = daemon
         .post_event("user.events", json!({"eventType": "X", "data": {}}))

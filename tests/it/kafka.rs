@@ -1,6 +1,7 @@
 //! The same routes on a real Kafka-protocol broker (tansu): the guide's tests with
 //! `KAFKA_ENABLED=true`, events visible to an independent consumer, events from an outside
 //! producer routed, a broker outage in the middle of a stream, and two instances sharing a group.
+//! Each runs on SQLite and on PostgreSQL, except the two-instance test (SQLite only for now).
 //!
 //! tansu must be installed (`cargo install tansu --features dynostore --locked`; `.ci/run` does
 //! it). Under CI a missing broker fails these tests; elsewhere they are skipped with a message.
@@ -15,8 +16,9 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
+use test_case::test_case;
 
-use crate::support::{count, eventually, Daemon, Project, API_KEY};
+use crate::support::{count, eventually, Backend, Daemon, Project, API_KEY};
 
 /// A tansu broker on a free port, in memory.
 pub struct Broker {
@@ -183,12 +185,16 @@ async fn get_list(daemon: &Daemon, token: &str, path: &str) -> Vec<Value> {
     answer.as_array().cloned().unwrap_or_default()
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn the_guides_tests_pass_on_kafka_and_the_events_are_on_the_topics() {
+async fn the_guides_tests_pass_on_kafka_and_the_events_are_on_the_topics(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = Daemon::start(&project, &kafka_env(&broker, "guide"));
 
     // Test 1: register → login → the customer exists.
@@ -274,12 +280,16 @@ async fn the_guides_tests_pass_on_kafka_and_the_events_are_on_the_topics() {
     assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn events_from_an_outside_producer_are_routed() {
+async fn events_from_an_outside_producer_are_routed(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let _daemon = Daemon::start(&project, &kafka_env(&broker, "outside"));
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &broker.address)
@@ -333,7 +343,7 @@ async fn events_from_an_outside_producer_are_routed() {
     assert_eq!(
         count(
             &db,
-            "SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'USER_CREATED'"
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'USER_CREATED'"
         )
         .await,
         1,
@@ -371,8 +381,8 @@ async fn assert_exactly_once(project: &Project, users: i64, timeout: Duration) -
     let db = project.database().await;
     let deadline = Instant::now() + timeout;
     // Done when the last event of every flow is counted and the outbox is empty.
-    let progress = "SELECT (SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'TASK_CREATED'), \
-                           (SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'OPPORTUNITY_CREATED'), \
+    let progress = "SELECT (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'TASK_CREATED'), \
+                           (SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'OPPORTUNITY_CREATED'), \
                            (SELECT COUNT(*) FROM event_log WHERE published_at IS NULL)";
     loop {
         let (tasks, opportunities, backlog): (i64, i64, i64) =
@@ -417,7 +427,7 @@ async fn assert_exactly_once(project: &Project, users: i64, timeout: Duration) -
         "OPPORTUNITY_CREATED",
     ] {
         assert_eq!(
-            count(&db, &format!("SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = '{event_type}'")).await,
+            count(&db, &format!("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = '{event_type}'")).await,
             users,
             "{event_type} counted once per user"
         );
@@ -434,13 +444,17 @@ async fn assert_exactly_once(project: &Project, users: i64, timeout: Duration) -
     String::new()
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_broker_outage_mid_stream_loses_nothing_and_doubles_nothing() {
+async fn a_broker_outage_mid_stream_loses_nothing_and_doubles_nothing(backend: Backend) {
     const USERS: usize = 5_000;
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = Daemon::start(&project, &kafka_env(&broker, "outage"));
     post_users(&daemon, 0, USERS / 5).await;
     broker.pause();
@@ -533,15 +547,19 @@ fn kafkajs_script() -> Option<PathBuf> {
     None
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn the_old_services_kafkajs_client_interoperates() {
+async fn the_old_services_kafkajs_client_interoperates(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
     let Some(script) = kafkajs_script() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let _daemon = Daemon::start(&project, &kafka_env(&broker, "interop"));
     let output = tokio::process::Command::new("node")
         .arg(&script)
@@ -571,12 +589,16 @@ async fn the_old_services_kafkajs_client_interoperates() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on() {
+async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     project.write(
         "crm-router.yaml",
         "kafka:\n  topics:\n    max_message_bytes: 4000\n",
@@ -593,7 +615,7 @@ async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on() 
         || async {
             (count(
                 &db,
-                "SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'PING'",
+                "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'PING'",
             )
             .await
                 == 1)
@@ -619,12 +641,16 @@ async fn an_event_over_the_size_limit_is_dead_lettered_and_the_relay_moves_on() 
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn topics_are_created_by_the_cli_and_a_missing_one_stops_the_start() {
+async fn topics_are_created_by_the_cli_and_a_missing_one_stops_the_start(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let run = |args: &[&str]| {
         Command::new(crate::support::binary())
             .args(args)
@@ -659,9 +685,13 @@ async fn topics_are_created_by_the_cli_and_a_missing_one_stops_the_start() {
     assert!(String::from_utf8_lossy(&again.stdout).contains("exists  user.events"));
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn an_unreachable_broker_is_reported_with_a_hint_and_the_api_keeps_working() {
-    let project = Project::bundled();
+async fn an_unreachable_broker_is_reported_with_a_hint_and_the_api_keeps_working(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -709,12 +739,16 @@ async fn an_unreachable_broker_is_reported_with_a_hint_and_the_api_keeps_working
     assert!(!routes.to_string().contains("never-print-this-secret"));
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn switching_between_the_embedded_bus_and_kafka_applies_nothing_twice() {
+async fn switching_between_the_embedded_bus_and_kafka_applies_nothing_twice(backend: Backend) {
     let Some(broker) = Broker::start() else {
         return;
     };
-    let project = Project::bundled();
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let user = |n: u32| json!({"eventType": "USER_CREATED", "data": {"userId": format!("u{n}"), "email": format!("u{n}@example.com"), "name": format!("U{n}"), "role": "USER"}});
     // 1. Embedded: one registration, fully handled.
     let mut embedded = project.start();
@@ -759,7 +793,7 @@ async fn switching_between_the_embedded_bus_and_kafka_applies_nothing_twice() {
     assert_eq!(
         count(
             &pool,
-            "SELECT COALESCE(SUM(count), 0) FROM analytics_daily WHERE event_type = 'USER_CREATED'"
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM analytics_daily WHERE event_type = 'USER_CREATED'"
         )
         .await,
         3
@@ -777,7 +811,7 @@ fn owns_partitions(daemon: &Daemon) -> bool {
 /// Two instances on one database with Kafka as the bus, on a real broker: the group splits the
 /// partitions, one relay publishes while the other stands by, and a stream of 5,000
 /// registrations posted to both lands exactly once.
-async fn two_instances_on_one_database_process_a_stream_exactly_once(project: Project) {
+async fn two_instances_share_one_database(project: Project) {
     const USERS: usize = 5_000;
     let Some(broker) = Broker::start() else {
         return;
@@ -819,23 +853,20 @@ async fn two_instances_on_one_database_process_a_stream_exactly_once(project: Pr
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn two_instances_on_one_sqlite_file_process_a_stream_exactly_once() {
-    two_instances_on_one_database_process_a_stream_exactly_once(Project::bundled()).await;
-}
-
-#[tokio::test]
-async fn two_instances_on_one_postgres_database_process_a_stream_exactly_once() {
-    let Some(project) = Project::bundled_on_postgres() else {
+async fn two_instances_on_one_database_process_a_stream_exactly_once(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
         return;
     };
-    two_instances_on_one_database_process_a_stream_exactly_once(project).await;
+    two_instances_share_one_database(project).await;
 }
 
 /// SIGTERM in the middle of a cascade: the daemon stops taking input, the consumer finishes its
 /// batch, the relay publishes what it emitted, and the process exits 0 within 10 s with nothing
 /// left in the outbox. A restart finishes the cascade exactly once.
-async fn sigterm_flushes_the_outbox(project: Project) {
+async fn flush_on_sigterm(project: Project) {
     const USERS: usize = 300;
     let Some(broker) = Broker::start() else {
         return;
@@ -868,7 +899,12 @@ async fn sigterm_flushes_the_outbox(project: Project) {
     assert!(problem.is_empty(), "{problem}\n{}", restarted.log());
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn sigterm_flushes_the_outbox_on_sqlite() {
-    sigterm_flushes_the_outbox(Project::bundled()).await;
+async fn sigterm_flushes_the_outbox(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    flush_on_sigterm(project).await;
 }

@@ -1,4 +1,5 @@
-//! Integration tests: the real binary, a real SQLite file, real HTTP on a random port.
+//! Integration tests: the real binary, a real database (SQLite or PostgreSQL), real HTTP on a
+//! random port.
 
 mod api_fuzz;
 mod cascade;
@@ -12,7 +13,6 @@ mod dead_letters;
 mod http_errors;
 mod kafka;
 mod operations;
-mod postgres;
 mod reload;
 mod replay;
 mod schedule;

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use test_case::test_case;
 
-use crate::support::{drained, eventually, Daemon, Project, API_KEY};
+use crate::support::{drained, eventually, Backend, Daemon, Project, API_KEY};
 
 async fn reload_time(daemon: &Daemon) -> String {
     let (status, listing) = daemon.get("/api/routes").await;
@@ -14,9 +15,13 @@ async fn reload_time(daemon: &Daemon) -> String {
     listing["reload"]["at"].as_str().unwrap().to_owned()
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn sighup_and_the_reload_endpoint_reload_the_routes() {
-    let project = Project::bundled();
+async fn sighup_and_the_reload_endpoint_reload_the_routes(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let initial = reload_time(&daemon).await;
 
@@ -43,9 +48,13 @@ async fn sighup_and_the_reload_endpoint_reload_the_routes() {
     assert!(daemon.log().matches("🔁 Routes reloaded").count() >= 3);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn json_logs_are_one_object_per_line_with_the_guide_messages() {
-    let project = Project::bundled();
+async fn json_logs_are_one_object_per_line_with_the_guide_messages(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = Daemon::start(
         &project,
         &[

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use serde_json::json;
+use test_case::test_case;
 
-use crate::support::{drained, eventually, Daemon, Project};
+use crate::support::{drained, eventually, Backend, Daemon, Project};
 
 const MIGRATION: &str = "CREATE TABLE items (id TEXT PRIMARY KEY, label TEXT NOT NULL);\n";
 
@@ -44,9 +45,13 @@ async fn labels(project: &Project) -> Vec<String> {
         .unwrap()
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn routes_are_added_changed_and_removed_without_restart() {
-    let project = Project::empty();
+async fn routes_are_added_changed_and_removed_without_restart(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_items.sql", MIGRATION);
     project.write("routes/items.yaml", &route("item", "ITEM", "v1"));
     let daemon = project.start();
@@ -107,9 +112,13 @@ async fn routes_are_added_changed_and_removed_without_restart() {
 }
 
 #[cfg(unix)]
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_routes_directory_replaced_by_a_symlink_swap_is_followed() {
-    let project = Project::empty();
+async fn a_routes_directory_replaced_by_a_symlink_swap_is_followed(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_items.sql", MIGRATION);
     project.write("releases/v1/items.yaml", &route("item", "ITEM", "v1"));
     project.write("releases/v2/items.yaml", &route("item", "ITEM", "v2"));

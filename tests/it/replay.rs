@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{count, drained, eventually, Daemon, Project};
+use test_case::test_case;
+
+use crate::support::{count, drained, eventually, Backend, Daemon, Project};
 
 const MIGRATION: &str = "CREATE TABLE items (id TEXT NOT NULL, label TEXT NOT NULL);\n";
 
@@ -195,7 +197,12 @@ async fn dead_letter_tools(project: Project) {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn dead_letters_are_listed_replayed_after_a_fix_and_discarded_on_sqlite() {
-    dead_letter_tools(Project::empty()).await;
+async fn dead_letters_are_listed_replayed_after_a_fix_and_discarded(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    dead_letter_tools(project).await;
 }

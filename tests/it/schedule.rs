@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
-use sqlx::SqlitePool;
+use sqlx::AnyPool;
+use test_case::test_case;
 
-use crate::support::{count, drained, eventually, Daemon, Project};
+use crate::support::{count, drained, eventually, Backend, Daemon, Project};
 
 const TICKS: &str =
     "CREATE TABLE ticks (id TEXT PRIMARY KEY, route TEXT NOT NULL, at TEXT NOT NULL);\n\
@@ -41,7 +42,7 @@ async fn trigger(daemon: &Daemon, name: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn tick_times(db: &SqlitePool, route: &str) -> Vec<DateTime<Utc>> {
+async fn tick_times(db: &AnyPool, route: &str) -> Vec<DateTime<Utc>> {
     sqlx::query_scalar::<_, String>("SELECT at FROM ticks WHERE route = $1 ORDER BY at")
         .bind(route)
         .fetch_all(db)
@@ -60,7 +61,7 @@ fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-async fn insert_task(db: &SqlitePool, id: &str, status: &str, due_in: chrono::Duration) {
+async fn insert_task(db: &AnyPool, id: &str, status: &str, due_in: chrono::Duration) {
     let now = rfc3339(Utc::now());
     sqlx::query(
         "INSERT INTO tasks (id, title, customer_id, assignee_id, due_date, status, priority, created_at, updated_at) \
@@ -76,7 +77,7 @@ async fn insert_task(db: &SqlitePool, id: &str, status: &str, due_in: chrono::Du
     .unwrap();
 }
 
-async fn due_soon_events(db: &SqlitePool) -> Vec<Value> {
+async fn due_soon_events(db: &AnyPool) -> Vec<Value> {
     sqlx::query_scalar::<_, String>(
         "SELECT envelope FROM event_log WHERE event_type = 'TASK_DUE_SOON' ORDER BY seq",
     )
@@ -88,9 +89,13 @@ async fn due_soon_events(db: &SqlitePool) -> Vec<Value> {
     .collect()
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn the_bundled_due_soon_alert_is_sent_once_per_open_task_due_within_a_day() {
-    let project = Project::bundled();
+async fn the_bundled_due_soon_alert_is_sent_once_per_open_task_due_within_a_day(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
     let daemon = project.start();
     let db = project.database().await;
     // A route that never ran runs at once; after that first (empty) run, the next tick is a
@@ -174,9 +179,13 @@ async fn the_bundled_due_soon_alert_is_sent_once_per_open_task_due_within_a_day(
         .contains("⏰ Scheduled route ran: task-due-soon-alerts"));
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn scheduled_routes_tick_by_themselves_and_failures_do_not_stop_them() {
-    let project = Project::empty();
+async fn scheduled_routes_tick_by_themselves_and_failures_do_not_stop_them(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_ticks.sql", TICKS);
     project.write(
         "routes/ticks.yaml",
@@ -273,9 +282,13 @@ async fn scheduled_routes_tick_by_themselves_and_failures_do_not_stop_them() {
     .await;
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn the_trigger_endpoint_refuses_unknown_and_event_routes_and_missing_keys() {
-    let project = Project::empty();
+async fn the_trigger_endpoint_refuses_unknown_and_event_routes_and_missing_keys(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_ticks.sql", TICKS);
     project.write("routes/hourly.yaml", &ticking("hourly", "0 * * * *"));
     project.write(
@@ -330,9 +343,13 @@ async fn the_trigger_endpoint_refuses_unknown_and_event_routes_and_missing_keys(
     assert_eq!(schedules, [&Value::Null, &json!("0 * * * *")]);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_restart_does_not_rerun_a_tick_and_reloads_add_and_remove_schedules() {
-    let project = Project::empty();
+async fn a_restart_does_not_rerun_a_tick_and_reloads_add_and_remove_schedules(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_ticks.sql", TICKS);
     project.write("routes/hourly.yaml", &ticking("every-hour", "1h"));
     let mut daemon = project.start();
@@ -374,12 +391,16 @@ async fn a_restart_does_not_rerun_a_tick_and_reloads_add_and_remove_schedules() 
 
 /// Several instances share a database only with Kafka as the bus (the embedded bus refuses a
 /// second one); their schedulers still run each tick once.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn two_instances_on_one_database_run_each_tick_once() {
+async fn two_instances_on_one_database_run_each_tick_once(backend: Backend) {
     let Some(broker) = crate::kafka::Broker::start() else {
         return;
     };
-    let project = Project::empty();
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
     project.write("migrations/20270101000000_ticks.sql", TICKS);
     project.write("routes/ticks.yaml", &ticking("shared", "1s"));
     let env = crate::kafka::kafka_env(&broker, "ticks");

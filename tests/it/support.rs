@@ -1,5 +1,6 @@
-//! Test harness: the real `crm-router` binary on a random port, in a temp directory with its
-//! own SQLite file, talked to over HTTP and inspected through the database file.
+//! Test harness: the real `crm-router` binary on a random port, in a temp directory, on a
+//! database of its own (a SQLite file in that directory, or a fresh PostgreSQL database),
+//! talked to over HTTP and inspected through that database.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::SqlitePool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor};
 
 /// The API key every test daemon is started with.
 pub const API_KEY: &str = "test-api-key-0123456789";
@@ -36,6 +37,15 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// The database a test's daemon runs on. Database-touching tests run once per backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// `crm.db` in the project directory.
+    Sqlite,
+    /// A database of its own on the local PostgreSQL server (see [`PostgresDatabase`]).
+    Postgres,
 }
 
 /// A project directory: routes/, schemas/, migrations/ and the database file.
@@ -106,7 +116,7 @@ impl Drop for PostgresDatabase {
 }
 
 impl Project {
-    /// An empty project (no routes, no schemas).
+    /// An empty project (no routes, no schemas) on SQLite.
     pub fn empty() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("routes")).unwrap();
@@ -117,20 +127,39 @@ impl Project {
         }
     }
 
-    /// A project with the bundled routes whose daemon runs on a fresh PostgreSQL database, or
-    /// `None` (skip) when PostgreSQL is not reachable outside CI.
-    pub fn bundled_on_postgres() -> Option<Self> {
-        let mut project = Self::bundled();
-        project.postgres = Some(PostgresDatabase::create()?);
-        Some(project)
-    }
-
-    /// A project with the repository's bundled routes and schemas.
+    /// A project with the repository's bundled routes and schemas, on SQLite.
     pub fn bundled() -> Self {
         let project = Self::empty();
         copy_dir(&repo().join("routes"), &project.path().join("routes"));
         copy_dir(&repo().join("schemas"), &project.path().join("schemas"));
         project
+    }
+
+    /// An empty project on `backend`, or `None` (skip) when PostgreSQL is not reachable outside
+    /// CI.
+    pub fn empty_on(backend: Backend) -> Option<Self> {
+        Self::empty().on(backend)
+    }
+
+    /// A project with the bundled routes on `backend`, or `None` (skip) when PostgreSQL is not
+    /// reachable outside CI.
+    pub fn bundled_on(backend: Backend) -> Option<Self> {
+        Self::bundled().on(backend)
+    }
+
+    fn on(mut self, backend: Backend) -> Option<Self> {
+        if backend == Backend::Postgres {
+            self.postgres = Some(PostgresDatabase::create()?);
+        }
+        Some(self)
+    }
+
+    /// The database the project's daemon runs on.
+    pub fn backend(&self) -> Backend {
+        match self.postgres {
+            Some(_) => Backend::Postgres,
+            None => Backend::Sqlite,
+        }
     }
 
     /// The directory.
@@ -153,24 +182,33 @@ impl Project {
         }
     }
 
-    /// Opens the project's database for assertions.
-    pub async fn database(&self) -> SqlitePool {
-        let options = SqliteConnectOptions::new()
-            .filename(self.path().join("crm.db"))
-            .busy_timeout(Duration::from_secs(10));
-        SqlitePoolOptions::new()
+    /// Opens the project's database for assertions (after a daemon created it).
+    pub async fn database(&self) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        let is_sqlite = self.backend() == Backend::Sqlite;
+        AnyPoolOptions::new()
             .max_connections(2)
-            .connect_with(options)
+            .after_connect(move |connection, _| {
+                Box::pin(async move {
+                    // The daemon writes while the test reads: wait for its locks, don't fail.
+                    if is_sqlite {
+                        connection.execute("PRAGMA busy_timeout = 10000").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&self.database_url())
             .await
             .unwrap()
     }
 
-    /// Runs a `crm-router` subcommand to completion in the project directory.
+    /// Runs a `crm-router` subcommand to completion in the project directory, on the project's
+    /// database.
     pub fn command(&self, args: &[&str]) -> std::process::Output {
         Command::new(binary())
             .args(args)
             .current_dir(self.path())
-            .env_remove("DATABASE_URL")
+            .env("DATABASE_URL", self.database_url())
             .env_remove("PORT")
             .output()
             .unwrap()
@@ -337,8 +375,9 @@ where
     }
 }
 
-/// `SELECT COUNT(*)` of a query.
-pub async fn count(pool: &SqlitePool, sql: &str) -> i64 {
+/// The one integer a query returns, such as `SELECT COUNT(*)`. On PostgreSQL `SUM()` of integers
+/// is NUMERIC, which sqlx's `Any` driver cannot read: write `CAST(SUM(...) AS BIGINT)`.
+pub async fn count(pool: &AnyPool, sql: &str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql)
         .fetch_one(pool)
         .await
@@ -347,7 +386,7 @@ pub async fn count(pool: &SqlitePool, sql: &str) -> i64 {
 
 /// Waits until the consumer position reaches the end of the log and stays there for two
 /// consecutive polls (head and position read in one query, so they describe one moment).
-pub async fn drained(pool: &SqlitePool) {
+pub async fn drained(pool: &AnyPool) {
     let caught_up = std::cell::Cell::new(0);
     eventually(
         Duration::from_secs(60),

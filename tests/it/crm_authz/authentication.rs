@@ -4,13 +4,18 @@ use crm_router::auth::token::TOKEN_LIFETIME_SECONDS;
 use crm_router::auth::{Role, TokenKeys};
 use reqwest::Method;
 use serde_json::{json, Value};
+use test_case::test_case;
 
 use super::{id, Crm, CRM_TABLES, PASSWORD};
-use crate::support::{count, drained};
+use crate::support::{count, drained, Backend};
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn every_endpoint_answers_401_without_a_valid_token() {
-    let crm = Crm::start().await;
+async fn every_endpoint_answers_401_without_a_valid_token(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let victim = crm.register(None, "victim@example.com", "USER", None).await;
     let customer = id(&crm
@@ -125,7 +130,7 @@ async fn every_endpoint_answers_401_without_a_valid_token() {
     ];
 
     let secret = crm
-        .text("SELECT value FROM settings WHERE name = ?", "jwt_secret")
+        .text("SELECT value FROM settings WHERE name = $1", "jwt_secret")
         .await
         .expect("the generated signing secret is stored");
     let ours = TokenKeys::new(secret.as_bytes());
@@ -226,7 +231,7 @@ async fn every_endpoint_answers_401_without_a_valid_token() {
     );
 
     // A deleted user's token is worthless at once, although it has not expired.
-    sqlx::query("DELETE FROM users WHERE id = ?")
+    sqlx::query("DELETE FROM users WHERE id = $1")
         .bind(&victim.id)
         .execute(&crm.db)
         .await
@@ -252,9 +257,15 @@ async fn every_endpoint_answers_401_without_a_valid_token() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn only_an_admin_registers_managers_and_admins_and_emails_are_unique_ignoring_case() {
-    let crm = Crm::start().await;
+async fn only_an_admin_registers_managers_and_admins_and_emails_are_unique_ignoring_case(
+    backend: Backend,
+) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let register = |token: Option<String>, body: Value| {
         let crm = &crm;
         async move {
@@ -368,9 +379,13 @@ async fn only_an_admin_registers_managers_and_admins_and_emails_are_unique_ignor
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn login_failures_look_alike_and_attempts_are_throttled_per_account() {
-    let crm = Crm::start().await;
+async fn login_failures_look_alike_and_attempts_are_throttled_per_account(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let victim = crm.register(None, "victim@example.com", "USER", None).await;
     let unknown = crm.login("nobody@example.com", "wrong-password").await;
     let wrong = crm.login(&victim.email, "wrong-password").await;
@@ -425,9 +440,13 @@ async fn login_failures_look_alike_and_attempts_are_throttled_per_account() {
     assert_eq!(logins, 0);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn spraying_many_accounts_from_one_address_is_throttled() {
-    let crm = Crm::start().await;
+async fn spraying_many_accounts_from_one_address_is_throttled(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let mut attempts = tokio::task::JoinSet::new();
     for number in 0..40 {
         let request = crm.request(Method::POST, "/api/auth/login").json(
@@ -449,9 +468,13 @@ async fn spraying_many_accounts_from_one_address_is_throttled() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn operator_endpoints_take_an_admin_token_and_refuse_other_roles() {
-    let crm = Crm::start().await;
+async fn operator_endpoints_take_an_admin_token_and_refuse_other_roles(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let manager = crm
         .register(Some(&admin), "manager@example.com", "MANAGER", None)
@@ -527,7 +550,7 @@ async fn operator_endpoints_take_an_admin_token_and_refuse_other_roles() {
     // The role comes from the database, not from the token: a USER's token that claims ADMIN
     // (signed with the daemon's own secret) gets nothing, and a demoted ADMIN loses access at once.
     let secret = crm
-        .text("SELECT value FROM settings WHERE name = ?", "jwt_secret")
+        .text("SELECT value FROM settings WHERE name = $1", "jwt_secret")
         .await
         .unwrap();
     let claims_admin = TokenKeys::new(secret.as_bytes()).issue(
@@ -540,7 +563,7 @@ async fn operator_endpoints_take_an_admin_token_and_refuse_other_roles() {
         .call(Method::GET, "/api/routes", Some(&claims_admin), None)
         .await;
     assert_eq!(forged.outcome(), (403, "forbidden"), "{}", forged.body);
-    sqlx::query("UPDATE users SET role = 'USER' WHERE id = ?")
+    sqlx::query("UPDATE users SET role = 'USER' WHERE id = $1")
         .bind(&admin.id)
         .execute(&crm.db)
         .await

@@ -2,9 +2,10 @@
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use test_case::test_case;
 
 use super::{id, Crm, User, CRM_TABLES, PASSWORD};
-use crate::support::{count, drained};
+use crate::support::{count, drained, Backend};
 
 const JSON: &str = "application/json";
 
@@ -35,9 +36,13 @@ fn refused(
     }
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn malformed_bodies_and_query_strings_are_refused_with_the_field_named() {
-    let crm = Crm::start().await;
+async fn malformed_bodies_and_query_strings_are_refused_with_the_field_named(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let user = crm.register(None, "u@example.com", "USER", None).await;
     let customer = id(&crm
         .created(&user.token, "/api/customers", json!({"name": "Mine"}))
@@ -308,9 +313,13 @@ async fn malformed_bodies_and_query_strings_are_refused_with_the_field_named() {
     assert_eq!(health.status, 200);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn sql_and_template_looking_text_is_stored_and_returned_verbatim() {
-    let crm = Crm::start().await;
+async fn sql_and_template_looking_text_is_stored_and_returned_verbatim(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let name = "{{ 7*7 }} '; DROP TABLE users; --";
     let registered = crm
         .call(
@@ -346,7 +355,7 @@ async fn sql_and_template_looking_text_is_stored_and_returned_verbatim() {
         assert_eq!(fetched.body[field], hostile[field], "{field} in GET");
     }
     let stored: (String, String, String, String) =
-        sqlx::query_as("SELECT name, industry, address, phone FROM customers WHERE id = ?")
+        sqlx::query_as("SELECT name, industry, address, phone FROM customers WHERE id = $1")
             .bind(&customer)
             .fetch_one(&crm.db)
             .await
@@ -372,7 +381,7 @@ async fn sql_and_template_looking_text_is_stored_and_returned_verbatim() {
 
     // The routes copied the text as data: no template ran, no SQL ran.
     let titles: Vec<String> =
-        sqlx::query_scalar("SELECT title FROM tasks WHERE customer_id = ? ORDER BY title")
+        sqlx::query_scalar("SELECT title FROM tasks WHERE customer_id = $1 ORDER BY title")
             .bind(&customer)
             .fetch_all(&crm.db)
             .await
@@ -392,7 +401,7 @@ async fn sql_and_template_looking_text_is_stored_and_returned_verbatim() {
     assert_eq!(me.body["name"], name);
     assert_eq!(me.body["email"], user.email.as_str());
     let own: Vec<String> = sqlx::query_scalar(
-        "SELECT t.title FROM tasks t JOIN customers c ON c.id = t.customer_id WHERE c.owner_id = ? AND c.name = ?",
+        "SELECT t.title FROM tasks t JOIN customers c ON c.id = t.customer_id WHERE c.owner_id = $1 AND c.name = $2",
     )
     .bind(&user.id)
     .bind(name)
@@ -423,9 +432,13 @@ async fn sql_and_template_looking_text_is_stored_and_returned_verbatim() {
     assert_eq!(injected.outcome(), (404, "not_found"), "{}", injected.body);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn unknown_ids_answer_404_even_to_an_admin() {
-    let crm = Crm::start().await;
+async fn unknown_ids_answer_404_even_to_an_admin(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let events = count(&crm.db, "SELECT COUNT(*) FROM event_log").await;
     let long = "x".repeat(5000);
@@ -524,9 +537,13 @@ async fn unknown_ids_answer_404_even_to_an_admin() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn paging_returns_newest_first_with_the_total_in_a_header() {
-    let crm = Crm::start().await;
+async fn paging_returns_newest_first_with_the_total_in_a_header(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let mut created = Vec::new();
     for number in 1..=7 {

@@ -1,9 +1,10 @@
 //! One USER against another: records, tasks, approvals and notifications.
 
 use serde_json::{json, Value};
+use test_case::test_case;
 
 use super::{id, Crm, User, CRM_TABLES};
-use crate::support::{count, drained};
+use crate::support::{count, drained, Backend};
 
 /// Two USERs; B owns a customer, a task on it and an opportunity on it.
 struct TwoUsers {
@@ -17,8 +18,9 @@ struct TwoUsers {
 
 const SECRET_NAME: &str = "B Secret Corp";
 
-async fn two_users() -> TwoUsers {
-    let crm = Crm::start().await;
+/// `None` (skip) when the backend is not usable; see [`Crm::start`].
+async fn two_users(backend: Backend) -> Option<TwoUsers> {
+    let crm = Crm::start(backend).await?;
     let a = crm.register(None, "a@example.com", "USER", None).await;
     let b = crm.register(None, "b@example.com", "USER", None).await;
     let customer = id(&crm
@@ -43,26 +45,31 @@ async fn two_users() -> TwoUsers {
         )
         .await);
     drained(&crm.db).await;
-    TwoUsers {
+    Some(TwoUsers {
         crm,
         a,
         b,
         customer,
         task,
         opportunity,
-    }
+    })
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_user_cannot_read_change_delete_or_list_another_users_records() {
-    let TwoUsers {
+async fn a_user_cannot_read_change_delete_or_list_another_users_records(backend: Backend) {
+    let Some(TwoUsers {
         crm,
         a,
         b,
         customer,
         task,
         opportunity,
-    } = two_users().await;
+    }) = two_users(backend).await
+    else {
+        return;
+    };
     let before = crm.dump(CRM_TABLES).await;
 
     let unknown = uuid::Uuid::new_v4();
@@ -169,16 +176,21 @@ async fn a_user_cannot_read_change_delete_or_list_another_users_records() {
     assert_eq!(mine.body["name"], SECRET_NAME, "{}", mine.body);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_user_cannot_attach_a_task_to_another_users_customer() {
-    let TwoUsers {
+async fn a_user_cannot_attach_a_task_to_another_users_customer(backend: Backend) {
+    let Some(TwoUsers {
         crm,
         a,
         b,
         customer,
         opportunity,
         ..
-    } = two_users().await;
+    }) = two_users(backend).await
+    else {
+        return;
+    };
     // Opportunities refuse a customer the caller cannot see; tasks should as well.
     let attached = crm
         .post(
@@ -242,11 +254,16 @@ async fn a_user_cannot_attach_a_task_to_another_users_customer() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn an_approval_cannot_name_a_customer_the_requester_cannot_see() {
-    let TwoUsers {
+async fn an_approval_cannot_name_a_customer_the_requester_cannot_see(backend: Backend) {
+    let Some(TwoUsers {
         crm, a, customer, ..
-    } = two_users().await;
+    }) = two_users(backend).await
+    else {
+        return;
+    };
     let admin = crm.admin().await;
     let request = crm
         .post(
@@ -281,9 +298,13 @@ async fn an_approval_cannot_name_a_customer_the_requester_cannot_see() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn no_endpoint_shows_or_marks_another_users_notifications() {
-    let crm = Crm::start().await;
+async fn no_endpoint_shows_or_marks_another_users_notifications(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let a = crm.register(None, "a@example.com", "USER", None).await;
     let b = crm.register(None, "b@example.com", "USER", None).await;
@@ -329,7 +350,7 @@ async fn no_endpoint_shows_or_marks_another_users_notifications() {
         let db = crm.db.clone();
         async move {
             sqlx::query_as::<_, (i64, Option<String>)>(
-                "SELECT read, read_at FROM notifications WHERE id = ?",
+                "SELECT read, read_at FROM notifications WHERE id = $1",
             )
             .bind(id)
             .fetch_one(&db)
@@ -348,9 +369,13 @@ async fn no_endpoint_shows_or_marks_another_users_notifications() {
     assert_eq!(b_list.body[0]["read"], false);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_user_cannot_see_decide_or_recall_another_users_approval() {
-    let crm = Crm::start().await;
+async fn a_user_cannot_see_decide_or_recall_another_users_approval(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let a = crm.register(None, "a@example.com", "USER", None).await;
     let b = crm.register(None, "b@example.com", "USER", None).await;
     let request = id(&crm
@@ -391,7 +416,7 @@ async fn a_user_cannot_see_decide_or_recall_another_users_approval() {
     assert_eq!(recall.outcome(), (404, "not_found"), "{}", recall.body);
 
     let (status, approver): (String, Option<String>) =
-        sqlx::query_as("SELECT status, approver_id FROM approvals WHERE id = ?")
+        sqlx::query_as("SELECT status, approver_id FROM approvals WHERE id = $1")
             .bind(&request)
             .fetch_one(&crm.db)
             .await

@@ -1,13 +1,18 @@
 //! Managers see their team, admins everyone; approvals have exactly one decision.
 
 use serde_json::json;
+use test_case::test_case;
 
 use super::{id, Answer, Crm};
-use crate::support::{count, drained};
+use crate::support::{count, drained, Backend};
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn a_manager_sees_their_team_but_no_one_else_and_an_admin_sees_everyone() {
-    let crm = Crm::start().await;
+async fn a_manager_sees_their_team_but_no_one_else_and_an_admin_sees_everyone(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let manager = crm
         .register(Some(&admin), "manager@example.com", "MANAGER", None)
@@ -19,7 +24,7 @@ async fn a_manager_sees_their_team_but_no_one_else_and_an_admin_sees_everyone() 
         .register(None, "outsider@example.com", "USER", None)
         .await;
     let stored_manager = crm
-        .text("SELECT manager_id FROM users WHERE id = ?", &member.id)
+        .text("SELECT manager_id FROM users WHERE id = $1", &member.id)
         .await;
     assert_eq!(stored_manager.as_deref(), Some(manager.id.as_str()));
     let team_customer = id(&crm
@@ -120,9 +125,13 @@ async fn a_manager_sees_their_team_but_no_one_else_and_an_admin_sees_everyone() 
     assert_eq!(outside.body["name"], "Outside Co", "{}", outside.body);
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn approvals_refuse_self_decisions_second_decisions_and_stray_recalls() {
-    let crm = Crm::start().await;
+async fn approvals_refuse_self_decisions_second_decisions_and_stray_recalls(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let first = crm
         .register(Some(&admin), "m1@example.com", "MANAGER", None)
@@ -230,7 +239,7 @@ async fn approvals_refuse_self_decisions_second_decisions_and_stray_recalls() {
     assert_eq!(late.outcome(), (409, "conflict"), "{}", late.body);
 
     let (status, approver): (String, Option<String>) =
-        sqlx::query_as("SELECT status, approver_id FROM approvals WHERE id = ?")
+        sqlx::query_as("SELECT status, approver_id FROM approvals WHERE id = $1")
             .bind(&own)
             .fetch_one(&crm.db)
             .await
@@ -255,9 +264,13 @@ async fn approvals_refuse_self_decisions_second_decisions_and_stray_recalls() {
     );
 }
 
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn concurrent_decisions_on_one_request_have_exactly_one_winner() {
-    let crm = Crm::start().await;
+async fn concurrent_decisions_on_one_request_have_exactly_one_winner(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
     let admin = crm.admin().await;
     let manager = crm
         .register(Some(&admin), "manager@example.com", "MANAGER", None)
@@ -295,11 +308,11 @@ async fn concurrent_decisions_on_one_request_have_exactly_one_winner() {
         );
         let winner = if first.status == 200 { &first } else { &second };
         let stored = crm
-            .text("SELECT status FROM approvals WHERE id = ?", &request)
+            .text("SELECT status FROM approvals WHERE id = $1", &request)
             .await;
         assert_eq!(stored.as_deref(), winner.body["status"].as_str());
         let decisions: Vec<String> = sqlx::query_scalar(
-            "SELECT event_type FROM event_log WHERE event_key = ? AND event_type IN \
+            "SELECT event_type FROM event_log WHERE event_key = $1 AND event_type IN \
              ('APPROVAL_APPROVED', 'APPROVAL_REJECTED', 'APPROVAL_RECALLED')",
         )
         .bind(&request)
