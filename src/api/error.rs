@@ -123,6 +123,11 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 Self::Unavailable("the database is not reachable; try again".into())
             }
+            // PostgreSQL's "character not in repertoire": NUL in text that reached the database
+            // some way the extractors did not see. The caller's input, not our failure.
+            sqlx::Error::Database(database) if database.code().as_deref() == Some("22021") => {
+                Self::bad_request(super::json::NUL_REFUSED)
+            }
             other => Self::Internal(other.to_string()),
         }
     }

@@ -1,16 +1,22 @@
 //! A JSON body extractor whose rejections use our error format.
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, FieldError};
 use super::BODY_LIMIT;
 
-/// Like `axum::Json`, but malformed bodies produce [`ApiError`]s.
+/// Like `axum::Json`, but malformed bodies produce [`ApiError`]s, and text holding the NUL
+/// character is refused: PostgreSQL cannot store it, and SQLite must answer the same.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
+
+/// The message for text holding U+0000, wherever it was sent.
+pub const NUL_REFUSED: &str =
+    "text must not contain the NUL character (\\u0000); the database cannot store it";
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
@@ -20,11 +26,63 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
+        if !is_json(request.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the body as JSON with `Content-Type: application/json`".into(),
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+                } else {
+                    ApiError::bad_request(rejection.body_text())
+                }
+            })?;
+        if has_nul_escape(&bytes) {
+            return Err(ApiError::bad_request(NUL_REFUSED));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(reject(rejection)),
         }
     }
+}
+
+/// `application/json` or any `application/*+json`, as `axum::Json` accepts.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Whether a JSON text holds a string with U+0000. Raw control characters are invalid JSON, so
+/// NUL can only arrive as the escape `\u0000`; it is one when the backslash before `u` is not
+/// itself escaped (an odd run of backslashes).
+fn has_nul_escape(json: &[u8]) -> bool {
+    json.windows(5)
+        .enumerate()
+        .filter(|(_, window)| window == b"u0000")
+        .any(|(at, _)| {
+            let backslashes = json[..at]
+                .iter()
+                .rev()
+                .take_while(|byte| **byte == b'\\')
+                .count();
+            backslashes % 2 == 1
+        })
 }
 
 fn reject(rejection: JsonRejection) -> ApiError {
@@ -62,5 +120,36 @@ fn reject(rejection: JsonRejection) -> ApiError {
             ApiError::PayloadTooLarge { limit: BODY_LIMIT }
         }
         other => ApiError::bad_request(other.body_text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_nul_escapes_count() {
+        assert!(has_nul_escape(br#"{"name": "a\u0000b"}"#));
+        assert!(has_nul_escape(br#"["\\\u0000"]"#));
+        assert!(!has_nul_escape(br#"{"name": "a\\u0000b"}"#));
+        assert!(!has_nul_escape(br#"{"name": "u0000"}"#));
+        assert!(has_nul_escape(br#"{"name": "\u00000"}"#));
+    }
+
+    #[test]
+    fn json_content_types() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_json(&headers));
+        for (value, expected) in [
+            ("application/json", true),
+            ("application/json; charset=utf-8", true),
+            ("Application/JSON", true),
+            ("application/problem+json", true),
+            ("text/json", false),
+            ("text/plain", false),
+        ] {
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            assert_eq!(is_json(&headers), expected, "{value}");
+        }
     }
 }

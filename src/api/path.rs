@@ -18,6 +18,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // No record, route or dead letter can have NUL in its id (the databases cannot store
+        // it), so such a path names nothing; PostgreSQL would refuse the lookup itself.
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::NotFound("no such resource".into()));
+        }
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(value)| Self(value))
