@@ -382,3 +382,29 @@ fn the_route_schema_matches_the_route_files() {
         assert!(!validator.is_valid(&on(invalid)), "{invalid}");
     }
 }
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn action_retry_policies_are_checked_at_their_place(backend: Backend) {
+    let text = r#"routes:
+  - name: events
+    on: {topic: x.events}
+    actions:
+      - http: {url: "http://127.0.0.1:9/", retry: {attempts: 0}}
+      - http: {url: "http://127.0.0.1:9/", retry: {attempts: 3, backoff: {initial: 2s, max: 1s, multiplier: 2}}}
+      - http: {url: "http://127.0.0.1:9/", retry: {attempts: 8}}
+  - name: ticks
+    on: {schedule: 1m}
+    actions:
+      - http: {url: "http://127.0.0.1:9/", retry: {attempts: 2}}
+"#;
+    assert_check(
+        backend,
+        &[("retries.yaml", text)],
+        &[
+            "routes/retries.yaml:5:44: retry.attempts must be between 1 and 100",
+            "routes/retries.yaml:6:44: retry.backoff.initial must not exceed retry.backoff.max",
+            "routes/retries.yaml:11:44: `retry` does not apply to the actions of a scheduled route (hint: a failed run is dead-lettered and the next tick runs the route again; remove `retry`)",
+        ],
+    );
+}
