@@ -42,13 +42,19 @@ async fn no_operation_answers_5xx(project: Project) {
         .await;
     assert_eq!(login.status, 200, "{}", login.body);
     let token = login.body["token"].as_str().unwrap().to_owned();
+    // `CRM_ROUTER_SOAK=N` runs N times as many examples per operation.
+    let soak: usize = std::env::var("CRM_ROUTER_SOAK")
+        .ok()
+        .and_then(|factor| factor.parse().ok())
+        .unwrap_or(1);
+    let examples = (50 * soak).to_string();
     let output = tokio::task::spawn_blocking({
         let base = daemon.base.clone();
         move || {
             Command::new(st)
                 .args(["run", &format!("{base}/api/openapi.json")])
                 .args(["--checks", "not_a_server_error"])
-                .args(["--max-examples", "50"])
+                .args(["--max-examples", &examples])
                 .args(["--seed", "20261129"])
                 .args(["-H", &format!("Authorization: Bearer {token}")])
                 .args(["-H", &format!("X-API-Key: {API_KEY}")])
