@@ -25,6 +25,9 @@ pub enum Job {
     EmbeddedBus,
     /// Publishing the outbox to Kafka. One publisher keeps each key's events in log order.
     Relay,
+    /// Migrating a SQLite file. sqlx's migrator locks PostgreSQL itself but not SQLite, where
+    /// two processes starting on a new file would both create the tables.
+    Migrate,
 }
 
 impl Job {
@@ -33,6 +36,7 @@ impl Job {
         match self {
             Job::EmbeddedBus => 0x63_72_6d_72_62_75_73,
             Job::Relay => 0x63_72_6d_72_72_6c_79,
+            Job::Migrate => 0x63_72_6d_72_6d_69_67,
         }
     }
 
@@ -41,6 +45,7 @@ impl Job {
         match self {
             Job::EmbeddedBus => "bus.lock",
             Job::Relay => "relay.lock",
+            Job::Migrate => "migrate.lock",
         }
     }
 }
@@ -78,22 +83,10 @@ impl Store {
                 }
                 Held::Session(session)
             }
-            Dialect::Sqlite => match sqlite_file(&self.url) {
+            Dialect::Sqlite => match lock_file_path(&self.url, job) {
                 None => Held::Private,
-                Some(database) => {
-                    let mut name = database.into_os_string();
-                    name.push(".");
-                    name.push(job.file_suffix());
-                    let path = PathBuf::from(name);
-                    let file = OpenOptions::new()
-                        .create(true)
-                        .truncate(false)
-                        .write(true)
-                        .open(&path)
-                        .map_err(|source| StoreError::LockFile {
-                            path: path.clone(),
-                            source,
-                        })?;
+                Some(path) => {
+                    let file = open_lock_file(&path)?;
                     match file.try_lock() {
                         Ok(()) => Held::File(file),
                         Err(TryLockError::WouldBlock) => return Ok(None),
@@ -106,6 +99,55 @@ impl Store {
         };
         Ok(Some(ExclusiveLock { job, held }))
     }
+}
+
+impl Store {
+    /// Waits for `job`'s lock on a SQLite file, for work every process does but one at a time
+    /// (migrations). `None` on PostgreSQL and for in-memory files, which need none here.
+    pub async fn wait_for_file_lock(&self, job: Job) -> Result<Option<ExclusiveLock>, StoreError> {
+        if self.dialect != Dialect::Sqlite {
+            return Ok(None);
+        }
+        let Some(path) = lock_file_path(&self.url, job) else {
+            return Ok(None);
+        };
+        let waited_for = path.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            let file = open_lock_file(&path)?;
+            file.lock()
+                .map_err(|source| StoreError::LockFile { path, source })?;
+            Ok::<_, StoreError>(file)
+        })
+        .await
+        .map_err(|error| StoreError::LockFile {
+            path: waited_for,
+            source: std::io::Error::other(error.to_string()),
+        })??;
+        Ok(Some(ExclusiveLock {
+            job,
+            held: Held::File(file),
+        }))
+    }
+}
+
+/// `crm.db.bus.lock` beside `crm.db`; `None` for an in-memory database.
+fn lock_file_path(url: &str, job: Job) -> Option<PathBuf> {
+    let mut name = sqlite_file(url)?.into_os_string();
+    name.push(".");
+    name.push(job.file_suffix());
+    Some(PathBuf::from(name))
+}
+
+fn open_lock_file(path: &std::path::Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| StoreError::LockFile {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 impl ExclusiveLock {

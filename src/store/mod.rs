@@ -189,6 +189,9 @@ impl Store {
 
     /// Applies the built-in migrations, then the user's from `user_migrations` (if given).
     pub async fn migrate(&self, user_migrations: Option<&Path>) -> Result<(), StoreError> {
+        // Processes starting together on a new SQLite file take turns; the first creates the
+        // tables and the others find them applied.
+        let _turn = self.wait_for_file_lock(exclusive::Job::Migrate).await?;
         migrate::run(&self.writer, self.dialect, user_migrations).await
     }
 

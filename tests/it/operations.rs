@@ -89,3 +89,44 @@ async fn json_logs_are_one_object_per_line_with_the_guide_messages(backend: Back
     );
     assert!(lines.iter().all(|line| line["level"].is_string()));
 }
+
+/// Instances starting together on a fresh database apply the migrations once: sqlx's migrator
+/// holds a lock while it runs (an advisory lock on PostgreSQL; SQLite's write lock).
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn instances_starting_together_migrate_once(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    let url = project.database_url();
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(crate::support::binary())
+                .args(["dlq", "list", "--database-url", &url])
+                .current_dir(project.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for start in starts {
+        let output = start.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let db = project.database().await;
+    let applied = crate::support::count(&db, "SELECT COUNT(*) FROM _sqlx_migrations").await;
+    let distinct =
+        crate::support::count(&db, "SELECT COUNT(DISTINCT version) FROM _sqlx_migrations").await;
+    assert_eq!(applied, distinct);
+    assert!(applied >= 4, "{applied} migrations recorded");
+    // And the daemon starts on what they made.
+    let daemon = project.start();
+    let (status, _) = daemon.get("/readyz").await;
+    assert_eq!(status, 200);
+}
