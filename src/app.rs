@@ -102,6 +102,8 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
 impl Application {
     /// Prepares everything; nothing runs until [`Application::run`].
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        // First, so the start's own reload is counted.
+        let metrics = crate::telemetry::install();
         let store = open_store(&settings).await?;
         tracing::info!(database = %store.display_url(), "database ready");
         // Before anything else runs, so a second instance says why it cannot start at once.
@@ -176,6 +178,7 @@ impl Application {
             login_limiter: Arc::new(crate::auth::LoginLimiter::new()),
             relay_health,
             cors_origins: settings.cors_origins.clone().into(),
+            metrics,
         };
         let watched = [&settings.routes, &settings.schemas]
             .into_iter()
@@ -216,6 +219,7 @@ impl Application {
         };
         spawn_sighup(self.state.reload_signals.clone(), shutdown.clone());
         spawn_limiter_cleanup(self.state.login_limiter.clone(), shutdown.clone());
+        spawn_metrics_upkeep(self.state.metrics.clone(), shutdown.clone());
         let reload_task = tokio::spawn(self.reloader.clone().run(
             self.reload_signals,
             watcher,
@@ -449,6 +453,22 @@ async fn connect_kafka(
         },
         health,
     ))
+}
+
+/// Histograms keep their samples until drained; without a scrape they would grow without bound.
+fn spawn_metrics_upkeep(
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = every.tick() => handle.run_upkeep(),
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
 }
 
 /// Keeps the login limiter's memory bounded by forgetting idle keys every minute.

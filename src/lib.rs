@@ -19,6 +19,7 @@ pub mod reload;
 pub mod route;
 pub mod schema;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 #[cfg(test)]
 mod test_project;

@@ -355,6 +355,7 @@ pub fn run_steps<'r, 'a: 'r>(
                     continue;
                 }
             }
+            let started = std::time::Instant::now();
             let result = match &step.action {
                 Action::Insert(action) => action.execute(run, scope).await,
                 Action::Upsert(action) => action.execute(run, scope).await,
@@ -381,6 +382,11 @@ pub fn run_steps<'r, 'a: 'r>(
                     action.execute(run, scope, &path).await
                 }
             };
+            crate::telemetry::action_duration(
+                run.route.as_str(),
+                step.action.kind(),
+                started.elapsed(),
+            );
             result.map_err(|error| fail(scope, error))?;
         }
         Ok(())

@@ -11,6 +11,7 @@ pub mod error;
 mod events;
 mod health;
 pub mod json;
+mod metrics;
 mod openapi;
 mod path;
 mod routes;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub relay_health: Option<Arc<crate::kafka::relay::RelayHealth>>,
     /// Browser origins allowed by CORS (checked by `config`); empty turns CORS off.
     pub cors_origins: Arc<[String]>,
+    /// Renders `/metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl AppState {
@@ -92,6 +95,7 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(routes::list))
         .routes(routes!(routes::reload))
         .routes(routes!(routes::trigger))
@@ -191,6 +195,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .with_state(state);
     // Outermost, so preflight requests are answered before authentication sees them.
     match cors {

@@ -83,6 +83,7 @@ async fn dead_letter(
 ) -> Result<(), Retry> {
     let now = now_rfc3339();
     let attempts = attempt.number;
+    crate::telemetry::event_dead_lettered(&record.topic, event_type);
     tracing::warn!(
         seq = record.seq,
         topic = %record.topic,
@@ -159,6 +160,7 @@ pub async fn handle_record(
         }
     };
     if attempt.number == 1 {
+        crate::telemetry::event_received(topic.as_str(), &event_type);
         tracing::info!(
             topic = %topic,
             event_id = %event_id,
@@ -205,6 +207,9 @@ pub async fn handle_record(
             &mut handled,
         )
         .await?;
+    }
+    if handled.dead_lettered.is_empty() {
+        crate::telemetry::event_routed(event.topic.as_str(), &event.envelope.event_type);
     }
     Ok(handled)
 }
@@ -258,6 +263,7 @@ async fn run_route(
     match result {
         Ok(()) => {
             savepoint.commit().await.map_err(store_retry)?;
+            crate::telemetry::route_executed(route.name.as_str(), "applied");
             tracing::debug!(route = %route.name, event_id = %event_id, "route applied");
             handled.emitted.extend(route_emitted);
             Ok(())
@@ -268,6 +274,7 @@ async fn run_route(
             let policy = failure.retry.unwrap_or(route.retry);
             if attempt.may_retry && failure.error.is_retryable() && attempt.number < policy.attempts
             {
+                crate::telemetry::route_executed(route.name.as_str(), "retry");
                 return Err(Retry {
                     route: route.name.to_string(),
                     error: failure.to_string(),
@@ -283,6 +290,7 @@ async fn run_route(
                     ),
                 });
             }
+            crate::telemetry::route_executed(route.name.as_str(), "dead_lettered");
             let dead = Failure {
                 route: Some(route.name.as_str()),
                 action_index: Some(&failure.path),

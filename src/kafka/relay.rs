@@ -241,6 +241,7 @@ impl Relay {
     async fn round(&self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
         let backlog = log::unpublished_count(self.store.reader()).await?;
         self.health.backlog.store(backlog, Ordering::Relaxed);
+        crate::telemetry::outbox_backlog(backlog);
         if backlog == 0 {
             return Ok(0);
         }

@@ -118,6 +118,11 @@ impl Reloader {
     /// Loads, validates and swaps in the route set.
     pub async fn reload(&self) -> Result<RouteDiff, ReloadError> {
         let result = self.try_reload().await;
+        crate::telemetry::reload(match &result {
+            Ok(_) => "ok",
+            Err(ReloadError::Invalid(_)) => "invalid",
+            Err(_) => "error",
+        });
         let status = ReloadStatus {
             ok: result.is_ok(),
             at: crate::template::now_rfc3339(),

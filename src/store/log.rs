@@ -200,6 +200,18 @@ pub async fn mark_published(
     Ok(())
 }
 
+/// Events in the log after the embedded consumer's position.
+pub async fn embedded_lag(pool: &AnyPool) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM event_log) - \
+                (SELECT COALESCE(MAX(position), 0) FROM consumer_positions WHERE topic = $1) AS lag",
+    )
+    .bind(EMBEDDED_STREAM)
+    .fetch_one(pool)
+    .await?;
+    Ok(row.try_get("lag")?)
+}
+
 /// The highest position in the log (0 when empty).
 pub async fn head(pool: &AnyPool) -> Result<i64, StoreError> {
     let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM event_log")

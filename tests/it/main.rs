@@ -12,6 +12,7 @@ mod crm_flows;
 mod dead_letters;
 mod http_errors;
 mod kafka;
+mod metrics;
 mod operations;
 mod reload;
 mod replay;

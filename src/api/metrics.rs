@@ -1,0 +1,54 @@
+//! `GET /metrics`: Prometheus text, and the layer that times every HTTP request.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::AppState;
+use crate::store::log;
+
+/// Prometheus text exposition of every metric (see `telemetry`). Public like `/healthz`:
+/// scrapers rarely carry credentials, and it holds counts, not data.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if state.relay_health.is_none() {
+        // On the embedded bus the lag is the log's head minus the consumer's position, read
+        // when scraped rather than after every batch.
+        let lag = log::embedded_lag(state.store.reader()).await?;
+        crate::telemetry::consumer_lag(log::EMBEDDED_STREAM, 0, lag);
+    }
+    let body = state.metrics.render();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// Times a request and records it by method, matched route template and status. Unmatched
+/// paths count as `unmatched`, so scanners cannot create a label per path they try.
+pub async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    crate::telemetry::http_request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}

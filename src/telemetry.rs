@@ -1,0 +1,84 @@
+//! Prometheus metrics: what the daemon counts and times, and the recorder `/metrics` renders.
+//!
+//! Code records through the `metrics` facade with the functions below, so metric names and
+//! labels are defined in one place. Without an installed recorder (unit tests, the CLI) they
+//! cost next to nothing.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Bucket bounds (seconds) for durations: 100 µs to 30 s.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
+];
+
+/// Installs the process-wide recorder once and returns its handle. Later calls (a second
+/// application in one process, as in tests) get the same handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), DURATION_BUCKETS)
+                .expect("the buckets are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may be installed by an embedding program; ours then stays empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// An event entered the routes (first attempt only).
+pub fn event_received(topic: &str, event_type: &str) {
+    metrics::counter!("crm_router_events_received_total", "topic" => topic.to_owned(), "type" => event_type.to_owned()).increment(1);
+}
+
+/// An event was handled: every matching route applied.
+pub fn event_routed(topic: &str, event_type: &str) {
+    metrics::counter!("crm_router_events_routed_total", "topic" => topic.to_owned(), "type" => event_type.to_owned()).increment(1);
+}
+
+/// An event (or one route's handling of it) was dead-lettered.
+pub fn event_dead_lettered(topic: &str, event_type: &str) {
+    metrics::counter!("crm_router_events_dead_lettered_total", "topic" => topic.to_owned(), "type" => event_type.to_owned()).increment(1);
+}
+
+/// A route ran for an event: `applied`, `retry` or `dead_lettered`.
+pub fn route_executed(route: &str, outcome: &'static str) {
+    metrics::counter!("crm_router_route_executions_total", "route" => route.to_owned(), "outcome" => outcome).increment(1);
+}
+
+/// One action ran (successfully or not).
+pub fn action_duration(route: &str, kind: &'static str, took: Duration) {
+    metrics::histogram!("crm_router_action_duration_seconds", "route" => route.to_owned(), "kind" => kind).record(took.as_secs_f64());
+}
+
+/// Events in the outbox not yet acknowledged by Kafka.
+pub fn outbox_backlog(events: i64) {
+    metrics::gauge!("crm_router_outbox_backlog").set(events as f64);
+}
+
+/// Events of a stream partition not yet handled by this consumer.
+pub fn consumer_lag(stream: &str, partition: i64, lag: i64) {
+    metrics::gauge!("crm_router_consumer_lag", "stream" => stream.to_owned(), "partition" => partition.to_string()).set(lag as f64);
+}
+
+/// A route reload finished: `ok` or `invalid`/`error`.
+pub fn reload(result: &'static str) {
+    metrics::counter!("crm_router_reloads_total", "result" => result).increment(1);
+}
+
+/// An HTTP request was answered; `route` is the matched path template (`/api/customers/{id}`).
+pub fn http_request(method: &str, route: &str, status: u16, took: Duration) {
+    metrics::histogram!(
+        "crm_router_http_request_duration_seconds",
+        "method" => method.to_owned(),
+        "route" => route.to_owned(),
+        "status" => status.to_string()
+    )
+    .record(took.as_secs_f64());
+}

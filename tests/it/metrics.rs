@@ -1,0 +1,83 @@
+//! `GET /metrics`: the counters move when a cascade runs.
+
+use serde_json::json;
+use test_case::test_case;
+
+use crate::support::{drained, Backend, Daemon, Project};
+
+/// The value of the sample `name{labels}` (labels in the exporter's order), or 0 when absent.
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn scrape(daemon: &Daemon) -> String {
+    let response = reqwest::get(format!("{}/metrics", daemon.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    response.text().await.unwrap()
+}
+
+fn user(n: u32) -> serde_json::Value {
+    json!({"eventType": "USER_CREATED", "data": {"userId": format!("u{n}"), "email": format!("u{n}@example.com"), "name": format!("User {n}"), "role": "USER"}})
+}
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn the_counters_move_after_a_cascade(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    let daemon = project.start();
+    let db = project.database().await;
+    assert_eq!(daemon.post_event("user.events", user(1)).await.0, 202);
+    drained(&db).await;
+    let first = scrape(&daemon).await;
+    let received = r#"crm_router_events_received_total{topic="user.events",type="USER_CREATED"}"#;
+    let routed =
+        r#"crm_router_events_routed_total{topic="customer.events",type="CUSTOMER_CREATED"}"#;
+    let applied =
+        r#"crm_router_route_executions_total{route="user-creates-customer",outcome="applied"}"#;
+    let inserts =
+        r#"crm_router_action_duration_seconds_count{route="user-creates-customer",kind="insert"}"#;
+    let posts = r#"crm_router_http_request_duration_seconds_count{method="POST",route="/api/events/{topic}",status="202"}"#;
+    assert_eq!(sample(&first, received), 1.0, "{first}");
+    assert_eq!(sample(&first, routed), 1.0, "{first}");
+    assert_eq!(sample(&first, applied), 1.0, "{first}");
+    assert!(sample(&first, inserts) >= 1.0, "{first}");
+    assert!(sample(&first, posts) >= 1.0, "{first}");
+    assert!(
+        sample(&first, r#"crm_router_reloads_total{result="ok"}"#) >= 1.0,
+        "{first}"
+    );
+    assert_eq!(
+        sample(
+            &first,
+            r#"crm_router_consumer_lag{stream="__event_log",partition="0"}"#
+        ),
+        0.0,
+        "{first}"
+    );
+    assert!(
+        first.contains("# TYPE crm_router_action_duration_seconds histogram"),
+        "{first}"
+    );
+
+    // A second cascade and an event that fails its schema move them again.
+    assert_eq!(daemon.post_event("user.events", user(2)).await.0, 202);
+    let broken = json!({"eventType": "USER_CREATED", "data": {"userId": "u3"}});
+    assert_eq!(daemon.post_event("user.events", broken).await.0, 422);
+    drained(&db).await;
+    let second = scrape(&daemon).await;
+    assert_eq!(sample(&second, received), 2.0, "{second}");
+    assert_eq!(sample(&second, routed), 2.0, "{second}");
+    assert_eq!(sample(&second, applied), 2.0, "{second}");
+    assert!(sample(&second, posts) > sample(&first, posts), "{second}");
+}
