@@ -81,3 +81,34 @@ async fn the_counters_move_after_a_cascade(backend: Backend) {
     assert_eq!(sample(&second, applied), 2.0, "{second}");
     assert!(sample(&second, posts) > sample(&first, posts), "{second}");
 }
+
+/// Every series the bundled Grafana dashboard queries is one the daemon exports (the outbox
+/// backlog only exists on Kafka).
+#[tokio::test]
+async fn the_grafana_dashboard_queries_exported_series() {
+    let project = Project::bundled();
+    let daemon = project.start();
+    assert_eq!(daemon.post_event("user.events", user(1)).await.0, 202);
+    drained(&project.database().await).await;
+    let exported = scrape(&daemon).await;
+    let dashboard = std::fs::read_to_string(
+        crate::support::repo().join("examples/grafana/crm-router-dashboard.json"),
+    )
+    .unwrap();
+    let mut queried: Vec<&str> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("crm_router_"))
+        .collect();
+    queried.sort_unstable();
+    queried.dedup();
+    assert!(queried.len() >= 8, "{queried:?}");
+    for series in queried {
+        if series == "crm_router_outbox_backlog" {
+            continue;
+        }
+        assert!(
+            exported.lines().any(|line| line.starts_with(series)),
+            "the dashboard queries {series}, which /metrics does not export:\n{exported}"
+        );
+    }
+}
