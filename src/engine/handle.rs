@@ -83,7 +83,6 @@ async fn dead_letter(
 ) -> Result<(), Retry> {
     let now = now_rfc3339();
     let attempts = attempt.number;
-    crate::telemetry::event_dead_lettered(&record.topic, event_type);
     tracing::warn!(
         seq = record.seq,
         topic = %record.topic,

@@ -90,6 +90,9 @@ pub async fn insert(
     .bind(now_rfc3339())
     .execute(connection)
     .await?;
+    // Every dead letter, whoever writes it (the engine, the scheduler, the events endpoint,
+    // the relay), passes here.
+    crate::telemetry::event_dead_lettered(letter.topic, letter.event_type);
     Ok(id)
 }
 

@@ -89,6 +89,8 @@ async fn the_grafana_dashboard_queries_exported_series() {
     let project = Project::bundled();
     let daemon = project.start();
     assert_eq!(daemon.post_event("user.events", user(1)).await.0, 202);
+    let broken = json!({"eventType": "USER_CREATED", "data": {"userId": "u3"}});
+    assert_eq!(daemon.post_event("user.events", broken).await.0, 422);
     drained(&project.database().await).await;
     let exported = scrape(&daemon).await;
     let dashboard = std::fs::read_to_string(
