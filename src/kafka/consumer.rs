@@ -40,6 +40,19 @@ impl ClientContext for PartitionTracker {
         tracing::debug!(facility = fac, ?level, "librdkafka: {log_message}");
     }
 
+    /// librdkafka's periodic statistics carry each assigned partition's lag (high watermark
+    /// minus the committed offset, which follows the stored position); `/metrics` shows it.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (partition, state) in &topic.partitions {
+                // -1 is librdkafka's internal "unassigned" partition; a lag of -1 is unknown.
+                if *partition >= 0 && state.consumer_lag >= 0 {
+                    crate::telemetry::consumer_lag(name, i64::from(*partition), state.consumer_lag);
+                }
+            }
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if self.connected.swap(false, Ordering::Relaxed) {
             connect::log_failure(reason);
@@ -76,6 +89,10 @@ pub fn subscribe(settings: &KafkaSettings) -> Result<RouteConsumer, KafkaError> 
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
+    if config.get("statistics.interval.ms").is_none() {
+        // For the consumer lag in `/metrics`.
+        config.set("statistics.interval.ms", "5000");
+    }
     let consumer: RouteConsumer = config.create_with_context(PartitionTracker {
         rebalanced: AtomicBool::new(false),
         connected: AtomicBool::new(true),

@@ -278,6 +278,23 @@ async fn the_guides_tests_pass_on_kafka_and_the_events_are_on_the_topics(backend
         "{log}"
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
+    // `/metrics` shows the outbox and, from librdkafka's statistics, each partition's lag.
+    let metrics = eventually(
+        Duration::from_secs(20),
+        "the consumer lag in /metrics",
+        || async {
+            let text = reqwest::get(format!("{}/metrics", daemon.base))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains(r#"crm_router_consumer_lag{stream="user.events",partition=""#)
+                .then_some(text)
+        },
+    )
+    .await;
+    assert!(metrics.contains("crm_router_outbox_backlog 0"), "{metrics}");
 }
 
 #[test_case(Backend::Sqlite ; "sqlite")]
