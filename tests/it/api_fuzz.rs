@@ -50,8 +50,11 @@ async fn no_operation_answers_5xx(project: Project) {
     let examples = (50 * soak).to_string();
     let output = tokio::task::spawn_blocking({
         let base = daemon.base.clone();
+        // Its cache directory goes into the project, not the repository.
+        let directory = project.path().to_owned();
         move || {
             Command::new(st)
+                .current_dir(directory)
                 .args(["run", &format!("{base}/api/openapi.json")])
                 .args(["--checks", "not_a_server_error"])
                 .args(["--max-examples", &examples])
