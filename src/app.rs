@@ -104,9 +104,9 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         // First, so the start's own reload is counted.
         let metrics = crate::telemetry::install();
-        let store = open_store(&settings).await?;
-        tracing::info!(database = %store.display_url(), "database ready");
-        // Before anything else runs, so a second instance says why it cannot start at once.
+        let store = Store::connect(&settings.database_url).await?;
+        // Before anything else, migrations included: a second instance (perhaps a newer
+        // version) must not change the schema under the running one before it is refused.
         let bus_lock = match &settings.kafka {
             Some(_) => None,
             None => match store.try_lock(Job::EmbeddedBus).await? {
@@ -118,6 +118,8 @@ impl Application {
                 }
             },
         };
+        store.migrate(settings.migrations.as_deref()).await?;
+        tracing::info!(database = %store.display_url(), "database ready");
         let handle: RouteSetHandle = Arc::new(ArcSwap::from_pointee(RouteSet::empty()));
         let reloader = Reloader::new(
             store.clone(),
@@ -241,9 +243,11 @@ impl Application {
                     tokio::select! {
                         () = &mut consumer => Ok(()),
                         kept = lock => match kept {
-                            // Shutting down: the batch in flight still commits.
-                            Ok(()) => {
+                            // Shutting down: the batch in flight still commits, and the lock is
+                            // held until it has, so a replacement cannot start consuming early.
+                            Ok(lock) => {
                                 consumer.await;
+                                drop(lock);
                                 Ok(())
                             }
                             Err(taken) => Err(taken.to_string()),
@@ -301,10 +305,21 @@ impl Application {
         )
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await });
         tracing::info!("listening on http://{address}");
-        let served = server.await;
+        let mut server_task = tokio::spawn(async move { server.await });
+        // The grace period starts at the stop signal, and covers open HTTP requests too: a slow
+        // client or a long bulk replay cannot hold the process past it.
+        let served = tokio::select! {
+            served = &mut server_task => Some(served),
+            () = shutdown.cancelled() => None,
+        };
         shutdown.cancel();
+        let server_abort = server_task.abort_handle();
         let relay_abort = relay_task.as_ref().map(|task| task.abort_handle());
-        let consumer_failure = match tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let stopped = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let served = match served {
+                Some(served) => served,
+                None => server_task.await,
+            };
             let _ = reload_task.await;
             let _ = scheduler_task.await;
             let failure = engine_watch.await.ok().flatten();
@@ -312,30 +327,34 @@ impl Application {
             if let Some(relay) = relay_task {
                 let _ = relay.await;
             }
-            failure
+            (served, failure)
         })
-        .await
-        {
-            Ok(failure) => {
+        .await;
+        let (served, consumer_failure) = match stopped {
+            Ok((served, failure)) => {
                 if failure.is_none() {
                     tracing::info!("stopped cleanly");
                 }
-                failure
+                (served, failure)
             }
             Err(_) => {
                 // Dropping the batch (or scheduled run) in flight rolls its transaction back; it is
-                // redone on start.
+                // redone on start. Requests still open are cut off.
+                server_abort.abort();
                 engine_abort.abort();
                 scheduler_abort.abort();
                 if let Some(relay) = relay_abort {
                     relay.abort();
                 }
-                tracing::warn!("the event consumer, the scheduler or the outbox relay did not stop in time; what they had not committed will be redone on start");
-                None
+                tracing::warn!("the HTTP server, the event consumer, the scheduler or the outbox relay did not stop in time; what they had not committed will be redone on start");
+                (Ok(Ok(())), None)
             }
         };
         store.close().await;
-        served.map_err(AppError::Serve)?;
+        match served {
+            Ok(result) => result.map_err(AppError::Serve)?,
+            Err(join) => return Err(AppError::Serve(std::io::Error::other(join.to_string()))),
+        }
         match consumer_failure {
             Some(reason) => Err(AppError::ConsumerStopped(reason)),
             None => Ok(()),

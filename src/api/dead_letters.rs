@@ -108,9 +108,11 @@ fn replayer(state: &AppState) -> Replayer {
 fn replay_error(error: ReplayError) -> ApiError {
     match error {
         ReplayError::NotFound(_) => ApiError::NotFound(error.to_string()),
-        ReplayError::NotPending { .. } | ReplayError::RouteGone { .. } => {
-            ApiError::Conflict(error.to_string())
-        }
+        ReplayError::NotPending { .. }
+        | ReplayError::RouteGone { .. }
+        | ReplayError::AlreadyInLog(_)
+        | ReplayError::AlreadyReplayed(_)
+        | ReplayError::Unreplayable(_) => ApiError::Conflict(error.to_string()),
         ReplayError::Interrupted(_) => ApiError::RouteFailed(error.to_string()),
         ReplayError::Store(error) => ApiError::from(error),
     }

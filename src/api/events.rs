@@ -80,7 +80,13 @@ pub async fn submit(
         };
         let error = format!("event fails its schema: {}", errors.join("; "));
         let mut transaction = state.store.begin().await?;
-        dead_letters::refuse(&mut transaction, &record, None, &error).await?;
+        dead_letters::refuse(
+            &mut transaction,
+            &record,
+            Some(dead_letters::STAGE_SUBMIT),
+            &error,
+        )
+        .await?;
         transaction.commit().await?;
         return Err(ApiError::Unprocessable { message, fields });
     }

@@ -127,8 +127,10 @@ pub async fn handle_record(
     only_route: Option<&str>,
 ) -> Result<Handled, Retry> {
     let mut handled = Handled::default();
+    // A replay of one route's letter keeps naming that route, so replaying it later cannot
+    // run the event's other routes, which committed the first time.
     let refuse = |error: String| Failure {
-        route: None,
+        route: only_route,
         action_index: None,
         action_kind: None,
         error,

@@ -57,6 +57,17 @@ pub enum ReplayError {
         /// The event's topic.
         topic: String,
     },
+    /// The event was submitted again and accepted since; the letter is moot.
+    #[error("event {0} is in the event log already (a later submission was accepted); discard this dead letter")]
+    AlreadyInLog(String),
+    /// Another dead letter of the same event was replayed already.
+    #[error(
+        "the routes of event {0} were replayed already from another dead letter; discard this one"
+    )]
+    AlreadyReplayed(String),
+    /// The stored event cannot be turned back into an event (it never could).
+    #[error("the stored event cannot be replayed: {0}")]
+    Unreplayable(String),
     /// The route wants a retry, but the database failed around it.
     #[error("the database failed during the replay: {0}")]
     Interrupted(String),
@@ -95,13 +106,43 @@ impl Replayer {
     pub async fn replay(&self, id: &str) -> Result<ReplayOutcome, ReplayError> {
         let routes = self.routes.load_full();
         let mut transaction = self.store.begin().await?;
-        let letter = pending(&mut transaction, id).await?;
-        if letter.action_kind.as_deref() == Some("publish") && letter.route.is_none() {
-            dead_letters::settle(&mut transaction, id, Status::Replayed).await?;
-            log::unpublish(&mut transaction, &letter.event_id).await?;
-            transaction.commit().await?;
-            self.signal.notify_one();
-            return Ok(ReplayOutcome::Requeued);
+        let letter = settle(&mut transaction, id, Status::Replayed).await?;
+        match (letter.route.as_deref(), letter.action_kind.as_deref()) {
+            // Kafka refused it: back into the outbox.
+            (None, Some(dead_letters::STAGE_PUBLISH)) => {
+                log::unpublish(&mut transaction, &letter.event_id).await?;
+                transaction.commit().await?;
+                self.signal.notify_one();
+                return Ok(ReplayOutcome::Requeued);
+            }
+            // Refused at submission (its schema): it enters the log now, and from there goes the
+            // way of every event, claims and all. A later accepted submission of the same
+            // event wins, as a re-submission would.
+            (None, Some(dead_letters::STAGE_SUBMIT)) => {
+                let event = crate::event::Event {
+                    topic: crate::event::TopicName::parse(&letter.topic)
+                        .map_err(|error| ReplayError::Unreplayable(error.to_string()))?,
+                    key: letter.key.clone(),
+                    envelope: log::decode_envelope(&letter.envelope)
+                        .map_err(|error| ReplayError::Unreplayable(error.to_string()))?,
+                };
+                if !log::append(&mut transaction, &event).await? {
+                    return Err(ReplayError::AlreadyInLog(letter.event_id));
+                }
+                transaction.commit().await?;
+                self.signal.notify_one();
+                log_published(std::slice::from_ref(&event));
+                return Ok(ReplayOutcome::Requeued);
+            }
+            // Refused by the consumer before any route ran: its routes run now, once. The
+            // claim makes a second letter of the same event (there should be none) a no-op.
+            (None, _) => {
+                let key = format!("replay:{}", letter.event_id);
+                if !log::claim_event(&mut transaction, "replay", &key).await? {
+                    return Err(ReplayError::AlreadyReplayed(letter.event_id));
+                }
+            }
+            (Some(_), _) => {}
         }
         let record = LogRecord {
             seq: 0,
@@ -116,7 +157,6 @@ impl Replayer {
             first_failed_at: Some(&letter.first_failed_at),
             may_retry: false,
         };
-        dead_letters::settle(&mut transaction, id, Status::Replayed).await?;
         let handled = handle_record(
             &mut transaction,
             &record,
@@ -154,23 +194,26 @@ impl Replayer {
     /// Discards dead letter `id` (kept, marked `DISCARDED`).
     pub async fn discard(&self, id: &str) -> Result<(), ReplayError> {
         let mut transaction = self.store.begin().await?;
-        pending(&mut transaction, id).await?;
-        dead_letters::settle(&mut transaction, id, Status::Discarded).await?;
+        settle(&mut transaction, id, Status::Discarded).await?;
         transaction.commit().await?;
         tracing::info!(dead_letter = id, "dead letter discarded");
         Ok(())
     }
 }
 
-/// The letter `id`, if it is pending.
-async fn pending(
+/// Moves letter `id` from `PENDING` to `to` in the caller's transaction and returns it, or says
+/// why not. The compare-and-set comes first: on PostgreSQL a second transaction settling the
+/// same letter waits for the first, then finds it no longer pending, and runs nothing.
+async fn settle(
     connection: &mut sqlx::AnyConnection,
     id: &str,
+    to: Status,
 ) -> Result<DeadLetter, ReplayError> {
+    let settled = dead_letters::settle(&mut *connection, id, to).await?;
     let letter = dead_letters::get(&mut *connection, id)
         .await?
         .ok_or_else(|| ReplayError::NotFound(id.to_owned()))?;
-    if letter.status != Status::Pending.as_str() {
+    if !settled {
         return Err(ReplayError::NotPending {
             id: id.to_owned(),
             status: letter.status,

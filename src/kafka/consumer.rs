@@ -106,15 +106,17 @@ fn to_record(message: &rdkafka::message::BorrowedMessage<'_>) -> LogRecord {
     LogRecord {
         seq: message.offset(),
         topic: message.topic().to_owned(),
-        key: message
-            .key()
-            .map(|key| String::from_utf8_lossy(key).into_owned())
-            .unwrap_or_default(),
-        envelope: message
-            .payload()
-            .map(|payload| String::from_utf8_lossy(payload).into_owned())
-            .unwrap_or_default(),
+        key: message.key().map(storable_text).unwrap_or_default(),
+        envelope: message.payload().map(storable_text).unwrap_or_default(),
     }
+}
+
+/// Bytes from Kafka as text the database can store. Invalid UTF-8 and NUL bytes (which no JSON
+/// envelope holds, but Avro and Protobuf framings start with) become U+FFFD: such a message
+/// cannot decode, and it must reach the dead letters as text on PostgreSQL too, rather than
+/// fail their insert and stall its partition.
+fn storable_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
 }
 
 /// Consumes until `shutdown`, handing batches to `engine`.
@@ -289,4 +291,14 @@ async fn apply_partition(
         }
     }
     Some(position)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kafka_bytes_become_storable_text() {
+        assert_eq!(super::storable_text(b"\0\x01avro"), "\u{FFFD}\u{1}avro");
+        assert_eq!(super::storable_text(b"{\"a\":1}"), "{\"a\":1}");
+        assert_eq!(super::storable_text(&[0xff, b'x']), "\u{FFFD}x");
+    }
 }

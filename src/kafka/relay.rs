@@ -307,7 +307,13 @@ impl Relay {
         let settled = published.len() + refused.len();
         let mut transaction = self.store.begin().await?;
         for (row, reason) in &refused {
-            dead_letters::refuse(&mut transaction, row, Some("publish"), reason).await?;
+            dead_letters::refuse(
+                &mut transaction,
+                row,
+                Some(dead_letters::STAGE_PUBLISH),
+                reason,
+            )
+            .await?;
             tracing::warn!(seq = row.seq, topic = %row.topic, "{reason}");
             published.push(row.seq);
         }

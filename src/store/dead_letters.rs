@@ -5,6 +5,11 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use super::log::{decode_envelope, LogRecord};
 use crate::template::now_rfc3339;
 
+/// `action_kind` of an event the events endpoint refused (its schema).
+pub const STAGE_SUBMIT: &str = "submit";
+/// `action_kind` of an event Kafka refused.
+pub const STAGE_PUBLISH: &str = "publish";
+
 /// A failure to record.
 #[derive(Debug, Clone)]
 pub struct NewDeadLetter<'a> {

@@ -73,6 +73,13 @@ impl Store {
         let held = match self.dialect {
             Dialect::Postgres => {
                 let mut session = AnyConnection::connect(&self.url).await?;
+                // The server drops a dead holder's session (and the lock) after about 20 s of
+                // silence, instead of the operating system's default of two hours.
+                sqlx::Executor::execute(
+                    &mut session,
+                    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 2",
+                )
+                .await?;
                 let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                     .bind(job.advisory_key())
                     .fetch_one(&mut session)
@@ -132,7 +139,10 @@ impl Store {
 
 /// `crm.db.bus.lock` beside `crm.db`; `None` for an in-memory database.
 fn lock_file_path(url: &str, job: Job) -> Option<PathBuf> {
-    let mut name = sqlite_file(url)?.into_os_string();
+    let database = sqlite_file(url)?;
+    // One file reached through a symlink or another relative path is still one database.
+    let database = std::fs::canonicalize(&database).unwrap_or(database);
+    let mut name = database.into_os_string();
     name.push(".");
     name.push(job.file_suffix());
     Some(PathBuf::from(name))
@@ -163,7 +173,15 @@ impl ExclusiveLock {
     pub async fn check(&mut self) -> Result<(), StoreError> {
         match &mut self.held {
             Held::Session(session) => {
-                sqlx::query("SELECT 1").execute(&mut *session).await?;
+                // A session whose peer vanished would otherwise hang here for minutes.
+                tokio::time::timeout(CHECK_EVERY, sqlx::query("SELECT 1").execute(&mut *session))
+                    .await
+                    .map_err(|_| {
+                        StoreError::Query(sqlx::Error::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the lock's database session did not answer",
+                        )))
+                    })??;
                 Ok(())
             }
             Held::File(_) | Held::Private => Ok(()),
@@ -183,19 +201,19 @@ pub struct LockTaken {
 }
 
 impl ExclusiveLock {
-    /// Holds the lock until `shutdown`, checking it every few seconds. A lost session (the
-    /// database restarted or the connection broke) is retaken as soon as the database answers;
-    /// if another process took the lock meanwhile, returns [`LockTaken`] and the caller must stop
-    /// the job.
+    /// Holds the lock until `shutdown`, checking it every few seconds, then hands it back so
+    /// the caller can hold it until its job has finished. A lost session (the database
+    /// restarted or the connection broke) is retaken as soon as the database answers; if another
+    /// process took the lock meanwhile, returns [`LockTaken`] and the caller must stop the job.
     pub async fn keep(
         mut self,
         store: Store,
         shutdown: CancellationToken,
-    ) -> Result<(), LockTaken> {
+    ) -> Result<ExclusiveLock, LockTaken> {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(CHECK_EVERY) => {}
-                _ = shutdown.cancelled() => return Ok(()),
+                _ = shutdown.cancelled() => return Ok(self),
             }
             let Err(error) = self.check().await else {
                 continue;
@@ -212,7 +230,9 @@ impl ExclusiveLock {
                         tracing::warn!(%error, job = ?self.job, "cannot take the exclusive lock again yet");
                         tokio::select! {
                             _ = tokio::time::sleep(CHECK_EVERY) => {}
-                            _ = shutdown.cancelled() => return Ok(()),
+                            // Not retaken before the stop: `self` holds a dead session, which
+                            // holds nothing; the caller only drops it.
+                            _ = shutdown.cancelled() => return Ok(self),
                         }
                     }
                 }

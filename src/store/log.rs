@@ -312,7 +312,21 @@ pub async fn claim_event(
     Ok(inserted.rows_affected() == 1)
 }
 
-/// Decodes a stored or received envelope.
+/// Decodes a stored or received envelope. An id, type, timestamp or source holding NUL is
+/// refused like malformed JSON: PostgreSQL cannot store it, and the claim or dead letter
+/// keyed by it would fail on every retry instead of once.
 pub fn decode_envelope(text: &str) -> Result<Envelope, serde_json::Error> {
-    serde_json::from_str(text)
+    let envelope: Envelope = serde_json::from_str(text)?;
+    let fields = [
+        &envelope.event_id,
+        &envelope.event_type,
+        &envelope.timestamp,
+        &envelope.source,
+    ];
+    if fields.iter().any(|field| field.contains('\0')) {
+        return Err(serde::de::Error::custom(
+            "the envelope's eventId, eventType, timestamp or source holds a NUL character",
+        ));
+    }
+    Ok(envelope)
 }
