@@ -53,10 +53,20 @@ pub fn unreadable(rejection: BytesRejection) -> ApiError {
 }
 
 /// Reads a JSON body by the rules of [`ApiJson`], for handlers that take the bytes themselves
-/// (an optional body): NUL is refused, and every failure is in our error format.
+/// (an optional body): NUL is refused, so is an array, and every failure is in our error format.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if has_nul_escape(bytes) {
         return Err(ApiError::bad_request(NUL_REFUSED));
+    }
+    // serde also builds a struct from an array of its fields in order (`["Acme", null, …]`).
+    // Our bodies are objects with named fields; that second, undocumented shape is refused.
+    let first = bytes
+        .iter()
+        .find(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r'));
+    if first == Some(&b'[') {
+        return Err(ApiError::bad_request(
+            "invalid request body: expected a JSON object, not an array",
+        ));
     }
     match axum::Json::<T>::from_bytes(bytes) {
         Ok(axum::Json(value)) => Ok(value),
@@ -148,6 +158,25 @@ mod tests {
         assert!(!has_nul_escape(br#"{"name": "a\\u0000b"}"#));
         assert!(!has_nul_escape(br#"{"name": "u0000"}"#));
         assert!(has_nul_escape(br#"{"name": "\u00000"}"#));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Named {
+        name: Option<String>,
+    }
+
+    #[test]
+    fn bodies_are_objects_never_positional_arrays() {
+        let named: Named = parse(br#"{"name": "Acme"}"#).unwrap();
+        assert_eq!(named.name.as_deref(), Some("Acme"));
+        for array in [&br#"["Acme"]"#[..], b" \r\n\t[\"Acme\"]", b"[]"] {
+            let error = parse::<Named>(array).unwrap_err();
+            assert!(matches!(error, ApiError::BadRequest { .. }), "{error:?}");
+            assert!(error.to_string().contains("not an array"), "{error}");
+        }
+        let scalar = parse::<Named>(b"42").unwrap_err();
+        assert!(matches!(scalar, ApiError::BadRequest { .. }), "{scalar:?}");
     }
 
     #[test]
