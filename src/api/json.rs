@@ -1,7 +1,7 @@
 //! A JSON body extractor whose rejections use our error format.
 
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
@@ -27,31 +27,55 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(request.headers()) {
-            return Err(ApiError::UnsupportedMediaType(
-                "send the body as JSON with `Content-Type: application/json`".into(),
-            ));
+            return Err(not_json());
         }
         let bytes = Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge { limit: BODY_LIMIT }
-                } else {
-                    ApiError::bad_request(rejection.body_text())
-                }
-            })?;
-        if has_nul_escape(&bytes) {
-            return Err(ApiError::bad_request(NUL_REFUSED));
-        }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(reject(rejection)),
-        }
+            .map_err(unreadable)?;
+        parse(&bytes).map(Self)
+    }
+}
+
+/// The 415 for a body that does not say it is JSON.
+pub fn not_json() -> ApiError {
+    ApiError::UnsupportedMediaType(
+        "send the body as JSON with `Content-Type: application/json`".into(),
+    )
+}
+
+/// The answer to a body that could not be read: over [`BODY_LIMIT`] (413), or broken off.
+pub fn unreadable(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+    } else {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+/// Reads a JSON body by the rules of [`ApiJson`], for handlers that take the bytes themselves
+/// (an optional body): NUL is refused, so is an array, and every failure is in our error format.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if has_nul_escape(bytes) {
+        return Err(ApiError::bad_request(NUL_REFUSED));
+    }
+    // serde also builds a struct from an array of its fields in order (`["Acme", null, …]`).
+    // Our bodies are objects with named fields; that second, undocumented shape is refused.
+    let first = bytes
+        .iter()
+        .find(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r'));
+    if first == Some(&b'[') {
+        return Err(ApiError::bad_request(
+            "invalid request body: expected a JSON object, not an array",
+        ));
+    }
+    match axum::Json::<T>::from_bytes(bytes) {
+        Ok(axum::Json(value)) => Ok(value),
+        Err(rejection) => Err(reject(rejection)),
     }
 }
 
 /// `application/json` or any `application/*+json`, as `axum::Json` accepts.
-fn is_json(headers: &HeaderMap) -> bool {
+pub fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -134,6 +158,25 @@ mod tests {
         assert!(!has_nul_escape(br#"{"name": "a\\u0000b"}"#));
         assert!(!has_nul_escape(br#"{"name": "u0000"}"#));
         assert!(has_nul_escape(br#"{"name": "\u00000"}"#));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Named {
+        name: Option<String>,
+    }
+
+    #[test]
+    fn bodies_are_objects_never_positional_arrays() {
+        let named: Named = parse(br#"{"name": "Acme"}"#).unwrap();
+        assert_eq!(named.name.as_deref(), Some("Acme"));
+        for array in [&br#"["Acme"]"#[..], b" \r\n\t[\"Acme\"]", b"[]"] {
+            let error = parse::<Named>(array).unwrap_err();
+            assert!(matches!(error, ApiError::BadRequest { .. }), "{error:?}");
+            assert!(error.to_string().contains("not an array"), "{error}");
+        }
+        let scalar = parse::<Named>(b"42").unwrap_err();
+        assert!(matches!(scalar, ApiError::BadRequest { .. }), "{scalar:?}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::{ApiQuery, Listed, PageParams};
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
-use crate::api::json::ApiJson;
+use crate::api::json::{self, ApiJson};
 use crate::api::path::ApiPath;
 use crate::api::AppState;
 use crate::crm::approvals::{self, Approval, ApprovalRequest, Decision};
@@ -99,24 +99,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(approval)))
 }
 
-/// The body is optional: empty means no comment.
-fn decision_body(body: Result<Bytes, BytesRejection>) -> Result<DecisionBody, ApiError> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: crate::api::BODY_LIMIT,
-            }
-        } else {
-            ApiError::bad_request(rejection.body_text())
-        }
-    })?;
+/// The body is optional: empty means no comment. A body that is there is read like every other
+/// JSON body (`ApiJson`): JSON content type, no NUL, our error format.
+fn decision_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<DecisionBody, ApiError> {
+    let body = body.map_err(json::unreadable)?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DecisionBody::default());
     }
-    serde_json::from_slice(&body).map_err(|error| ApiError::BadRequest {
-        message: format!("invalid request body: {error}"),
-        fields: Vec::new(),
-    })
+    if !json::is_json(headers) {
+        return Err(json::not_json());
+    }
+    json::parse(&body)
 }
 
 async fn decide(
@@ -124,9 +120,10 @@ async fn decide(
     caller: CurrentUser,
     id: String,
     decision: Decision,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Approval>, ApiError> {
-    let comment = decision_body(body)?.comment;
+    let comment = decision_body(&headers, body)?.comment;
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();
     let approval = approvals::decide(
@@ -150,9 +147,10 @@ pub async fn approve(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Approval>, ApiError> {
-    decide(state, caller, id, Decision::Approve, body).await
+    decide(state, caller, id, Decision::Approve, headers, body).await
 }
 
 /// Rejects a pending request (MANAGER/ADMIN, not one's own); emits `APPROVAL_REJECTED`.
@@ -163,9 +161,10 @@ pub async fn reject(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Approval>, ApiError> {
-    decide(state, caller, id, Decision::Reject, body).await
+    decide(state, caller, id, Decision::Reject, headers, body).await
 }
 
 /// Withdraws one's own pending request; emits `APPROVAL_RECALLED`.
@@ -182,4 +181,46 @@ pub async fn recall(
     let approval = approvals::recall(&mut transaction, &mut published, &caller.viewer, &id).await?;
     state.commit(transaction, published).await?;
     Ok(Json(approval))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header::CONTENT_TYPE;
+
+    use super::*;
+
+    fn read(content_type: Option<&str>, body: &'static [u8]) -> Result<DecisionBody, ApiError> {
+        let mut headers = HeaderMap::new();
+        if let Some(content_type) = content_type {
+            headers.insert(CONTENT_TYPE, content_type.parse().unwrap());
+        }
+        decision_body(&headers, Ok(Bytes::from_static(body)))
+    }
+
+    #[test]
+    fn decision_bodies_are_optional_and_otherwise_read_like_every_json_body() {
+        for empty in [&b""[..], b" \r\n"] {
+            assert!(read(None, empty).unwrap().comment.is_none());
+        }
+        let json = Some("application/json");
+        let comment = read(json, br#"{"comment": "fine"}"#).unwrap().comment;
+        assert_eq!(comment.as_deref(), Some("fine"));
+
+        // SQLite would store NUL where PostgreSQL refuses it: refused before either sees it.
+        let nul = read(json, br#"{"comment": "a\u0000b"}"#).unwrap_err();
+        assert!(matches!(nul, ApiError::BadRequest { .. }), "{nul:?}");
+        assert_eq!(nul.to_string(), json::NUL_REFUSED);
+        let plain = read(Some("text/plain"), br#"{"comment": "fine"}"#).unwrap_err();
+        assert!(
+            matches!(plain, ApiError::UnsupportedMediaType(_)),
+            "{plain:?}"
+        );
+        let malformed = read(json, br#"{"comment": "#).unwrap_err();
+        assert!(
+            malformed.to_string().starts_with("malformed JSON"),
+            "{malformed:?}"
+        );
+        let unknown = read(json, br#"{"status": "APPROVED"}"#).unwrap_err();
+        assert!(unknown.to_string().contains("status"), "{unknown:?}");
+    }
 }
