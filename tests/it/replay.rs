@@ -206,3 +206,77 @@ async fn dead_letters_are_listed_replayed_after_a_fix_and_discarded(backend: Bac
     };
     dead_letter_tools(project).await;
 }
+
+/// Operators racing: one letter replayed by many requests at once runs once; an event refused at
+/// submission replays into the event log and goes the way of every event, once.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn concurrent_replays_run_once_and_refused_submissions_enter_the_log(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    project.write("migrations/20270101000000_items.sql", MIGRATION);
+    project.write("routes/record.yaml", &route("nmae"));
+    project.write(
+        "schemas/test.events/NAMED.json",
+        r#"{"type": "object", "required": ["name"]}"#,
+    );
+    let daemon = project.start();
+    let event = json!({"eventType": "NAMED", "data": {"name": "raced"}});
+    assert_eq!(daemon.post_event("test.events", event).await.0, 202);
+    let db = project.database().await;
+    drained(&db).await;
+    let id = pending(&daemon).await[0]["id"].as_str().unwrap().to_owned();
+    rewrite_route(&project, &daemon, "name").await;
+    let mut replays = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let request = daemon.request(reqwest::Method::POST, &format!("/api/dlq/{id}/replay"));
+        replays.spawn(async move { request.send().await.unwrap().status().as_u16() });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = replays.join_next().await {
+        statuses.push(status.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|status| matches!(status, 200 | 409)),
+        "{statuses:?}"
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM items").await, 1);
+
+    // Refused at submission (no name): the letter says so, and replaying it after the schema
+    // is relaxed puts the event into the log, where the route applies it once.
+    let refused = json!({"eventId": "5d9f4c2e-0000-4000-8000-000000000001", "eventType": "NAMED", "data": {"title": "no name"}});
+    assert_eq!(
+        daemon.post_event("test.events", refused.clone()).await.0,
+        422
+    );
+    assert_eq!(daemon.post_event("test.events", refused).await.0, 422);
+    let letters = pending(&daemon).await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(
+        letters
+            .iter()
+            .all(|letter| letter["actionKind"] == "submit"),
+        "{letters:?}"
+    );
+    project.write("schemas/test.events/NAMED.json", r#"{"type": "object"}"#);
+    rewrite_route(&project, &daemon, "name | default('unnamed')").await;
+    let (status, bulk) = post(&daemon, "/api/dlq/replay", json!({"eventType": "NAMED"})).await;
+    assert_eq!(status, 200, "{bulk}");
+    assert_eq!(bulk["requeued"], 1, "{bulk}");
+    assert_eq!(
+        bulk["skipped"], 1,
+        "the second letter of the same event: {bulk}"
+    );
+    drained(&db).await;
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM items WHERE label = 'unnamed'").await,
+        1
+    );
+}
