@@ -228,22 +228,25 @@ fn check_cors_origins(origins: Vec<String>) -> Result<Vec<String>, ConfigError> 
         }
         return Ok(origins);
     }
+    let mut normalised = Vec::with_capacity(origins.len());
     for origin in &origins {
-        let valid = url::Url::parse(origin).is_ok_and(|url| {
+        let parsed = url::Url::parse(origin).ok().filter(|url| {
             matches!(url.scheme(), "http" | "https")
                 && url.host_str().is_some()
                 && url.path() == "/"
                 && url.query().is_none()
                 && url.username().is_empty()
         });
-        if !valid {
+        let Some(parsed) = parsed else {
             return Err(ConfigError::Invalid {
                 field: "cors_origins",
                 message: format!("{origin:?} is not an origin like https://crm.example.com"),
             });
-        }
+        };
+        // As browsers send it: lower-case host, no default port.
+        normalised.push(parsed.origin().ascii_serialization());
     }
-    Ok(origins)
+    Ok(normalised)
 }
 
 fn directory_or_default(explicit: Option<PathBuf>, default: &str) -> Source {
@@ -338,6 +341,22 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cors_origins_are_checked_and_normalised() {
+        assert_eq!(
+            check_cors_origins(vec![
+                "HTTPS://CRM.Example.com:443/".into(),
+                " http://localhost:5173 ".into()
+            ])
+            .unwrap(),
+            ["https://crm.example.com", "http://localhost:5173"]
+        );
+        assert_eq!(check_cors_origins(vec!["*".into()]).unwrap(), ["*"]);
+        assert!(check_cors_origins(vec!["*".into(), "https://a.example".into()]).is_err());
+        assert!(check_cors_origins(vec!["crm.example.com/app".into()]).is_err());
+        assert!(check_cors_origins(vec!["https://a.example/path".into()]).is_err());
+    }
     use super::*;
 
     #[test]

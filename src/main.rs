@@ -75,8 +75,8 @@ enum DlqCommand {
         /// PENDING, REPLAYED or DISCARDED (default: all).
         #[arg(long, value_parser = parse_status)]
         status: Option<Status>,
-        /// At most this many.
-        #[arg(long, default_value_t = 50)]
+        /// At most this many (1-500).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=500))]
         limit: i64,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -153,9 +153,8 @@ fn parse_status(text: &str) -> Result<Status, String> {
 }
 
 fn parse_time(text: &str) -> Result<String, String> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|_| text.to_owned())
-        .map_err(|_| format!("{text:?} is not an RFC 3339 time such as 2026-11-29T10:00:00Z"))
+    dead_letters::stored_time(text)
+        .ok_or_else(|| format!("{text:?} is not an RFC 3339 time such as 2026-11-29T10:00:00Z"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -466,6 +465,9 @@ async fn dead_letter_command(
     } else {
         ids
     };
+    if replay && matches!(settings.routes, crm_router::route::load::Source::Bundled) {
+        eprintln!("warning: no ./routes here and no --routes given: replaying with the routes compiled into the binary; pass --routes DIR (the daemon's) to replay with yours");
+    }
     // The routes as they are now, checked against the database, exactly as the daemon loads them.
     let handle: crm_router::engine::RouteSetHandle = std::sync::Arc::new(
         arc_swap::ArcSwap::from_pointee(crm_router::route::RouteSet::empty()),

@@ -171,10 +171,18 @@ impl Http {
             Some(codes) => codes.contains(&status.as_u16()),
             None => status.is_success(),
         };
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|error| failure(format!("reading response failed: {error}"), true))?;
+        // Read at most the limit, so a huge answer cannot fill memory.
+        let mut response = response;
+        let mut bytes = Vec::new();
+        while bytes.len() < MAX_RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(error) => {
+                    return Err(failure(format!("reading response failed: {error}"), true))
+                }
+            }
+        }
         let body_bytes = &bytes[..bytes.len().min(MAX_RESPONSE_BYTES)];
         if !succeeded {
             let retryable =

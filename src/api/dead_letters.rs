@@ -90,8 +90,8 @@ impl DeadLetterSelection {
         Ok(Filter {
             route: self.route,
             event_type: self.event_type,
-            since: self.since,
-            until: self.until,
+            since: self.since.as_deref().and_then(dead_letters::stored_time),
+            until: self.until.as_deref().and_then(dead_letters::stored_time),
             status,
         })
     }

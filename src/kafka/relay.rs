@@ -277,10 +277,9 @@ impl Relay {
         // Every delivery is awaited, so rows after a failed one are not re-sent ahead of it.
         let mut published = Vec::new();
         for (row, delivery) in deliveries {
-            let outcome = tokio::select! {
-                outcome = delivery => outcome,
-                _ = shutdown.cancelled() => break,
-            };
+            // Not cut short at shutdown: a delivery in flight that is not marked would be sent
+            // again by the flush. The daemon's grace period bounds the wait.
+            let outcome = delivery.await;
             match outcome {
                 Ok(Ok(_)) => published.push(row.seq),
                 Ok(Err((error, _))) if connect::is_message_error(&error) => {

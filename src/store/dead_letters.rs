@@ -167,8 +167,8 @@ pub struct DeadLetter {
     pub status: String,
 }
 
-/// Which dead letters to list, replay or discard. Times are RFC 3339 and compare with the last
-/// failure.
+/// Which dead letters to list, replay or discard. Times compare with the last failure; build
+/// them with [`stored_time`] so they compare as the stored ones do.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     /// Only this route's.
@@ -181,6 +181,16 @@ pub struct Filter {
     pub until: Option<String>,
     /// Only in this status.
     pub status: Option<Status>,
+}
+
+/// An RFC 3339 time in the form failure times are stored in (UTC, milliseconds, `Z`), which
+/// is what makes them compare correctly as text; `None` if it is not RFC 3339.
+pub fn stored_time(text: &str) -> Option<String> {
+    let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    Some(
+        time.with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
 }
 
 const COLUMNS: &str = "id, event_id, topic, event_type, event_key, envelope, route, action_index, \
@@ -283,4 +293,20 @@ pub async fn settle(
         .execute(connection)
         .await?;
     Ok(updated.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn filter_times_take_the_stored_form() {
+        assert_eq!(
+            super::stored_time("2026-11-29T12:00:00+02:00").as_deref(),
+            Some("2026-11-29T10:00:00.000Z")
+        );
+        assert_eq!(
+            super::stored_time("2026-11-29T10:00:00.5Z").as_deref(),
+            Some("2026-11-29T10:00:00.500Z")
+        );
+        assert_eq!(super::stored_time("yesterday"), None);
+    }
 }
