@@ -59,9 +59,15 @@ pub enum AppError {
     /// another process took over the embedded bus.
     #[error("the event consumer stopped unexpectedly: {0}")]
     ConsumerStopped(String),
-    /// Another daemon already runs the embedded bus on this database.
-    #[error("another crm-router already runs the embedded event bus on {database}. The embedded bus is single-instance: its one consumer is what keeps events in order. Stop the other instance, give this one its own database (DATABASE_URL), or run several instances on one PostgreSQL database with Kafka as the bus (KAFKA_ENABLED=true)")]
+    /// Another daemon already runs on this database (the embedded bus, or instances on Kafka).
+    #[error("another crm-router already runs the embedded event bus on {database}, or instances using Kafka run on it. The embedded bus is single-instance: its one consumer is what keeps events in order. Stop the other instance, give this one its own database (DATABASE_URL), or run several instances on one PostgreSQL database with Kafka as the bus (KAFKA_ENABLED=true)")]
     SecondEmbeddedInstance {
+        /// The database, without credentials.
+        database: String,
+    },
+    /// An embedded-bus daemon runs on the database this Kafka instance was given.
+    #[error("a crm-router running the embedded event bus (without KAFKA_ENABLED) already uses {database}; instances on Kafka and an embedded bus cannot share a database, since both would consume the same events in different orders. Stop it and start it with KAFKA_ENABLED=true")]
+    EmbeddedInstanceRunning {
         /// The database, without credentials.
         database: String,
     },
@@ -77,6 +83,8 @@ enum Bus {
         relay: crate::kafka::relay::Relay,
         group: String,
         batch_size: usize,
+        /// Shared with the other instances on Kafka; keeps an embedded bus off the database.
+        lock: ExclusiveLock,
     },
 }
 
@@ -108,9 +116,17 @@ impl Application {
         // Before anything else, migrations included: a second instance (perhaps a newer
         // version) must not change the schema under the running one before it is refused.
         let bus_lock = match &settings.kafka {
-            Some(_) => None,
+            // Instances on Kafka share the bus lock: any number of them, but no embedded bus.
+            Some(_) => match store.try_lock_shared(Job::EmbeddedBus).await? {
+                Some(lock) => lock,
+                None => {
+                    return Err(AppError::EmbeddedInstanceRunning {
+                        database: store.display_url().to_owned(),
+                    })
+                }
+            },
             None => match store.try_lock(Job::EmbeddedBus).await? {
-                Some(lock) => Some(lock),
+                Some(lock) => lock,
                 None => {
                     return Err(AppError::SecondEmbeddedInstance {
                         database: store.display_url().to_owned(),
@@ -137,14 +153,14 @@ impl Application {
                     source,
                 })?;
         let log_signal = Arc::new(Notify::new());
-        let (bus, relay_health) = match (&settings.kafka, bus_lock) {
-            (None, Some(lock)) => (Bus::Embedded(lock), None),
-            (None, None) => unreachable!("the embedded bus lock is taken above"),
-            (Some(kafka), _) => {
+        let (bus, relay_health) = match &settings.kafka {
+            None => (Bus::Embedded(bus_lock), None),
+            Some(kafka) => {
                 retire_embedded_history(&store, &settings.consumer).await?;
                 warn_about_unsubscribed_routes(&handle.load(), kafka);
                 let (bus, health) =
-                    connect_kafka(kafka, &store, &log_signal, settings.batch_size).await?;
+                    connect_kafka(kafka, &store, &log_signal, settings.batch_size, bus_lock)
+                        .await?;
                 (bus, Some(health))
             }
         };
@@ -230,36 +246,20 @@ impl Application {
         // The relay stops after the consumer, so it can publish what the last batch emitted.
         let relay_stop = CancellationToken::new();
         let mut relay_task = None;
+        let store = self.state.store.clone();
         let engine_task = match self.bus {
-            Bus::Embedded(lock) => {
-                let engine = self.engine;
-                let lock = lock.keep(self.state.store.clone(), shutdown.clone());
-                let consumer = engine.run(shutdown.clone());
-                // The consumer runs only while this process holds the bus; if another process
-                // took it (after this one's database session broke), the consumer stops and the
-                // watchdog below shuts the daemon down.
-                tokio::spawn(async move {
-                    tokio::pin!(consumer);
-                    tokio::select! {
-                        () = &mut consumer => Ok(()),
-                        kept = lock => match kept {
-                            // Shutting down: the batch in flight still commits, and the lock is
-                            // held until it has, so a replacement cannot start consuming early.
-                            Ok(lock) => {
-                                consumer.await;
-                                drop(lock);
-                                Ok(())
-                            }
-                            Err(taken) => Err(taken.to_string()),
-                        },
-                    }
-                })
-            }
+            Bus::Embedded(lock) => tokio::spawn(consume_while_locked(
+                self.engine.run(shutdown.clone()),
+                lock,
+                store,
+                shutdown.clone(),
+            )),
             Bus::Kafka {
                 consumer,
                 relay,
                 group,
                 batch_size,
+                lock,
             } => {
                 relay_task = Some(tokio::spawn(relay.run(relay_stop.clone())));
                 let consumer = crate::kafka::consumer::run(
@@ -269,10 +269,12 @@ impl Application {
                     batch_size,
                     shutdown.clone(),
                 );
-                tokio::spawn(async move {
-                    consumer.await;
-                    Ok(())
-                })
+                tokio::spawn(consume_while_locked(
+                    consumer,
+                    lock,
+                    store,
+                    shutdown.clone(),
+                ))
             }
         };
         let scheduler_task = tokio::spawn(self.scheduler.run(shutdown.clone()));
@@ -362,6 +364,30 @@ impl Application {
     }
 }
 
+/// Runs `consumer` while this process holds its bus lock. If another process took the lock
+/// (after this one's database session broke), the consumer stops and the caller's watchdog
+/// shuts the daemon down. At shutdown the batch in flight still commits, and the lock is held
+/// until it has, so a replacement cannot start consuming early.
+async fn consume_while_locked(
+    consumer: impl std::future::Future<Output = ()>,
+    lock: ExclusiveLock,
+    store: Store,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    tokio::pin!(consumer);
+    tokio::select! {
+        () = &mut consumer => Ok(()),
+        kept = lock.keep(store, shutdown) => match kept {
+            Ok(lock) => {
+                consumer.await;
+                drop(lock);
+                Ok(())
+            }
+            Err(taken) => Err(taken.to_string()),
+        },
+    }
+}
+
 /// On Kafka only the configured topics are consumed; a route waiting on any other topic would
 /// silently never run.
 fn warn_about_unsubscribed_routes(routes: &RouteSet, kafka: &crate::kafka::KafkaSettings) {
@@ -407,6 +433,7 @@ async fn connect_kafka(
     store: &Store,
     log_signal: &crate::engine::LogSignal,
     batch_size: usize,
+    lock: ExclusiveLock,
 ) -> Result<(Bus, Arc<crate::kafka::relay::RelayHealth>), AppError> {
     use crate::kafka::{connect, consumer, relay, topics};
     use rdkafka::producer::Producer;
@@ -469,6 +496,7 @@ async fn connect_kafka(
             relay,
             group: kafka.group_id.clone(),
             batch_size,
+            lock,
         },
         health,
     ))

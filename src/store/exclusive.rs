@@ -55,6 +55,14 @@ impl Job {
 pub struct ExclusiveLock {
     job: Job,
     held: Held,
+    mode: Mode,
+}
+
+/// Whether other processes may hold the lock too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Exclusive,
+    Shared,
 }
 
 #[derive(Debug)]
@@ -70,6 +78,17 @@ enum Held {
 impl Store {
     /// Takes the lock for `job`, or returns `None` when another process holds it.
     pub async fn try_lock(&self, job: Job) -> Result<Option<ExclusiveLock>, StoreError> {
+        self.take(job, Mode::Exclusive).await
+    }
+
+    /// Takes `job`'s lock shared with other shared holders, or returns `None` when a process
+    /// holds it exclusively. Instances on Kafka share the bus lock, so that an embedded-bus
+    /// instance cannot start beside them, nor they beside it.
+    pub async fn try_lock_shared(&self, job: Job) -> Result<Option<ExclusiveLock>, StoreError> {
+        self.take(job, Mode::Shared).await
+    }
+
+    async fn take(&self, job: Job, mode: Mode) -> Result<Option<ExclusiveLock>, StoreError> {
         let held = match self.dialect {
             Dialect::Postgres => {
                 let mut session = AnyConnection::connect(&self.url).await?;
@@ -80,7 +99,11 @@ impl Store {
                     "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 2",
                 )
                 .await?;
-                let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                let function = match mode {
+                    Mode::Exclusive => "SELECT pg_try_advisory_lock($1)",
+                    Mode::Shared => "SELECT pg_try_advisory_lock_shared($1)",
+                };
+                let taken: bool = sqlx::query_scalar(function)
                     .bind(job.advisory_key())
                     .fetch_one(&mut session)
                     .await?;
@@ -94,7 +117,11 @@ impl Store {
                 None => Held::Private,
                 Some(path) => {
                     let file = open_lock_file(&path)?;
-                    match file.try_lock() {
+                    let taken = match mode {
+                        Mode::Exclusive => file.try_lock(),
+                        Mode::Shared => file.try_lock_shared(),
+                    };
+                    match taken {
                         Ok(()) => Held::File(file),
                         Err(TryLockError::WouldBlock) => return Ok(None),
                         Err(TryLockError::Error(source)) => {
@@ -104,7 +131,7 @@ impl Store {
                 }
             },
         };
-        Ok(Some(ExclusiveLock { job, held }))
+        Ok(Some(ExclusiveLock { job, held, mode }))
     }
 }
 
@@ -133,6 +160,7 @@ impl Store {
         Ok(Some(ExclusiveLock {
             job,
             held: Held::File(file),
+            mode: Mode::Exclusive,
         }))
     }
 }
@@ -220,7 +248,7 @@ impl ExclusiveLock {
             };
             tracing::warn!(%error, job = ?self.job, "the database session holding an exclusive lock broke; taking the lock again");
             loop {
-                match store.try_lock(self.job).await {
+                match store.take(self.job, self.mode).await {
                     Ok(Some(lock)) => {
                         self = lock;
                         break;
