@@ -4,6 +4,7 @@
 //!
 //! - `connections_killed`: PostgreSQL terminates the daemon's sessions again and again while
 //!   events stream in.
+//! - `outage`: the link to PostgreSQL goes down, mid-stream and while idle, and comes back.
 //! - `http_target`: an HTTP target times out, then answers 500, then recovers; another never
 //!   recovers.
 //! - `poison`: one route fails permanently for one event type while another route on the same
@@ -15,6 +16,8 @@
 //! `kafka::a_broker_outage_mid_stream_loses_nothing_and_doubles_nothing`.
 
 mod connections_killed;
+mod database_link;
 mod http_target;
+mod outage;
 mod poison;
 mod stream;

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::AnyPool;
+use tokio::task::JoinSet;
 
 use crate::support::{count, Daemon, Project, API_KEY};
 
@@ -96,6 +97,27 @@ pub fn fail_with_errors(daemon: &Daemon, problem: &str) -> ! {
     let log = daemon.log();
     let errors: Vec<&str> = log.lines().filter(|line| line.contains("ERROR")).collect();
     panic!("{problem}\ndaemon errors:\n{}", errors.join("\n"))
+}
+
+/// Posts the COUNT events `ids`, eight at a time, each until it is accepted (see
+/// [`post_until_accepted`]); returns how many 503s came first.
+pub async fn post_all(daemon: &Daemon, ids: &[String]) -> usize {
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/events/test.events", daemon.base);
+    let mut unavailable = 0;
+    for chunk in ids.chunks(8) {
+        let mut posts = JoinSet::new();
+        for id in chunk {
+            posts.spawn(post_until_accepted(client.clone(), url.clone(), id.clone()));
+        }
+        while let Some(result) = posts.join_next().await {
+            match result.unwrap() {
+                Ok(answers_503) => unavailable += answers_503,
+                Err(problem) => fail_with_errors(daemon, &problem),
+            }
+        }
+    }
+    unavailable
 }
 
 /// Asserts that `ids` are exactly the COUNT events in the log, that each was applied once with
