@@ -4,7 +4,8 @@
 //!
 //! - `connections_killed`: PostgreSQL terminates the daemon's sessions again and again while
 //!   events stream in.
-//! - `outage`: the link to PostgreSQL goes down, mid-stream and while idle, and comes back.
+//! - `outage`: the link to PostgreSQL goes down, mid-stream and while idle, and comes back; and
+//!   a network partition leaves the daemon's sessions alive at the server.
 //! - `http_target`: an HTTP target times out, then answers 500, then recovers; another never
 //!   recovers.
 //! - `poison`: one route fails permanently for one event type while another route on the same
