@@ -113,14 +113,30 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(error: crate::store::StoreError) -> Self {
-        Self::Internal(error.to_string())
+        match error {
+            // A failed query is judged like any other, so a lost connection is a 503 here too.
+            crate::store::StoreError::Query(error) => error.into(),
+            other => Self::Internal(other.to_string()),
+        }
     }
+}
+
+/// PostgreSQL's SQLSTATEs for a connection the server ended or refused: connection exceptions
+/// (class 08), and admin shutdown, crash shutdown and "cannot connect now" (57P01–57P03), as
+/// when an administrator or a failover terminates the session.
+fn connection_lost(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Self::Unavailable("the database is not reachable; try again".into())
+            }
+            sqlx::Error::Database(database)
+                if database.code().as_deref().is_some_and(connection_lost) =>
+            {
                 Self::Unavailable("the database is not reachable; try again".into())
             }
             // PostgreSQL's "character not in repertoire": NUL in text that reached the database

@@ -112,7 +112,8 @@ pub struct EngineHealth {
 }
 
 impl EngineHealth {
-    /// The last database failure, cleared on the next successful commit.
+    /// The last database failure, cleared on the next successful commit or when the consumer
+    /// reads the log and finds nothing left to do.
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().expect("health lock").clone()
     }
@@ -199,6 +200,9 @@ impl Engine {
                     }
                 };
             if records.is_empty() {
+                // The database answered and nothing is waiting: a failure reported earlier is
+                // over. (A failed batch is read again, so only its commit clears its failure.)
+                self.health.set(None);
                 tokio::select! {
                     _ = self.signal.notified() => {}
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -40,6 +40,15 @@ impl Job {
         }
     }
 
+    /// How the job names itself in a PostgreSQL session's `application_name`.
+    fn session_label(self) -> &'static str {
+        match self {
+            Job::EmbeddedBus => "bus",
+            Job::Relay => "relay",
+            Job::Migrate => "migrate",
+        }
+    }
+
     /// The suffix of the lock file beside a SQLite database.
     fn file_suffix(self) -> &'static str {
         match self {
@@ -56,6 +65,10 @@ pub struct ExclusiveLock {
     job: Job,
     held: Held,
     mode: Mode,
+    /// The `application_name` of the PostgreSQL sessions this process takes the lock with,
+    /// unique to the process, so that [`ExclusiveLock::keep`] can tell a stranded session of
+    /// its own from another process's.
+    owner: String,
 }
 
 /// Whether other processes may hold the lock too.
@@ -75,23 +88,41 @@ enum Held {
     Private,
 }
 
+/// A session name unique to this process and job (see [`ExclusiveLock::keep`]).
+fn owner(job: Job) -> String {
+    format!(
+        "crm-router {} {}",
+        job.session_label(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 impl Store {
     /// Takes the lock for `job`, or returns `None` when another process holds it.
     pub async fn try_lock(&self, job: Job) -> Result<Option<ExclusiveLock>, StoreError> {
-        self.take(job, Mode::Exclusive).await
+        self.take(job, Mode::Exclusive, owner(job)).await
     }
 
     /// Takes `job`'s lock shared with other shared holders, or returns `None` when a process
     /// holds it exclusively. Instances on Kafka share the bus lock, so that an embedded-bus
     /// instance cannot start beside them, nor they beside it.
     pub async fn try_lock_shared(&self, job: Job) -> Result<Option<ExclusiveLock>, StoreError> {
-        self.take(job, Mode::Shared).await
+        self.take(job, Mode::Shared, owner(job)).await
     }
 
-    async fn take(&self, job: Job, mode: Mode) -> Result<Option<ExclusiveLock>, StoreError> {
+    async fn take(
+        &self,
+        job: Job,
+        mode: Mode,
+        owner: String,
+    ) -> Result<Option<ExclusiveLock>, StoreError> {
         let held = match self.dialect {
             Dialect::Postgres => {
                 let mut session = AnyConnection::connect(&self.url).await?;
+                sqlx::query("SELECT set_config('application_name', $1, false)")
+                    .bind(&owner)
+                    .execute(&mut session)
+                    .await?;
                 // The server drops a dead holder's session (and the lock) after about 20 s of
                 // silence, instead of the operating system's default of two hours.
                 sqlx::Executor::execute(
@@ -131,7 +162,52 @@ impl Store {
                 }
             },
         };
-        Ok(Some(ExclusiveLock { job, held, mode }))
+        Ok(Some(ExclusiveLock {
+            job,
+            held,
+            mode,
+            owner,
+        }))
+    }
+
+    /// Ends the sessions named `owner` that hold `job`'s lock, and waits until the server has
+    /// let go of them; returns how many there were. They are this process's own, left behind
+    /// when their connection broke in a way the server did not notice (a network partition):
+    /// the server keeps such a session, and its lock, until TCP keepalive gives up on it, by
+    /// default after more than two hours.
+    async fn end_stranded_sessions(&self, job: Job, owner: &str) -> Result<usize, StoreError> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(0);
+        }
+        const HOLDERS: &str = "FROM pg_locks AS locks \
+             JOIN pg_stat_activity AS activity ON activity.pid = locks.pid \
+             WHERE locks.locktype = 'advisory' AND locks.granted AND locks.objsubid = 1 \
+             AND locks.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND ((locks.classid::bigint << 32) | locks.objid::bigint) = $1 \
+             AND activity.application_name = $2";
+        let mut session = AnyConnection::connect(&self.url).await?;
+        // In the select list, the call runs only for the rows the WHERE clause kept.
+        let ended: Vec<bool> =
+            sqlx::query_scalar(&format!("SELECT pg_terminate_backend(locks.pid) {HOLDERS}"))
+                .bind(job.advisory_key())
+                .bind(owner)
+                .fetch_all(&mut session)
+                .await?;
+        // Termination is asynchronous: wait until the lock is no longer held by them, so that
+        // a refusal on the next attempt means another process.
+        for _ in 0..50 {
+            let left: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {HOLDERS}"))
+                .bind(job.advisory_key())
+                .bind(owner)
+                .fetch_one(&mut session)
+                .await?;
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        session.close().await?;
+        Ok(ended.into_iter().filter(|&ended| ended).count())
     }
 }
 
@@ -161,6 +237,7 @@ impl Store {
             job,
             held: Held::File(file),
             mode: Mode::Exclusive,
+            owner: String::new(),
         }))
     }
 }
@@ -231,7 +308,8 @@ pub struct LockTaken {
 impl ExclusiveLock {
     /// Holds the lock until `shutdown`, checking it every few seconds, then hands it back so
     /// the caller can hold it until its job has finished. A lost session (the database
-    /// restarted or the connection broke) is retaken as soon as the database answers; if another
+    /// restarted or the connection broke) is retaken as soon as the database answers; if the
+    /// server still keeps the lost session, which holds the lock, it is ended first. If another
     /// process took the lock meanwhile, returns [`LockTaken`] and the caller must stop the job.
     pub async fn keep(
         mut self,
@@ -248,12 +326,24 @@ impl ExclusiveLock {
             };
             tracing::warn!(%error, job = ?self.job, "the database session holding an exclusive lock broke; taking the lock again");
             loop {
-                match store.take(self.job, self.mode).await {
+                match store.take(self.job, self.mode, self.owner.clone()).await {
                     Ok(Some(lock)) => {
                         self = lock;
                         break;
                     }
-                    Ok(None) => return Err(LockTaken { job: self.job }),
+                    Ok(None) => match store.end_stranded_sessions(self.job, &self.owner).await {
+                        Ok(0) => return Err(LockTaken { job: self.job }),
+                        Ok(ended) => {
+                            tracing::warn!(ended, job = ?self.job, "ended this process's own database session, which still held the exclusive lock after its connection broke");
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, job = ?self.job, "cannot take the exclusive lock again yet");
+                            tokio::select! {
+                                _ = tokio::time::sleep(CHECK_EVERY) => {}
+                                _ = shutdown.cancelled() => return Ok(self),
+                            }
+                        }
+                    },
                     Err(error) => {
                         tracing::warn!(%error, job = ?self.job, "cannot take the exclusive lock again yet");
                         tokio::select! {

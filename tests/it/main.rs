@@ -10,6 +10,7 @@ mod crash_cascade;
 mod crm_authz;
 mod crm_flows;
 mod dead_letters;
+mod faults;
 mod hostile;
 mod http_errors;
 mod kafka;

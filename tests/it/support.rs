@@ -232,10 +232,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `crm-router run` on port 0 and waits until it listens.
     pub fn start(project: &Project, env: &[(&str, &str)]) -> Self {
+        Self::start_at(project, &project.database_url(), env)
+    }
+
+    /// Starts `crm-router run` in `project` but on `database_url` (the project's database
+    /// reached another way, such as through a proxy), and waits until it listens.
+    pub fn start_at(project: &Project, database_url: &str, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new(binary());
         command
             .args(["run", "--listen", "127.0.0.1:0", "--database-url"])
-            .arg(project.database_url())
+            .arg(database_url)
             .current_dir(project.path())
             .env_remove("DATABASE_URL")
             .env_remove("PORT")
