@@ -140,6 +140,11 @@ pub async fn create(
     .bind(approval.comment.as_deref())
     .bind(approval.requested_at.as_str())
     .bind(approval.decided_at.as_deref())
+    // Not a cached statement: sqlx 0.8.6's Any driver binds a NULL `Option<f64>` as a FLOAT4
+    // on PostgreSQL, and a statement first prepared with that NULL then refuses the FLOAT8 of
+    // a later request ("incorrect binary data format"). Prepared afresh, each execution's
+    // types hold. Found by schemathesis.
+    .persistent(false)
     .execute(&mut *connection)
     .await?;
     published

@@ -27,13 +27,20 @@ impl Statement {
 }
 
 /// Binds JSON values: null → NULL, bool, integer, float, string; arrays and objects as JSON text.
+///
+/// The statement is prepared afresh for every execution (not cached): a route's values change
+/// type from event to event (a number, then `none`, then text), and PostgreSQL fixes a cached
+/// statement's parameter types at its first execution, refusing later values of another type.
+/// NULL is bound as an integer NULL, which PostgreSQL assigns to text, integer and floating-point
+/// columns alike (a text NULL is refused by numeric columns).
 pub fn bind_all<'q>(
     mut query: Query<'q, Any, AnyArguments<'q>>,
     params: &'q [Json],
 ) -> Query<'q, Any, AnyArguments<'q>> {
+    query = query.persistent(false);
     for param in params {
         query = match param {
-            Json::Null => query.bind(None::<String>),
+            Json::Null => query.bind(None::<i32>),
             Json::Bool(flag) => query.bind(*flag),
             Json::Number(number) => match number.as_i64() {
                 Some(integer) => query.bind(integer),

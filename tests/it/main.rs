@@ -20,3 +20,4 @@ mod reload;
 mod replay;
 mod schedule;
 mod support;
+mod values;
