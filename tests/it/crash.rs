@@ -206,30 +206,7 @@ async fn second_daemon_refused(project: Project) {
     project.write("migrations/20270101000000_effects.sql", MIGRATION);
     project.write("routes/count.yaml", ROUTES);
     let mut first = project.start();
-    let mut second = std::process::Command::new(crate::support::binary())
-        .args(["run", "--listen", "127.0.0.1:0", "--database-url"])
-        .arg(project.database_url())
-        .current_dir(project.path())
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "info,sqlx=warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = second.kill();
-            panic!("a second daemon on the embedded bus kept running");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
+    let stderr = project.refused_start(&[("RUST_LOG", "info,sqlx=warn")]);
     assert!(
         stderr.contains("another crm-router already runs the embedded event bus on")
             && stderr.contains("KAFKA_ENABLED=true"),

@@ -933,37 +933,6 @@ async fn sigterm_flushes_the_outbox(backend: Backend) {
     flush_on_sigterm(project).await;
 }
 
-/// Runs `crm-router run` with `env` where it must refuse to start; returns what it printed.
-fn refused_start(project: &Project, env: &[(&str, &str)]) -> String {
-    let mut command = Command::new(crate::support::binary());
-    command
-        .args(["run", "--listen", "127.0.0.1:0", "--database-url"])
-        .arg(project.database_url())
-        .current_dir(project.path())
-        .env_remove("DATABASE_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the daemon started instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
-    stderr
-}
-
 /// Instances on Kafka and an embedded bus never share a database: both would consume the same
 /// events, in different orders.
 #[test_case(Backend::Sqlite ; "sqlite")]
@@ -979,7 +948,7 @@ async fn kafka_instances_and_an_embedded_bus_exclude_each_other(backend: Backend
     let env = kafka_env(&broker, "exclusive");
     let mut on_kafka = Daemon::start(&project, &env);
     let second_on_kafka = Daemon::start(&project, &env);
-    let stderr = refused_start(&project, &[("CRM_ROUTER_API_KEY", API_KEY)]);
+    let stderr = project.refused_start(&[("CRM_ROUTER_API_KEY", API_KEY)]);
     assert!(
         stderr.contains("instances using Kafka run on it"),
         "{stderr}"
@@ -987,7 +956,7 @@ async fn kafka_instances_and_an_embedded_bus_exclude_each_other(backend: Backend
     assert_eq!(on_kafka.terminate(), Some(0));
     drop(second_on_kafka);
     let mut embedded = project.start();
-    let stderr = refused_start(&project, &env);
+    let stderr = project.refused_start(&env);
     assert!(
         stderr.contains(
             "a crm-router running the embedded event bus (without KAFKA_ENABLED) already uses"

@@ -214,6 +214,38 @@ impl Project {
             .unwrap()
     }
 
+    /// Runs `crm-router run` with `env` where it must refuse to start (within 30 s, non-zero);
+    /// returns what it printed.
+    pub fn refused_start(&self, env: &[(&str, &str)]) -> String {
+        let mut command = Command::new(binary());
+        command
+            .args(["run", "--listen", "127.0.0.1:0", "--database-url"])
+            .arg(self.database_url())
+            .current_dir(self.path())
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the daemon started instead of refusing");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "{stderr}");
+        stderr
+    }
+
     /// Starts the daemon with the API key set.
     pub fn start(&self) -> Daemon {
         Daemon::start(self, &[("CRM_ROUTER_API_KEY", API_KEY)])
