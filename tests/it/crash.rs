@@ -7,31 +7,12 @@ use serde_json::json;
 use test_case::test_case;
 use tokio::task::JoinSet;
 
+// The counting routes the fault tests share: a row, a counter and an emitted CHILD per event.
+use crate::faults::stream::{MIGRATION, ROUTES};
 use crate::support::{count, drained, Backend, Project};
 
 const EVENTS: usize = 1_000;
 const CONCURRENCY: usize = 8;
-
-const MIGRATION: &str = "
-CREATE TABLE effects (event_id TEXT NOT NULL, kind TEXT NOT NULL);
-CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL DEFAULT 0);
-";
-
-// `effects` has no unique key on purpose: an event applied twice would show as a duplicate row
-// instead of failing.
-const ROUTES: &str = r#"routes:
-  - name: count
-    on: {topic: test.events, type: COUNT}
-    actions:
-      - insert: {table: effects, values: {event_id: "{{ event.eventId }}", kind: parent}}
-      - upsert: {table: counters, where: {name: parents}, increment: {value: 1}}
-      - emit: {topic: test.events, eventType: CHILD, key: "{{ event.key }}", data: {parent: "{{ event.eventId }}"}}
-  - name: child
-    on: {topic: test.events, type: CHILD}
-    actions:
-      - insert: {table: effects, values: {event_id: "{{ data.parent }}", kind: child}}
-      - upsert: {table: counters, where: {name: children}, increment: {value: 1}}
-"#;
 
 /// Whether the log holds events the consumer has not committed yet.
 async fn consumer_is_behind(db: &sqlx::AnyPool) -> bool {

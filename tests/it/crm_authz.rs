@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 
 use reqwest::header::HeaderMap;
 use reqwest::Method;
-use serde_json::{json, Map, Value};
-use sqlx::{AnyPool, Column, Row};
+use serde_json::{json, Value};
+use sqlx::AnyPool;
 
 use crate::support::{Backend, Daemon, Project};
 
@@ -262,12 +262,8 @@ impl Crm {
     async fn dump(&self, tables: &[&str]) -> String {
         let mut dump = String::new();
         for table in tables {
-            let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY id"))
-                .fetch_all(&self.db)
-                .await
-                .unwrap();
-            let rows: Vec<Value> = rows.iter().map(row_to_json).collect();
-            dump.push_str(&format!("{table}: {}\n", Value::Array(rows)));
+            let rows = crate::support::table_rows(&self.db, table).await;
+            dump.push_str(&format!("{table}: {rows}\n"));
         }
         dump
     }
@@ -280,24 +276,6 @@ impl Crm {
             .await
             .unwrap()
     }
-}
-
-/// A row as a JSON object, column by column: text, integer, real or null (the types of the CRM
-/// tables on both databases).
-fn row_to_json(row: &sqlx::any::AnyRow) -> Value {
-    let mut object = Map::new();
-    for column in row.columns() {
-        let index = column.ordinal();
-        let value = if let Ok(text) = row.try_get::<Option<String>, _>(index) {
-            json!(text)
-        } else if let Ok(integer) = row.try_get::<Option<i64>, _>(index) {
-            json!(integer)
-        } else {
-            json!(row.try_get::<Option<f64>, _>(index).unwrap())
-        };
-        object.insert(column.name().to_owned(), value);
-    }
-    Value::Object(object)
 }
 
 const CRM_TABLES: &[&str] = &[

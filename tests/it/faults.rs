@@ -21,4 +21,4 @@ mod database_link;
 mod http_target;
 mod outage;
 mod poison;
-mod stream;
+pub(crate) mod stream;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use reqwest::Method;
-use serde_json::{json, Map, Value};
-use sqlx::{AnyPool, Column, Row};
+use serde_json::Value;
+use sqlx::AnyPool;
 use test_case::test_case;
 
 use crate::support::{count, drained, Backend, Daemon, Project, API_KEY};
@@ -237,36 +237,14 @@ const WATCHED_TABLES: &[&str] = &[
 async fn fingerprint(db: &AnyPool) -> BTreeMap<String, String> {
     let mut state = BTreeMap::new();
     for table in WATCHED_TABLES {
-        let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY id"))
-            .fetch_all(db)
-            .await
-            .unwrap();
-        let rows: Vec<Value> = rows.iter().map(row_to_json).collect();
-        state.insert((*table).to_owned(), Value::Array(rows).to_string());
+        let rows = crate::support::table_rows(db, table).await;
+        state.insert((*table).to_owned(), rows.to_string());
     }
     for table in ["event_log", "dead_letters"] {
         let rows = count(db, &format!("SELECT COUNT(*) FROM {table}")).await;
         state.insert(table.to_owned(), rows.to_string());
     }
     state
-}
-
-/// A row as a JSON object: text, integer, real or null, the column types of the watched tables
-/// on both databases.
-fn row_to_json(row: &sqlx::any::AnyRow) -> Value {
-    let mut object = Map::new();
-    for column in row.columns() {
-        let index = column.ordinal();
-        let value = if let Ok(text) = row.try_get::<Option<String>, _>(index) {
-            json!(text)
-        } else if let Ok(integer) = row.try_get::<Option<i64>, _>(index) {
-            json!(integer)
-        } else {
-            json!(row.try_get::<Option<f64>, _>(index).unwrap())
-        };
-        object.insert(column.name().to_owned(), value);
-    }
-    Value::Object(object)
 }
 
 /// Requests that never reach our code: hyper refuses them while parsing, with a bare status and

@@ -24,22 +24,11 @@ fn route(field: &str) -> String {
     )
 }
 
-async fn post(daemon: &Daemon, path: &str, body: Value) -> (u16, Value) {
-    let response = daemon
-        .request(reqwest::Method::POST, path)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Rewrites the route file and waits until the daemon has reloaded it.
 async fn rewrite_route(project: &Project, daemon: &Daemon, field: &str) {
     let (_, before) = daemon.get("/api/routes").await;
     project.write("routes/record.yaml", &route(field));
-    let (status, _) = post(daemon, "/api/routes/reload", json!({})).await;
+    let (status, _) = daemon.post("/api/routes/reload", json!({})).await;
     assert_eq!(status, 202);
     eventually(
         Duration::from_secs(10),
@@ -94,7 +83,9 @@ async fn dead_letter_tools(project: Project) {
     assert_eq!((status, &shown["id"]), (200, &first["id"]));
 
     // Replayed before the fix: it fails again into a new dead letter.
-    let (status, outcome) = post(&daemon, &format!("/api/dlq/{id}/replay"), json!({})).await;
+    let (status, outcome) = daemon
+        .post(&format!("/api/dlq/{id}/replay"), json!({}))
+        .await;
     assert_eq!(status, 200, "{outcome}");
     assert_eq!(outcome["outcome"], "failed_again", "{outcome}");
     let (_, old) = daemon.get(&format!("/api/dlq/{id}")).await;
@@ -105,12 +96,16 @@ async fn dead_letter_tools(project: Project) {
         letters.iter().any(|letter| letter["attempts"] == 2),
         "{letters:?}"
     );
-    let (status, again) = post(&daemon, &format!("/api/dlq/{id}/replay"), json!({})).await;
+    let (status, again) = daemon
+        .post(&format!("/api/dlq/{id}/replay"), json!({}))
+        .await;
     assert_eq!(status, 409, "{again}");
 
     // Fix the route file; a bulk replay heals every pending letter exactly once.
     rewrite_route(&project, &daemon, "name").await;
-    let (status, bulk) = post(&daemon, "/api/dlq/replay", json!({"route": "record"})).await;
+    let (status, bulk) = daemon
+        .post("/api/dlq/replay", json!({"route": "record"}))
+        .await;
     assert_eq!(status, 200, "{bulk}");
     assert_eq!(
         (bulk["applied"].as_i64(), bulk["failedAgain"].as_i64()),
@@ -123,7 +118,9 @@ async fn dead_letter_tools(project: Project) {
         3
     );
     assert!(pending(&daemon).await.is_empty());
-    let (_, bulk_again) = post(&daemon, "/api/dlq/replay", json!({"route": "record"})).await;
+    let (_, bulk_again) = daemon
+        .post("/api/dlq/replay", json!({"route": "record"}))
+        .await;
     assert_eq!(bulk_again["applied"], 0, "{bulk_again}");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM items").await, 3);
 
@@ -136,13 +133,17 @@ async fn dead_letter_tools(project: Project) {
     })
     .await;
     let id = letter["id"].as_str().unwrap();
-    let (status, discarded) = post(&daemon, &format!("/api/dlq/{id}/discard"), json!({})).await;
+    let (status, discarded) = daemon
+        .post(&format!("/api/dlq/{id}/discard"), json!({}))
+        .await;
     assert_eq!(
         (status, &discarded["status"]),
         (200, &json!("DISCARDED")),
         "{discarded}"
     );
-    let (status, _) = post(&daemon, &format!("/api/dlq/{id}/discard"), json!({})).await;
+    let (status, _) = daemon
+        .post(&format!("/api/dlq/{id}/discard"), json!({}))
+        .await;
     assert_eq!(status, 409);
     let (status, missing) = daemon.get("/api/dlq/no-such-id").await;
     assert_eq!(status, 404, "{missing}");
@@ -267,7 +268,9 @@ async fn concurrent_replays_run_once_and_refused_submissions_enter_the_log(backe
     );
     project.write("schemas/test.events/NAMED.json", r#"{"type": "object"}"#);
     rewrite_route(&project, &daemon, "name | default('unnamed')").await;
-    let (status, bulk) = post(&daemon, "/api/dlq/replay", json!({"eventType": "NAMED"})).await;
+    let (status, bulk) = daemon
+        .post("/api/dlq/replay", json!({"eventType": "NAMED"}))
+        .await;
     assert_eq!(status, 200, "{bulk}");
     assert_eq!(bulk["requeued"], 1, "{bulk}");
     assert_eq!(

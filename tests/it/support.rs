@@ -336,8 +336,13 @@ impl Daemon {
 
     /// POSTs an event; returns status and JSON body.
     pub async fn post_event(&self, topic: &str, body: Value) -> (u16, Value) {
+        self.post(&format!("/api/events/{topic}"), body).await
+    }
+
+    /// POSTs JSON to a path with the API key; returns status and JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
-            .request(reqwest::Method::POST, &format!("/api/events/{topic}"))
+            .request(reqwest::Method::POST, path)
             .json(&body)
             .send()
             .await
@@ -443,4 +448,31 @@ pub async fn drained(pool: &AnyPool) {
         },
     )
     .await;
+}
+
+/// Every row of `table` (ordered by `id`) as a JSON array of objects, column by column: text,
+/// integer, real or null, the column types of the CRM tables on both databases. For "nothing
+/// changed" comparisons.
+pub async fn table_rows(pool: &AnyPool, table: &str) -> Value {
+    use sqlx::{Column, Row};
+    let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY id"))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    let rows = rows.iter().map(|row| {
+        let mut object = serde_json::Map::new();
+        for column in row.columns() {
+            let index = column.ordinal();
+            let value = if let Ok(text) = row.try_get::<Option<String>, _>(index) {
+                serde_json::json!(text)
+            } else if let Ok(integer) = row.try_get::<Option<i64>, _>(index) {
+                serde_json::json!(integer)
+            } else {
+                serde_json::json!(row.try_get::<Option<f64>, _>(index).unwrap())
+            };
+            object.insert(column.name().to_owned(), value);
+        }
+        Value::Object(object)
+    });
+    Value::Array(rows.collect())
 }
