@@ -91,32 +91,25 @@ enum DlqCommand {
         #[command(flatten)]
         source: SourceArgs,
     },
-    /// Run the failed route again with the routes as they are now.
-    Replay {
-        /// Dead letter ids; or `--all` with filters.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        ids: Vec<String>,
-        /// Every pending dead letter the filters select, oldest first.
-        #[arg(long)]
-        all: bool,
-        #[command(flatten)]
-        selection: DlqSelection,
-        #[command(flatten)]
-        source: SourceArgs,
-    },
+    /// Run the failed route again with the routes as they are now (oldest first with `--all`).
+    Replay(DlqTargets),
     /// Mark dead letters DISCARDED (they are kept for the record).
-    Discard {
-        /// Dead letter ids; or `--all` with filters.
-        #[arg(required_unless_present = "all", conflicts_with = "all")]
-        ids: Vec<String>,
-        /// Every pending dead letter the filters select.
-        #[arg(long)]
-        all: bool,
-        #[command(flatten)]
-        selection: DlqSelection,
-        #[command(flatten)]
-        source: SourceArgs,
-    },
+    Discard(DlqTargets),
+}
+
+/// The dead letters a replay or discard acts on.
+#[derive(Debug, Args)]
+struct DlqTargets {
+    /// Dead letter ids; or `--all` with filters.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    ids: Vec<String>,
+    /// Every pending dead letter the filters select.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    selection: DlqSelection,
+    #[command(flatten)]
+    source: SourceArgs,
 }
 
 /// Which dead letters (every filter narrows the selection).
@@ -406,7 +399,7 @@ async fn dead_letter_command(
     command: DlqCommand,
 ) -> anyhow::Result<ExitCode> {
     use crm_router::engine::replay::{ReplayOutcome, Replayer};
-    let (source, ids, all, selection, replay) = match command {
+    let (targets, replay) = match command {
         DlqCommand::List {
             selection,
             status,
@@ -445,19 +438,15 @@ async fn dead_letter_command(
             println!("{}", serde_json::to_string_pretty(&letter)?);
             return Ok(ExitCode::SUCCESS);
         }
-        DlqCommand::Replay {
-            ids,
-            all,
-            selection,
-            source,
-        } => (source, ids, all, selection, true),
-        DlqCommand::Discard {
-            ids,
-            all,
-            selection,
-            source,
-        } => (source, ids, all, selection, false),
+        DlqCommand::Replay(targets) => (targets, true),
+        DlqCommand::Discard(targets) => (targets, false),
     };
+    let DlqTargets {
+        ids,
+        all,
+        selection,
+        source,
+    } = targets;
     let settings = settings(config, log_format, source)?;
     let store = open_store(&settings).await?;
     let ids = if all {
