@@ -4,7 +4,7 @@ use super::{ActionError, Run, Scope};
 use crate::route::compile::Compiler;
 use crate::route::model::{ConflictAction, InsertDef};
 use crate::route::Ident;
-use crate::store::sql::{bind_all, insert_sql, row_to_json, Conflict};
+use crate::store::sql::{bind_all, insert_sql, may_cache, row_to_json, Conflict};
 use crate::template::ValueTemplate;
 
 /// A compiled insert.
@@ -85,6 +85,7 @@ impl Insert {
             .map(|value| run.templates.render(value, &context))
             .collect::<Result<Vec<_>, _>>()?;
         let row = bind_all(sqlx::query(&self.sql), &params)
+            .persistent(may_cache(run.connection))
             .fetch_optional(&mut *run.connection)
             .await?;
         if let Some(name) = &self.as_name {

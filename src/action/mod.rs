@@ -330,6 +330,15 @@ pub struct StepFailure {
     pub retry: Option<RetryPolicy>,
 }
 
+/// Whether any of `steps` (or the steps nested in their `for_each`) is an `http` action.
+pub fn calls_http(steps: &[Step]) -> bool {
+    steps.iter().any(|step| match &step.action {
+        Action::Http(_) => true,
+        Action::Query(query) => calls_http(&query.for_each),
+        _ => false,
+    })
+}
+
 /// Runs `steps` in order; the first failure stops the route.
 pub fn run_steps<'r, 'a: 'r>(
     run: &'r mut Run<'a>,

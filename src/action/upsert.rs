@@ -4,7 +4,7 @@ use super::{ActionError, Run, Scope};
 use crate::route::compile::Compiler;
 use crate::route::model::UpsertDef;
 use crate::route::Ident;
-use crate::store::sql::{bind_all, row_to_json, upsert_sql};
+use crate::store::sql::{bind_all, may_cache, row_to_json, upsert_sql};
 use crate::template::ValueTemplate;
 
 /// A compiled upsert.
@@ -81,6 +81,7 @@ impl Upsert {
             .map(|value| run.templates.render(value, &context))
             .collect::<Result<Vec<_>, _>>()?;
         let row = bind_all(sqlx::query(&self.sql), &params)
+            .persistent(may_cache(run.connection))
             .fetch_optional(&mut *run.connection)
             .await?;
         if let Some(name) = &self.as_name {

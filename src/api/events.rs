@@ -13,7 +13,7 @@ use super::AppState;
 use crate::engine::log_published;
 use crate::event::{EventError, SubmittedEvent};
 use crate::store::dead_letters;
-use crate::store::log::{self, LogRecord};
+use crate::store::log::LogRecord;
 
 fn field_of(error: &EventError) -> &'static str {
     match error {
@@ -90,9 +90,7 @@ pub async fn submit(
         transaction.commit().await?;
         return Err(ApiError::Unprocessable { message, fields });
     }
-    let mut transaction = state.store.begin().await?;
-    let appended = log::append(&mut transaction, &event).await?;
-    transaction.commit().await?;
+    let appended = state.appender.append(event.clone()).await?;
     if appended {
         state.log_signal.notify_one();
         log_published(std::slice::from_ref(&event));

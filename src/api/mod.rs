@@ -52,6 +52,8 @@ pub struct AppState {
     pub reload_signals: mpsc::Sender<Signal>,
     /// Wakes the consumer after an append.
     pub log_signal: LogSignal,
+    /// Commits submitted events in groups (`POST /api/events`).
+    pub appender: crate::store::appender::Appender,
     /// `CRM_ROUTER_API_KEY`.
     pub api_key: Option<Arc<str>>,
     /// Consumer health for `/readyz`.

@@ -137,8 +137,10 @@ pub(crate) async fn fetch_page<T: DeserializeOwned>(
     order: &'static str,
     paging: Paging,
 ) -> Result<Page<T>, CrmError> {
+    // The texts repeat from request to request; SQLite may keep them prepared.
+    let cache = crate::store::sql::pool_may_cache(pool);
     let count = build("COUNT(*) AS total").finish();
-    let row = count.query().fetch_one(pool).await?;
+    let row = count.query().persistent(cache).fetch_one(pool).await?;
     let total: i64 = sqlx::Row::try_get(&row, "total")?;
     let mut statement = build(columns);
     statement.push(&format!(" ORDER BY {order} LIMIT "));
@@ -146,7 +148,7 @@ pub(crate) async fn fetch_page<T: DeserializeOwned>(
     statement.push(" OFFSET ");
     statement.push_param(serde_json::json!(paging.offset));
     let statement = statement.finish();
-    let rows = statement.query().fetch_all(pool).await?;
+    let rows = statement.query().persistent(cache).fetch_all(pool).await?;
     let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
     Ok(Page { items, total })
 }

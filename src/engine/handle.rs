@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use sqlx::{AnyConnection, Connection};
 
-use crate::action::{run_steps, Run, Scope};
+use crate::action::{calls_http, run_steps, Run, Scope};
 use crate::event::{Event, TopicName};
-use crate::route::{Route, RouteSet};
+use crate::route::{Route, RouteName, RouteSet};
 use crate::store::dead_letters::{self, NewDeadLetter};
 use crate::store::log::{decode_envelope, LogRecord};
 use crate::template::now_rfc3339;
@@ -20,6 +20,10 @@ pub struct Retry {
     pub error: String,
     /// How long to wait.
     pub delay: Duration,
+    /// The failure happened in an unguarded pass, without a savepoint: the caller must roll
+    /// back its whole transaction and handle the events again guarded (see
+    /// [`Attempt::guarded`]), rather than retry this one.
+    pub unguarded: bool,
 }
 
 /// Which attempt at an event this is.
@@ -32,6 +36,15 @@ pub struct Attempt<'a> {
     /// False for a replay from the dead letters: a failure is dead-lettered again at once instead
     /// of being retried with backoff, since an operator is waiting for the answer.
     pub may_retry: bool,
+    /// True: every route runs in a savepoint, so a failing route is undone alone and
+    /// dead-lettered or retried. False (the consumer's first pass over a batch): routes without
+    /// `http` actions run without savepoints, and the first failure returns a [`Retry`] with
+    /// nothing dead-lettered; the caller must then roll back its whole transaction and handle
+    /// the events again guarded.
+    pub guarded: bool,
+    /// An abandoned unguarded pass already logged and counted this event (as received and
+    /// routed); its effects were rolled back, so this pass applies it, quietly.
+    pub repeat: bool,
 }
 
 impl Attempt<'static> {
@@ -41,6 +54,8 @@ impl Attempt<'static> {
             number: 1,
             first_failed_at: None,
             may_retry: true,
+            guarded: true,
+            repeat: false,
         }
     }
 }
@@ -48,12 +63,25 @@ impl Attempt<'static> {
 /// What handling an event did, once no retry is needed.
 #[derive(Debug, Default)]
 pub struct Handled {
+    /// The event's `eventId` (empty when its envelope is malformed).
+    pub event_id: String,
     /// Events the successful routes emitted, for the caller to append before it commits.
     pub emitted: Vec<Event>,
     /// The errors of what was dead-lettered instead of applied.
     pub dead_lettered: Vec<String>,
     /// How many routes ran (successfully or not).
     pub routes_run: usize,
+    /// The routes applied, for the caller to count once its transaction commits.
+    pub applied: Vec<RouteName>,
+}
+
+impl Handled {
+    /// Counts the applied routes in the metrics (after the commit that made them so).
+    pub fn count_applied(&self) {
+        for route in &self.applied {
+            crate::telemetry::route_executed(route.as_str(), "applied");
+        }
+    }
 }
 
 fn store_retry(error: sqlx::Error) -> Retry {
@@ -61,6 +89,7 @@ fn store_retry(error: sqlx::Error) -> Retry {
         route: "engine".into(),
         error: format!("database error: {error}"),
         delay: Duration::from_millis(500),
+        unguarded: false,
     }
 }
 
@@ -144,6 +173,7 @@ pub async fn handle_record(
         }
     };
     let (event_id, event_type) = (envelope.event_id.clone(), envelope.event_type.clone());
+    handled.event_id = event_id.clone();
     let topic = match TopicName::parse(&record.topic) {
         Ok(topic) => topic,
         Err(error) => {
@@ -160,7 +190,7 @@ pub async fn handle_record(
             return Ok(handled);
         }
     };
-    if attempt.number == 1 {
+    if attempt.number == 1 && !attempt.repeat {
         crate::telemetry::event_received(topic.as_str(), &event_type);
         tracing::info!(
             topic = %topic,
@@ -192,16 +222,45 @@ pub async fn handle_record(
         key: record.key.clone(),
         envelope,
     };
-    for route in routes.matching(event.topic.as_str(), &event.envelope.event_type) {
-        if only_route.is_some_and(|name| name != route.name.as_str()) {
-            continue;
+    let matching: Vec<&Route> = routes
+        .matching(event.topic.as_str(), &event.envelope.event_type)
+        .filter(|route| only_route.is_none_or(|name| name == route.name.as_str()))
+        .collect();
+    // An event whose routes call HTTP is handled guarded even in an unguarded pass: its
+    // failures are then settled here (dead letter or retry) instead of making the batch run
+    // again, which would send its requests twice.
+    let attempt = Attempt {
+        guarded: attempt.guarded || matching.iter().any(|route| calls_http(&route.steps)),
+        ..attempt
+    };
+    if matching.len() > 1 && attempt.guarded {
+        // A route that asks for a retry must take the effects of the routes before it along:
+        // the event is retried whole. One route alone is undone by its own savepoint.
+        let mut savepoint = connection.begin().await.map_err(store_retry)?;
+        let ran = run_routes(
+            &mut savepoint,
+            record,
+            &event,
+            &matching,
+            routes,
+            http,
+            attempt,
+            &mut handled,
+        )
+        .await;
+        match ran {
+            Ok(()) => savepoint.commit().await.map_err(store_retry)?,
+            Err(retry) => {
+                savepoint.rollback().await.map_err(store_retry)?;
+                return Err(retry);
+            }
         }
-        handled.routes_run += 1;
-        run_route(
+    } else {
+        run_routes(
             connection,
             record,
             &event,
-            route,
+            &matching,
             routes,
             http,
             attempt,
@@ -209,10 +268,31 @@ pub async fn handle_record(
         )
         .await?;
     }
-    if handled.dead_lettered.is_empty() {
+    if handled.dead_lettered.is_empty() && !attempt.repeat {
         crate::telemetry::event_routed(event.topic.as_str(), &event.envelope.event_type);
     }
     Ok(handled)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_routes(
+    connection: &mut AnyConnection,
+    record: &LogRecord,
+    event: &Event,
+    matching: &[&Route],
+    routes: &RouteSet,
+    http: &reqwest::Client,
+    attempt: Attempt<'_>,
+    handled: &mut Handled,
+) -> Result<(), Retry> {
+    for route in matching {
+        handled.routes_run += 1;
+        run_route(
+            connection, record, event, route, routes, http, attempt, handled,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -247,8 +327,34 @@ async fn run_route(
             }
         }
     }
-    let mut savepoint = connection.begin().await.map_err(store_retry)?;
     let mut route_emitted = Vec::new();
+    if !attempt.guarded {
+        // No savepoint: on failure the caller discards the whole transaction (see
+        // `Attempt::guarded`).
+        let mut run = Run {
+            connection,
+            templates: &routes.templates,
+            schemas: &routes.schemas,
+            http,
+            event,
+            route: &route.name,
+            emitted: &mut route_emitted,
+        };
+        return match run_steps(&mut run, &route.steps, &mut scope).await {
+            Ok(()) => {
+                handled.applied.push(route.name.clone());
+                handled.emitted.extend(route_emitted);
+                Ok(())
+            }
+            Err(failure) => Err(Retry {
+                route: route.name.to_string(),
+                error: failure.to_string(),
+                delay: Duration::ZERO,
+                unguarded: true,
+            }),
+        };
+    }
+    let mut savepoint = connection.begin().await.map_err(store_retry)?;
     let result = {
         let mut run = Run {
             connection: &mut savepoint,
@@ -264,7 +370,7 @@ async fn run_route(
     match result {
         Ok(()) => {
             savepoint.commit().await.map_err(store_retry)?;
-            crate::telemetry::route_executed(route.name.as_str(), "applied");
+            handled.applied.push(route.name.clone());
             tracing::debug!(route = %route.name, event_id = %event_id, "route applied");
             handled.emitted.extend(route_emitted);
             Ok(())
@@ -289,6 +395,7 @@ async fn run_route(
                             .unwrap_or_default()
                             .min(policy.max),
                     ),
+                    unguarded: false,
                 });
             }
             crate::telemetry::route_executed(route.name.as_str(), "dead_lettered");
@@ -399,6 +506,8 @@ mod tests {
                 number: attempt,
                 first_failed_at: None,
                 may_retry: true,
+                guarded: true,
+                repeat: false,
             };
             let outcome =
                 handle_record(&mut transaction, record, &self.routes, &http, attempt, None)

@@ -156,6 +156,8 @@ impl Replayer {
                 .saturating_add(1),
             first_failed_at: Some(&letter.first_failed_at),
             may_retry: false,
+            guarded: true,
+            repeat: false,
         };
         let handled = handle_record(
             &mut transaction,
@@ -178,6 +180,7 @@ impl Replayer {
         }
         log::append_all(&mut transaction, &handled.emitted).await?;
         transaction.commit().await?;
+        handled.count_applied();
         if !handled.emitted.is_empty() {
             self.signal.notify_one();
             log_published(&handled.emitted);

@@ -6,6 +6,7 @@
 //! written here, and only from checked identifiers ([`crate::route::Ident`]) and `$n`
 //! placeholders; the CRM's tables have their fixed statements in [`crate::crm`].
 
+pub mod appender;
 pub mod catalog;
 pub mod dead_letters;
 pub mod exclusive;

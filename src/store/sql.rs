@@ -53,6 +53,18 @@ pub fn bind_all<'q>(
     query
 }
 
+/// Whether a route statement of fixed text may stay prepared on `connection` between events
+/// (`Query::persistent`). On SQLite it may: values carry their own types, and a prepared
+/// statement takes any. Not on PostgreSQL, for the reason given at [`bind_all`].
+pub fn may_cache(connection: &sqlx::AnyConnection) -> bool {
+    connection.backend_name() == "SQLite"
+}
+
+/// [`may_cache`] for a pool's connections.
+pub fn pool_may_cache(pool: &sqlx::AnyPool) -> bool {
+    pool.connect_options().database_url.scheme() == "sqlite"
+}
+
 /// A row as a JSON object keyed by column name.
 pub fn row_to_json(row: &AnyRow) -> Result<serde_json::Map<String, Json>, sqlx::Error> {
     let mut object = serde_json::Map::with_capacity(row.columns().len());
