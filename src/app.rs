@@ -185,6 +185,7 @@ impl Application {
             tracing::warn!("JWT_SECRET is not set: signing tokens with a secret generated once and kept in the database; set JWT_SECRET (32+ bytes) to manage it yourself");
         }
         let state = AppState {
+            appender: crate::store::appender::Appender::spawn(store.clone()),
             store,
             routes: handle,
             reloader: reloader.clone(),
@@ -222,6 +223,17 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Reports every commit of the event consumer from now on (for `crm-router bench`).
+    pub fn observe_commits(&mut self) -> crate::engine::commits::CommitReceiver {
+        self.engine.observe_commits()
+    }
+
+    /// Wakes the consumer (embedded bus) or the outbox relay (Kafka) after events were appended
+    /// to the log from outside the daemon's own code paths, so they need not wait for a poll.
+    pub fn log_signal(&self) -> crate::engine::LogSignal {
+        self.state.log_signal.clone()
     }
 
     /// Runs until `shutdown` is cancelled, then stops taking input, lets the batch in flight

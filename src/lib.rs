@@ -7,6 +7,7 @@ pub mod action;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod bundled;
 pub mod check;
 pub mod config;

@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use crm_router::app::{open_store, Application};
 use crm_router::auth::Role;
+use crm_router::bench::{self, BenchOptions, Outcome, Variant};
 use crm_router::config::{ConfigFile, LogFormat, Overrides, Settings};
 use crm_router::crm::users;
 use crm_router::route::load::{self, LoadOptions};
@@ -64,6 +65,52 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Measure throughput, latency and memory on this machine, each variant on a database of
+    /// its own (see BENCHMARKS.md).
+    Bench(BenchArgs),
+}
+
+/// `crm-router bench`.
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Variants to run (repeatable; default: all, skipping those whose PostgreSQL or Kafka is
+    /// unreachable).
+    #[arg(long = "variant", value_enum)]
+    variants: Vec<Variant>,
+    /// Events (cascades) in each variant's throughput phase.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=5_000_000))]
+    events: u64,
+    /// Cascades in the latency phase (0: no latency phase).
+    #[arg(long, default_value_t = 5_000)]
+    latency_events: usize,
+    /// Their rate, per second.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    latency_rate: u32,
+    /// How long the REST read load runs.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    rest_duration: std::time::Duration,
+    /// Concurrent REST clients.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    rest_connections: u64,
+    /// PostgreSQL server on which the bench creates (and drops) a database per variant.
+    #[arg(
+        long,
+        env = "CRM_ROUTER_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres_url: String,
+    /// Kafka bootstrap servers for the Kafka variants.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
+    /// The daemon's batch_size.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    batch_size: u64,
+    /// Print the results as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Internal: run one variant and print its outcome as JSON.
+    #[arg(long, hide = true)]
+    child: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -552,6 +599,10 @@ async fn main() -> ExitCode {
             init_tracing_quiet();
             dead_letter_command(config.as_deref(), cli.log_format, command).await
         }
+        Command::Bench(args) => {
+            init_tracing_quiet();
+            run_bench(args).await
+        }
         Command::Init { dir, force } => crm_router::init::init(&dir, force)
             .map(|written| {
                 for path in written {
@@ -575,6 +626,57 @@ async fn main() -> ExitCode {
 }
 
 /// `check` prints its own report; only warnings from libraries should reach stderr.
+/// `bench`: the variants in child processes, or (`--child`) one variant here.
+async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(request) = args.child {
+        let request: bench::ChildRequest =
+            serde_json::from_str(&request).context("--child takes the bench's own request")?;
+        let outcome = bench::run_variant(request.variant, &request.options).await;
+        println!("{}", serde_json::to_string(&outcome)?);
+        return Ok(match outcome {
+            Outcome::Measured(_) => ExitCode::SUCCESS,
+            _ => ExitCode::FAILURE,
+        });
+    }
+    let options = BenchOptions {
+        events: args.events as usize,
+        latency_events: args.latency_events,
+        latency_rate: args.latency_rate,
+        rest_duration: args.rest_duration,
+        rest_connections: args.rest_connections as usize,
+        postgres_url: args.postgres_url,
+        kafka_brokers: args.kafka_brokers,
+        batch_size: args.batch_size as usize,
+    };
+    let explicit = !args.variants.is_empty();
+    let variants = if explicit {
+        args.variants
+    } else {
+        Variant::ALL.to_vec()
+    };
+    let outcomes = bench::run(&variants, &options, explicit).await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "machine": bench::report::machine(),
+                "options": options,
+                "results": outcomes,
+            }))?
+        );
+    } else {
+        println!("{}", bench::report::render(&outcomes));
+    }
+    let failed = outcomes
+        .iter()
+        .any(|outcome| matches!(outcome, Outcome::Failed { .. }));
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn init_tracing_quiet() {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,sqlx=error"));

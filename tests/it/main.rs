@@ -2,6 +2,7 @@
 //! random port.
 
 mod api_fuzz;
+mod bench;
 mod cascade;
 mod check;
 mod cors;
