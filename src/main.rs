@@ -656,6 +656,8 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let outcomes = bench::run(&variants, &options, explicit).await;
     if args.json {
+        // The table too, for the person watching; stdout stays pure JSON.
+        eprintln!("{}", bench::report::render(&outcomes));
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
