@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sqlx::{AnyConnection, Connection};
 
-use crate::action::{calls_http, run_steps, Run, Scope};
+use crate::action::{run_steps, Run, Scope};
 use crate::event::{Event, TopicName};
 use crate::route::{Route, RouteName, RouteSet};
 use crate::store::dead_letters::{self, NewDeadLetter};
@@ -37,14 +37,13 @@ pub struct Attempt<'a> {
     /// of being retried with backoff, since an operator is waiting for the answer.
     pub may_retry: bool,
     /// True: every route runs in a savepoint, so a failing route is undone alone and
-    /// dead-lettered or retried. False (the consumer's first pass over a batch): routes without
-    /// `http` actions run without savepoints, and the first failure returns a [`Retry`] with
-    /// nothing dead-lettered; the caller must then roll back its whole transaction and handle
-    /// the events again guarded.
+    /// dead-lettered or retried. False (the consumer's first pass over a batch, for events
+    /// without `http` routes): routes run without savepoints, the first failure (or anything
+    /// that would be dead-lettered) returns a [`Retry`] marked `unguarded` with nothing
+    /// written, and the caller must roll back its whole transaction and handle the events
+    /// again guarded. Receiving and routing are then counted by the caller after its commit
+    /// (see [`Handled::unannounced`]), so an abandoned pass counts nothing.
     pub guarded: bool,
-    /// An abandoned unguarded pass already logged and counted this event (as received and
-    /// routed); its effects were rolled back, so this pass applies it, quietly.
-    pub repeat: bool,
 }
 
 impl Attempt<'static> {
@@ -55,7 +54,6 @@ impl Attempt<'static> {
             first_failed_at: None,
             may_retry: true,
             guarded: true,
-            repeat: false,
         }
     }
 }
@@ -73,6 +71,9 @@ pub struct Handled {
     pub routes_run: usize,
     /// The routes applied, for the caller to count once its transaction commits.
     pub applied: Vec<RouteName>,
+    /// Unguarded: the event's topic and type, for the caller to log as received and count as
+    /// received and routed once its transaction commits.
+    pub unannounced: Option<(String, String)>,
 }
 
 impl Handled {
@@ -110,6 +111,14 @@ async fn dead_letter(
     attempt: Attempt<'_>,
     handled: &mut Handled,
 ) -> Result<(), Retry> {
+    if !attempt.guarded {
+        return Err(Retry {
+            route: failure.route.unwrap_or("engine").to_owned(),
+            error: failure.error,
+            delay: Duration::ZERO,
+            unguarded: true,
+        });
+    }
     let now = now_rfc3339();
     let attempts = attempt.number;
     tracing::warn!(
@@ -190,7 +199,9 @@ pub async fn handle_record(
             return Ok(handled);
         }
     };
-    if attempt.number == 1 && !attempt.repeat {
+    if attempt.number == 1 && !attempt.guarded {
+        handled.unannounced = Some((topic.to_string(), event_type.clone()));
+    } else if attempt.number == 1 {
         crate::telemetry::event_received(topic.as_str(), &event_type);
         tracing::info!(
             topic = %topic,
@@ -222,45 +233,16 @@ pub async fn handle_record(
         key: record.key.clone(),
         envelope,
     };
-    let matching: Vec<&Route> = routes
-        .matching(event.topic.as_str(), &event.envelope.event_type)
-        .filter(|route| only_route.is_none_or(|name| name == route.name.as_str()))
-        .collect();
-    // An event whose routes call HTTP is handled guarded even in an unguarded pass: its
-    // failures are then settled here (dead letter or retry) instead of making the batch run
-    // again, which would send its requests twice.
-    let attempt = Attempt {
-        guarded: attempt.guarded || matching.iter().any(|route| calls_http(&route.steps)),
-        ..attempt
-    };
-    if matching.len() > 1 && attempt.guarded {
-        // A route that asks for a retry must take the effects of the routes before it along:
-        // the event is retried whole. One route alone is undone by its own savepoint.
-        let mut savepoint = connection.begin().await.map_err(store_retry)?;
-        let ran = run_routes(
-            &mut savepoint,
-            record,
-            &event,
-            &matching,
-            routes,
-            http,
-            attempt,
-            &mut handled,
-        )
-        .await;
-        match ran {
-            Ok(()) => savepoint.commit().await.map_err(store_retry)?,
-            Err(retry) => {
-                savepoint.rollback().await.map_err(store_retry)?;
-                return Err(retry);
-            }
+    for route in routes.matching(event.topic.as_str(), &event.envelope.event_type) {
+        if only_route.is_some_and(|name| name != route.name.as_str()) {
+            continue;
         }
-    } else {
-        run_routes(
+        handled.routes_run += 1;
+        run_route(
             connection,
             record,
             &event,
-            &matching,
+            route,
             routes,
             http,
             attempt,
@@ -268,31 +250,10 @@ pub async fn handle_record(
         )
         .await?;
     }
-    if handled.dead_lettered.is_empty() && !attempt.repeat {
+    if handled.dead_lettered.is_empty() && attempt.guarded {
         crate::telemetry::event_routed(event.topic.as_str(), &event.envelope.event_type);
     }
     Ok(handled)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_routes(
-    connection: &mut AnyConnection,
-    record: &LogRecord,
-    event: &Event,
-    matching: &[&Route],
-    routes: &RouteSet,
-    http: &reqwest::Client,
-    attempt: Attempt<'_>,
-    handled: &mut Handled,
-) -> Result<(), Retry> {
-    for route in matching {
-        handled.routes_run += 1;
-        run_route(
-            connection, record, event, route, routes, http, attempt, handled,
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -507,7 +468,6 @@ mod tests {
                 first_failed_at: None,
                 may_retry: true,
                 guarded: true,
-                repeat: false,
             };
             let outcome =
                 handle_record(&mut transaction, record, &self.routes, &http, attempt, None)

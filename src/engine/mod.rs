@@ -263,9 +263,12 @@ impl Engine {
     /// Everything before a record that needs a retry commits.
     ///
     /// The first pass runs routes without savepoints (two round trips fewer per route and
-    /// event, and one per event with several routes). If any route fails in it, the whole
-    /// transaction is rolled back and the batch is handled again with every route in a
-    /// savepoint, which is what undoes one route alone and dead-letters or retries it.
+    /// event, and two per event). If any route fails in it, or anything would be
+    /// dead-lettered, the whole transaction is rolled back and the batch is handled again
+    /// guarded: each event in a savepoint and each route in one of its own, which is what
+    /// undoes one route alone and dead-letters or retries it. The first pass turns guarded at
+    /// the first event with an `http` route, so nothing after a request can abandon the pass
+    /// and send it again.
     pub async fn run_batch(
         &self,
         stream: &Stream,
@@ -273,71 +276,91 @@ impl Engine {
         records: &[LogRecord],
     ) -> Result<BatchOutcome, StoreError> {
         let routes = self.routes.load_full();
-        let first_pass = self
-            .apply_batch(stream, position, records, &routes, false, 0)
-            .await?;
-        let abandoned_at = match first_pass {
-            Ok(outcome) => return Ok(outcome),
-            Err(index) => index,
-        };
+        if let Ok(outcome) = self
+            .apply_batch(stream, position, records, &routes, false)
+            .await?
+        {
+            return Ok(outcome);
+        }
         tracing::debug!("a route failed in the batch; handling it again route by route");
         Ok(self
-            .apply_batch(stream, position, records, &routes, true, abandoned_at)
+            .apply_batch(stream, position, records, &routes, true)
             .await?
             .expect("a guarded pass is never abandoned"))
     }
 
     /// One pass of [`Engine::run_batch`]. An unguarded pass is abandoned (rolled back) at the
-    /// first failing route, returning that record's index. The first `repeated` records were
-    /// already logged and counted by an abandoned pass.
+    /// first failure, returning that record's index.
     async fn apply_batch(
         &self,
         stream: &Stream,
         position: i64,
         records: &[LogRecord],
         routes: &RouteSet,
-        guarded: bool,
-        repeated: usize,
+        mut guarded: bool,
     ) -> Result<Result<BatchOutcome, usize>, StoreError> {
         let mut transaction = self.store.begin().await?;
         let mut done = position;
         let mut published = Vec::new();
         let mut applied = Vec::new();
         let mut applied_routes = Vec::new();
+        let mut received = Vec::new();
         let mut pending_retry = None;
         // Every event id claimed for this database in one go; an id that does not come back
         // was handled before (a copy the Kafka relay published twice, or an event that went
         // through the other bus before a switch). A malformed envelope has no id to claim:
         // handle_record dead-letters it.
-        let event_ids: Vec<Option<String>> = records
+        let envelopes: Vec<Option<(String, String)>> = records
             .iter()
             .map(|record| {
                 log::decode_envelope(&record.envelope)
                     .ok()
-                    .map(|envelope| envelope.event_id)
+                    .map(|envelope| (envelope.event_id, envelope.event_type))
             })
             .collect();
-        let claimable: Vec<&str> = event_ids.iter().flatten().map(String::as_str).collect();
+        let claimable: Vec<&str> = envelopes
+            .iter()
+            .flatten()
+            .map(|(id, _)| id.as_str())
+            .collect();
         let mut claimed =
             log::claim_events(&mut transaction, &self.options.consumer, &claimable).await?;
         for (index, record) in records.iter().enumerate() {
-            if let Some(event_id) = &event_ids[index] {
+            if let Some((event_id, event_type)) = &envelopes[index] {
                 // Removed once applied, so a second copy in the same batch is skipped too.
                 if !claimed.remove(event_id) {
                     done = done.max(stream.position_after(record));
                     continue;
                 }
+                guarded = guarded
+                    || routes
+                        .matching(&record.topic, event_type)
+                        .any(|route| crate::action::calls_http(&route.steps));
             }
             let attempt = Attempt {
                 guarded,
-                repeat: index < repeated,
                 ..Attempt::first()
             };
-            match handle_record(&mut transaction, record, routes, &self.http, attempt, None).await {
+            let result = if guarded {
+                let mut savepoint = sqlx::Connection::begin(&mut *transaction).await?;
+                let result =
+                    handle_record(&mut savepoint, record, routes, &self.http, attempt, None).await;
+                match result {
+                    Ok(_) => savepoint.commit().await?,
+                    Err(_) => savepoint.rollback().await?,
+                }
+                result
+            } else {
+                handle_record(&mut transaction, record, routes, &self.http, attempt, None).await
+            };
+            match result {
                 Ok(mut handled) => {
                     // Never backwards, even if a rebalance repeated a record in the batch.
                     done = done.max(stream.position_after(record));
                     applied_routes.append(&mut handled.applied);
+                    if let Some((topic, event_type)) = handled.unannounced.take() {
+                        received.push((topic, event_type, handled.event_id.clone()));
+                    }
                     if self.observer.is_some() {
                         applied.push(AppliedEvent::new(handled.event_id, &handled.emitted));
                     }
@@ -348,10 +371,10 @@ impl Engine {
                     return Ok(Err(index));
                 }
                 Err(retry) => {
-                    // handle_record undid the record's effects; the claims of it and of the
+                    // The record's savepoint is rolled back; the claims of it and of the
                     // records after it go back too.
                     let mut unused: Vec<&str> = claimed.iter().map(String::as_str).collect();
-                    unused.extend(event_ids[index].as_deref());
+                    unused.extend(envelopes[index].as_ref().map(|(id, _)| id.as_str()));
                     log::release_claims(&mut transaction, &unused).await?;
                     pending_retry = Some((record.clone(), retry));
                     break;
@@ -371,6 +394,12 @@ impl Engine {
             .await?;
         }
         transaction.commit().await?;
+        // Only now for the first pass, so an abandoned one counts nothing.
+        for (topic, event_type, event_id) in &received {
+            crate::telemetry::event_received(topic, event_type);
+            crate::telemetry::event_routed(topic, event_type);
+            tracing::info!(topic = %topic, event_id = %event_id, "📥 Event received: {event_type} from topic {topic}");
+        }
         for route in &applied_routes {
             crate::telemetry::route_executed(route.as_str(), "applied");
         }
@@ -446,7 +475,6 @@ impl Engine {
                         first_failed_at: Some(&first_failed_at),
                         may_retry: true,
                         guarded: true,
-                        repeat: false,
                     };
                     handle_record(&mut transaction, record, &routes, &self.http, attempt, None)
                         .await

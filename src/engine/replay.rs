@@ -157,7 +157,6 @@ impl Replayer {
             first_failed_at: Some(&letter.first_failed_at),
             may_retry: false,
             guarded: true,
-            repeat: false,
         };
         let handled = handle_record(
             &mut transaction,

@@ -53,14 +53,23 @@ async fn commit_groups(store: Store, mut received: mpsc::Receiver<Submission>) {
                     let _ = submission.appended.send(Ok(appended));
                 }
             }
-            // Each alone, so each caller gets its own event's answer (one bad event must not
-            // fail the others).
-            Err(_) => {
+            // A statement refused one event: each alone, so each caller gets its own event's
+            // answer and one bad event does not fail the others.
+            Err(StoreError::Query(sqlx::Error::Database(_))) => {
                 for submission in group.drain(..) {
                     let appended = append_together(&store, std::slice::from_ref(&submission))
                         .await
                         .map(|appended| appended[0]);
                     let _ = submission.appended.send(appended);
+                }
+            }
+            // The database itself failed (unreachable, or the commit): the same for everyone,
+            // at once, rather than one timeout after another.
+            Err(error) => {
+                let reason = error.to_string();
+                for submission in group.drain(..) {
+                    let failed = sqlx::Error::Io(std::io::Error::other(reason.clone()));
+                    let _ = submission.appended.send(Err(StoreError::Query(failed)));
                 }
             }
         }

@@ -89,7 +89,9 @@ pub async fn insert(
     .bind(letter.route)
     .bind(letter.action_index)
     .bind(letter.action_kind)
-    .bind(letter.error)
+    // An error can quote what a server answered, NUL bytes included, which PostgreSQL cannot
+    // store: the letter would fail on every attempt and its event would never settle.
+    .bind(letter.error.replace('\0', "\u{FFFD}"))
     .bind(i64::from(letter.attempts))
     .bind(letter.first_failed_at)
     .bind(now_rfc3339())
