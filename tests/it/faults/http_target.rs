@@ -220,3 +220,63 @@ async fn an_http_target_that_stays_down_dead_letters_the_event_and_the_rest_flow
         assert_eq!(labels(&db, id).await, ["seen"], "the events behind it ran");
     }
 }
+
+/// An HTTP route's event and a failing event in one batch: the failure makes the consumer run
+/// the batch again guarded, and the request must not be sent a second time by that.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn a_failure_later_in_the_batch_does_not_send_a_request_again(backend: Backend) {
+    let (hook, calls) = scripted_target(|_| Answer::Status(200)).await;
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    project.write("migrations/20270101000000_items.sql", ITEMS_MIGRATION);
+    project.write(
+        "routes/notify.yaml",
+        &format!(
+            r#"routes:
+  - name: notify
+    on: {{topic: test.events, type: NOTIFY}}
+    actions:
+      - http: {{url: "{hook}", timeout: 2s, body: {{id: "{{{{ event.eventId }}}}"}}}}
+  - name: broken
+    on: {{topic: test.events, type: BROKEN}}
+    actions:
+      - insert: {{table: items, values: {{event_id: "{{{{ event.eventId }}}}", label: "{{{{ data.missing }}}}"}}}}
+"#
+        ),
+    );
+    // Migrated by a first start; then both events go into the log while no daemon runs, so
+    // the next start reads them in one batch.
+    drop(project.start());
+    let db = project.database().await;
+    for (n, event_type) in ["NOTIFY", "BROKEN"].into_iter().enumerate() {
+        let id = format!("00000000-0000-4000-b000-{n:012}");
+        let envelope = json!({"eventId": id, "eventType": event_type, "timestamp": "2026-11-29T00:00:00Z", "source": "test", "data": {}});
+        sqlx::query(
+            "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) \
+             VALUES ($1, 'test.events', $1, $2, $3, '2026-11-29T00:00:00Z')",
+        )
+        .bind(&id)
+        .bind(event_type)
+        .bind(envelope.to_string())
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let daemon = project.start();
+    drained(&db).await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM dead_letters WHERE route = 'broken'"
+        )
+        .await,
+        1,
+        "{}",
+        daemon.log()
+    );
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "one request, not one per pass: {calls:?}");
+}
