@@ -256,6 +256,28 @@ pub async fn handle_record(
     Ok(handled)
 }
 
+/// Runs `route`'s steps for `event` on `connection`, collecting what they emit.
+async fn steps_of(
+    connection: &mut AnyConnection,
+    route: &Route,
+    routes: &RouteSet,
+    http: &reqwest::Client,
+    event: &Event,
+    emitted: &mut Vec<Event>,
+    scope: &mut Scope,
+) -> Result<(), crate::action::StepFailure> {
+    let mut run = Run {
+        connection,
+        templates: &routes.templates,
+        schemas: &routes.schemas,
+        http,
+        event,
+        route: &route.name,
+        emitted,
+    };
+    run_steps(&mut run, &route.steps, scope).await
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_route(
     connection: &mut AnyConnection,
@@ -292,16 +314,16 @@ async fn run_route(
     if !attempt.guarded {
         // No savepoint: on failure the caller discards the whole transaction (see
         // `Attempt::guarded`).
-        let mut run = Run {
+        let ran = steps_of(
             connection,
-            templates: &routes.templates,
-            schemas: &routes.schemas,
+            route,
+            routes,
             http,
             event,
-            route: &route.name,
-            emitted: &mut route_emitted,
-        };
-        return match run_steps(&mut run, &route.steps, &mut scope).await {
+            &mut route_emitted,
+            &mut scope,
+        );
+        return match ran.await {
             Ok(()) => {
                 handled.applied.push(route.name.clone());
                 handled.emitted.extend(route_emitted);
@@ -316,18 +338,16 @@ async fn run_route(
         };
     }
     let mut savepoint = connection.begin().await.map_err(store_retry)?;
-    let result = {
-        let mut run = Run {
-            connection: &mut savepoint,
-            templates: &routes.templates,
-            schemas: &routes.schemas,
-            http,
-            event,
-            route: &route.name,
-            emitted: &mut route_emitted,
-        };
-        run_steps(&mut run, &route.steps, &mut scope).await
-    };
+    let result = steps_of(
+        &mut savepoint,
+        route,
+        routes,
+        http,
+        event,
+        &mut route_emitted,
+        &mut scope,
+    )
+    .await;
     match result {
         Ok(()) => {
             savepoint.commit().await.map_err(store_retry)?;
