@@ -1,8 +1,9 @@
 //! `crm-router check`: everything `run` would load, validated without touching live data.
 //!
-//! For SQLite the built-in and user migrations are applied to a scratch database in a temporary
-//! directory, so tables and columns are checked against exactly what `run` would create. For
-//! PostgreSQL the configured database is migrated (as `run` would) and its catalog read.
+//! Tables, columns and their types are checked against exactly what `run` would have after its
+//! migrations, without changing any database: for SQLite the built-in and user migrations are
+//! applied to a scratch database in a temporary directory; for PostgreSQL they run on the
+//! configured database inside a transaction that is rolled back after its catalog is read.
 
 use crate::config::Settings;
 use crate::route::load::{self, LoadOptions};
@@ -33,9 +34,11 @@ pub async fn check(settings: &Settings) -> Result<CheckReport, StoreError> {
         format!("sqlite://{}", scratch.path().join("check.db").display())
     };
     let store = Store::connect(&url).await?;
-    store.migrate(settings.migrations.as_deref()).await?;
-    let catalog = store.catalog().await?;
+    let catalog = store
+        .catalog_after_migrations(settings.migrations.as_deref())
+        .await;
     store.close().await;
+    let catalog = catalog?;
     let loaded = load::load(&LoadOptions {
         routes: &settings.routes,
         schemas: &settings.schemas,

@@ -16,6 +16,7 @@ use crm_router::crm::users;
 use crm_router::route::load::{self, LoadOptions};
 use crm_router::route::trigger::TriggerKind;
 use crm_router::store::dead_letters::{self, Status};
+use crm_router::store::Store;
 use crm_router::template::TemplateLimits;
 
 /// A declarative event router for the CRM: YAML routes turn events into rows, HTTP calls and
@@ -439,6 +440,9 @@ async fn create_user(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Why reading dead letters can fail on a database `run` never prepared.
+const NOT_MIGRATED: &str = "cannot read the dead letters (has crm-router run on this database?)";
+
 /// `dlq list|show|replay|discard`.
 async fn dead_letter_command(
     config: Option<&Path>,
@@ -454,9 +458,12 @@ async fn dead_letter_command(
             json,
             source,
         } => {
-            let store = open_store(&settings(config, log_format, source)?).await?;
+            // Reading letters changes nothing, not even the schema.
+            let store = Store::connect(&settings(config, log_format, source)?.database_url).await?;
             let filter = selection.filter(status);
-            let (letters, total) = dead_letters::list(store.reader(), &filter, limit, 0).await?;
+            let (letters, total) = dead_letters::list(store.reader(), &filter, limit, 0)
+                .await
+                .context(NOT_MIGRATED)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&letters)?);
             } else {
@@ -478,9 +485,10 @@ async fn dead_letter_command(
             return Ok(ExitCode::SUCCESS);
         }
         DlqCommand::Show { id, source } => {
-            let store = open_store(&settings(config, log_format, source)?).await?;
+            let store = Store::connect(&settings(config, log_format, source)?.database_url).await?;
             let letter = dead_letters::get(store.reader(), &id)
-                .await?
+                .await
+                .context(NOT_MIGRATED)?
                 .with_context(|| format!("no dead letter {id}"))?;
             println!("{}", serde_json::to_string_pretty(&letter)?);
             return Ok(ExitCode::SUCCESS);

@@ -59,7 +59,7 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &EmitDef) ->
 impl Emit {
     pub(super) async fn execute(
         &self,
-        run: &mut Run<'_>,
+        run: &mut Run<'_, '_>,
         scope: &mut Scope,
     ) -> Result<(), ActionError> {
         let context = scope.context();

@@ -4,7 +4,8 @@
 use crate::route::compile::Compiler;
 use crate::route::model::ValueMap;
 use crate::route::Ident;
-use crate::store::sql::{FilterOp, StatementBuilder};
+use crate::store::sql::{FilterError, FilterOp, StatementBuilder};
+use crate::store::ColumnType;
 use crate::template::{TemplateEnvironment, TemplateValue, ValueTemplate};
 
 use super::ActionError;
@@ -13,8 +14,11 @@ use super::ActionError;
 #[derive(Debug, Clone)]
 pub struct Filter {
     column: Ident,
+    column_type: ColumnType,
     op: FilterOp,
     value: ValueTemplate,
+    /// `FILE:LINE:COL` of the value, for run-time errors.
+    at: String,
 }
 
 /// Compiles a `where:` map.
@@ -50,21 +54,24 @@ pub fn compile(
                         continue;
                     };
                     if let Some(template) = compiler.value(&operator_path, operand) {
-                        compiled.push((op, template));
+                        compiled.push((op, template, compiler.location(&operator_path)));
                     }
                 }
             }
             None => {
                 if let Some(template) = compiler.value(&column_path, value) {
-                    compiled.push((FilterOp::Eq, template));
+                    compiled.push((FilterOp::Eq, template, compiler.location(&column_path)));
                 }
             }
         }
-        if let Some(ident) = ident {
-            filters.extend(compiled.into_iter().map(|(op, value)| Filter {
+        if let (Some(ident), Some(table)) = (ident, table) {
+            let column_type = compiler.column_type(&column_path, table, &ident);
+            filters.extend(compiled.into_iter().map(|(op, value, at)| Filter {
                 column: ident.clone(),
+                column_type: column_type.clone(),
                 op,
                 value,
+                at,
             }));
         }
     }
@@ -78,15 +85,20 @@ pub fn push_where(
     templates: &TemplateEnvironment,
     context: &TemplateValue,
 ) -> Result<(), ActionError> {
-    let mut rendered = Vec::with_capacity(filters.len());
-    for filter in filters {
-        rendered.push((
-            &filter.column,
-            filter.op,
-            templates.render(&filter.value, context)?,
-        ));
+    for (index, filter) in filters.iter().enumerate() {
+        let value = templates.render(&filter.value, context)?;
+        builder
+            .push_condition(
+                index == 0,
+                &filter.column,
+                &filter.column_type,
+                filter.op,
+                value,
+            )
+            .map_err(|error| match error {
+                FilterError::Invalid(message) => ActionError::InvalidValue(message),
+                FilterError::Refused(refused) => ActionError::Refused(refused.at(&filter.at)),
+            })?;
     }
-    builder
-        .push_where(rendered)
-        .map_err(ActionError::InvalidValue)
+    Ok(())
 }

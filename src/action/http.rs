@@ -117,7 +117,7 @@ pub fn idempotency_key(event_id: &str, route: &str, step_path: &str) -> String {
 impl Http {
     pub(super) async fn execute(
         &self,
-        run: &mut Run<'_>,
+        run: &mut Run<'_, '_>,
         scope: &mut Scope,
         step_path: &str,
     ) -> Result<(), ActionError> {

@@ -1,18 +1,20 @@
 //! `insert:` one row, optionally ignoring or overwriting on a unique conflict.
 
 use super::{ActionError, Run, Scope};
-use crate::route::compile::Compiler;
+use crate::route::compile::{ColumnValue, Compiler};
 use crate::route::model::{ConflictAction, InsertDef};
 use crate::route::Ident;
-use crate::store::sql::{bind_all, insert_sql, may_cache, row_to_json, Conflict};
-use crate::template::ValueTemplate;
+use crate::store::catalog::Column;
+use crate::store::db;
+use crate::store::sql::{insert_sql, Conflict};
 
 /// A compiled insert.
 #[derive(Debug, Clone)]
 pub struct Insert {
     /// Target table.
     pub table: Ident,
-    values: Vec<ValueTemplate>,
+    table_columns: Vec<Column>,
+    values: Vec<ColumnValue>,
     sql: String,
     as_name: Option<String>,
 }
@@ -62,11 +64,12 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &InsertDef) 
     if columns.len() != def.values.len() {
         return None;
     }
-    let column_refs: Vec<&Ident> = columns.iter().map(|(column, _)| column).collect();
+    let column_refs: Vec<&Ident> = columns.iter().map(|value| &value.column).collect();
     let sql = insert_sql(&table, &column_refs, &conflict);
     Some(Insert {
+        table_columns: compiler.table_columns(&table),
         table,
-        values: columns.into_iter().map(|(_, value)| value).collect(),
+        values: columns,
         sql,
         as_name,
     })
@@ -75,22 +78,18 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &InsertDef) 
 impl Insert {
     pub(super) async fn execute(
         &self,
-        run: &mut Run<'_>,
+        run: &mut Run<'_, '_>,
         scope: &mut Scope,
     ) -> Result<(), ActionError> {
         let context = scope.context();
-        let params = self
-            .values
-            .iter()
-            .map(|value| run.templates.render(value, &context))
-            .collect::<Result<Vec<_>, _>>()?;
-        let row = bind_all(sqlx::query(&self.sql), &params)
-            .persistent(may_cache(run.connection))
+        let params = super::typed_params(&self.values, run.templates, &context)?;
+        let row = db::query(&self.sql)
+            .bind_all(params)
             .fetch_optional(&mut *run.connection)
             .await?;
         if let Some(name) = &self.as_name {
             let value = match row {
-                Some(row) => serde_json::Value::Object(row_to_json(&row)?),
+                Some(row) => serde_json::Value::Object(row.to_json(Some(&self.table_columns))?),
                 None => serde_json::Value::Null,
             };
             scope.set_step(name, &value);

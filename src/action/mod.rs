@@ -17,16 +17,17 @@ use std::future::Future;
 use std::pin::Pin;
 
 use minijinja::Value;
-use sqlx::AnyConnection;
 use thiserror::Error;
 
 use crate::engine::retry::RetryPolicy;
 use crate::event::Event;
-use crate::route::compile::Compiler;
+use crate::route::compile::{ColumnValue, Compiler};
 use crate::route::model::ActionDef;
 use crate::route::RouteName;
 use crate::schema::SchemaRegistry;
-use crate::template::{Condition, RenderError, TemplateEnvironment};
+use crate::store::db::{Conn, Param};
+use crate::store::sql::typed_param;
+use crate::template::{Condition, RenderError, TemplateEnvironment, TemplateValue};
 
 pub use emit::{Emit, EMIT_SOURCE};
 pub use http::{client as http_client, Http};
@@ -162,6 +163,9 @@ pub enum ActionError {
     /// A rendered value is not usable (empty key, wrong shape...).
     #[error("{0}")]
     InvalidValue(String),
+    /// A value does not fit its column's type.
+    #[error("{0}")]
+    Refused(#[from] crate::store::sql::ValueRefused),
     /// The database refused or failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -196,7 +200,9 @@ impl ActionError {
     /// deterministic; lost connections, busy databases and 5xx responses are not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Render(_) | Self::InvalidValue(_) | Self::Schema { .. } => false,
+            Self::Render(_) | Self::InvalidValue(_) | Self::Refused(_) | Self::Schema { .. } => {
+                false
+            }
             Self::Http { retryable, .. } => *retryable,
             Self::Database(error) => database_error_is_transient(error),
         }
@@ -297,10 +303,26 @@ impl Scope {
     }
 }
 
+/// Renders each value and converts it for its column's type.
+fn typed_params(
+    values: &[ColumnValue],
+    templates: &TemplateEnvironment,
+    context: &TemplateValue,
+) -> Result<Vec<Param<'static>>, ActionError> {
+    values
+        .iter()
+        .map(|value| {
+            let rendered = templates.render(&value.value, context)?;
+            typed_param(&value.column, &value.column_type, &rendered)
+                .map_err(|refused| ActionError::Refused(refused.at(&value.at)))
+        })
+        .collect()
+}
+
 /// Everything an action needs while it runs.
-pub struct Run<'a> {
+pub struct Run<'a, 'c> {
     /// The transaction (savepoint) the route runs in.
-    pub connection: &'a mut AnyConnection,
+    pub connection: &'a mut Conn<'c>,
     /// Compiled templates of the route set.
     pub templates: &'a TemplateEnvironment,
     /// Event schemas, to check emitted events.
@@ -340,8 +362,8 @@ pub fn calls_http(steps: &[Step]) -> bool {
 }
 
 /// Runs `steps` in order; the first failure stops the route.
-pub fn run_steps<'r, 'a: 'r>(
-    run: &'r mut Run<'a>,
+pub fn run_steps<'r, 'a: 'r, 'c: 'r>(
+    run: &'r mut Run<'a, 'c>,
     steps: &'r [Step],
     scope: &'r mut Scope,
 ) -> Pin<Box<dyn Future<Output = Result<(), StepFailure>> + Send + 'r>> {

@@ -5,7 +5,8 @@ use super::{ActionError, Run, Scope, Step};
 use crate::route::compile::Compiler;
 use crate::route::model::QueryDef;
 use crate::route::Ident;
-use crate::store::sql::{row_to_json, StatementBuilder};
+use crate::store::catalog::Column;
+use crate::store::sql::StatementBuilder;
 
 /// Rows returned when `limit` is not given; bounds the work one event can cause.
 const DEFAULT_LIMIT: u32 = 1000;
@@ -15,6 +16,7 @@ const DEFAULT_LIMIT: u32 = 1000;
 pub struct Query {
     /// Table read.
     pub table: Ident,
+    table_columns: Vec<Column>,
     filters: Vec<Filter>,
     order_by: Vec<(Ident, bool)>,
     limit: u32,
@@ -73,8 +75,10 @@ pub(super) fn compile(
     if limit == 0 {
         compiler.error(&format!("{path}.limit"), "limit must be at least 1", None);
     }
+    let table = table?;
     Some(Query {
-        table: table?,
+        table_columns: compiler.table_columns(&table),
+        table,
         filters,
         order_by,
         limit,
@@ -87,7 +91,7 @@ impl Query {
     /// Runs the select, records the rows under `steps.<as>` and returns them for `for_each`.
     pub(super) async fn execute(
         &self,
-        run: &mut Run<'_>,
+        run: &mut Run<'_, '_>,
         scope: &mut Scope,
     ) -> Result<Vec<serde_json::Value>, ActionError> {
         let context = scope.context();
@@ -106,7 +110,10 @@ impl Query {
         let rows = statement.query().fetch_all(&mut *run.connection).await?;
         let rows = rows
             .iter()
-            .map(|row| row_to_json(row).map(serde_json::Value::Object))
+            .map(|row| {
+                row.to_json(Some(&self.table_columns))
+                    .map(serde_json::Value::Object)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         scope.set_step(&self.as_name, &serde_json::Value::Array(rows.clone()));
         Ok(rows)

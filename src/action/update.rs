@@ -2,19 +2,20 @@
 
 use super::filter::{self, Filter};
 use super::{ActionError, Run, Scope};
-use crate::route::compile::Compiler;
+use crate::route::compile::{ColumnValue, Compiler};
 use crate::route::model::UpdateDef;
 use crate::route::Ident;
-use crate::store::sql::{row_to_json, StatementBuilder};
-use crate::template::ValueTemplate;
+use crate::store::catalog::Column;
+use crate::store::sql::{typed_param, StatementBuilder};
 
 /// A compiled update.
 #[derive(Debug, Clone)]
 pub struct Update {
     /// Target table.
     pub table: Ident,
-    set: Vec<(Ident, ValueTemplate)>,
-    increment: Vec<(Ident, ValueTemplate)>,
+    table_columns: Vec<Column>,
+    set: Vec<ColumnValue>,
+    increment: Vec<ColumnValue>,
     filters: Vec<Filter>,
     as_name: Option<String>,
 }
@@ -49,6 +50,7 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpdateDef) 
         return None;
     }
     Some(Update {
+        table_columns: compiler.table_columns(&table),
         table,
         set,
         increment,
@@ -60,27 +62,33 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpdateDef) 
 impl Update {
     pub(super) async fn execute(
         &self,
-        run: &mut Run<'_>,
+        run: &mut Run<'_, '_>,
         scope: &mut Scope,
     ) -> Result<(), ActionError> {
         let context = scope.context();
         let mut builder = StatementBuilder::new(format!("UPDATE {} SET ", self.table.quoted()));
         let mut first = true;
-        for (column, value) in &self.set {
+        for (value, increments) in self
+            .set
+            .iter()
+            .map(|value| (value, false))
+            .chain(self.increment.iter().map(|value| (value, true)))
+        {
             if !first {
                 builder.push(", ");
             }
             first = false;
-            builder.push(&format!("{} = ", column.quoted()));
-            builder.push_param(run.templates.render(value, &context)?);
-        }
-        for (column, value) in &self.increment {
-            if !first {
-                builder.push(", ");
-            }
-            first = false;
-            builder.push(&format!("{0} = COALESCE({0}, 0) + ", column.quoted()));
-            builder.push_param(run.templates.render(value, &context)?);
+            let column = value.column.quoted();
+            builder.push(&if increments {
+                format!("{column} = COALESCE({column}, 0) + ")
+            } else {
+                format!("{column} = ")
+            });
+            let rendered = run.templates.render(&value.value, &context)?;
+            builder.push_typed(
+                typed_param(&value.column, &value.column_type, &rendered)
+                    .map_err(|refused| refused.at(&value.at))?,
+            );
         }
         filter::push_where(&mut builder, &self.filters, run.templates, &context)?;
         builder.push(" RETURNING *");
@@ -89,7 +97,10 @@ impl Update {
         if let Some(name) = &self.as_name {
             let rows = rows
                 .iter()
-                .map(|row| row_to_json(row).map(serde_json::Value::Object))
+                .map(|row| {
+                    row.to_json(Some(&self.table_columns))
+                        .map(serde_json::Value::Object)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             scope.set_step(name, &serde_json::Value::Array(rows));
         }

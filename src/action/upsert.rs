@@ -1,18 +1,20 @@
 //! `upsert:` insert a row keyed by `where`, or update the existing one (set + increment).
 
 use super::{ActionError, Run, Scope};
-use crate::route::compile::Compiler;
+use crate::route::compile::{ColumnValue, Compiler};
 use crate::route::model::UpsertDef;
 use crate::route::Ident;
-use crate::store::sql::{bind_all, may_cache, row_to_json, upsert_sql};
-use crate::template::ValueTemplate;
+use crate::store::catalog::Column;
+use crate::store::db;
+use crate::store::sql::upsert_sql;
 
 /// A compiled upsert.
 #[derive(Debug, Clone)]
 pub struct Upsert {
     /// Target table.
     pub table: Ident,
-    values: Vec<ValueTemplate>,
+    table_columns: Vec<Column>,
+    values: Vec<ColumnValue>,
     sql: String,
     as_name: Option<String>,
 }
@@ -41,10 +43,10 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpsertDef) 
     {
         return None;
     }
-    let refs = |pairs: &[(Ident, ValueTemplate)]| {
-        pairs
+    let refs = |values: &[ColumnValue]| {
+        values
             .iter()
-            .map(|(column, _)| column.clone())
+            .map(|value| value.column.clone())
             .collect::<Vec<_>>()
     };
     let (key_columns, set_columns, increment_columns) = (refs(&keys), refs(&set), refs(&increment));
@@ -54,13 +56,9 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpsertDef) 
         &set_columns.iter().collect::<Vec<_>>(),
         &increment_columns.iter().collect::<Vec<_>>(),
     );
-    let values = keys
-        .into_iter()
-        .chain(set)
-        .chain(increment)
-        .map(|(_, value)| value)
-        .collect();
+    let values = keys.into_iter().chain(set).chain(increment).collect();
     Some(Upsert {
+        table_columns: compiler.table_columns(&table),
         table,
         values,
         sql,
@@ -71,22 +69,18 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpsertDef) 
 impl Upsert {
     pub(super) async fn execute(
         &self,
-        run: &mut Run<'_>,
+        run: &mut Run<'_, '_>,
         scope: &mut Scope,
     ) -> Result<(), ActionError> {
         let context = scope.context();
-        let params = self
-            .values
-            .iter()
-            .map(|value| run.templates.render(value, &context))
-            .collect::<Result<Vec<_>, _>>()?;
-        let row = bind_all(sqlx::query(&self.sql), &params)
-            .persistent(may_cache(run.connection))
+        let params = super::typed_params(&self.values, run.templates, &context)?;
+        let row = db::query(&self.sql)
+            .bind_all(params)
             .fetch_optional(&mut *run.connection)
             .await?;
         if let Some(name) = &self.as_name {
             let value = match row {
-                Some(row) => serde_json::Value::Object(row_to_json(&row)?),
+                Some(row) => serde_json::Value::Object(row.to_json(Some(&self.table_columns))?),
                 None => serde_json::Value::Null,
             };
             scope.set_step(name, &value);

@@ -18,10 +18,10 @@ mod routes;
 
 use std::sync::Arc;
 
+use crate::store::db::Tx;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::{Json, Router};
-use sqlx::{Any, Transaction};
 use tokio::sync::mpsc;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -75,7 +75,7 @@ impl AppState {
     /// `📤 Event published` for each. Nothing is announced for a write that did not commit.
     pub async fn commit(
         &self,
-        transaction: Transaction<'static, Any>,
+        transaction: Tx<'static>,
         published: Published,
     ) -> Result<(), sqlx::Error> {
         transaction.commit().await?;

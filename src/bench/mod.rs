@@ -186,10 +186,9 @@ pub async fn run(variants: &[Variant], options: &BenchOptions, explicit: bool) -
 /// Why a variant's services are not there, if they are not.
 async fn unavailable(variant: Variant, options: &BenchOptions) -> Option<String> {
     if variant.backend() == Backend::Postgres {
-        sqlx::any::install_default_drivers();
         let connected = tokio::time::timeout(
             Duration::from_secs(5),
-            <sqlx::AnyConnection as sqlx::Connection>::connect(&options.postgres_url),
+            <sqlx::PgConnection as sqlx::Connection>::connect(&options.postgres_url),
         )
         .await;
         match connected {

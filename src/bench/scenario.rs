@@ -1,11 +1,12 @@
 //! One variant's world: an isolated database, the settings, and the daemon running in this
 //! process with its commits observed.
 
+use crate::store::db;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, Row};
+use sqlx::Connection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -50,13 +51,12 @@ impl IsolatedDatabase {
                 drop_on: None,
             }),
             Backend::Postgres => {
-                sqlx::any::install_default_drivers();
                 let name = format!(
                     "crm_router_bench_{}",
                     &uuid::Uuid::new_v4().simple().to_string()[..12]
                 );
                 let mut server =
-                    sqlx::AnyConnection::connect(postgres_url)
+                    sqlx::PgConnection::connect(postgres_url)
                         .await
                         .map_err(|error| {
                             BenchError::Postgres(format!(
@@ -88,7 +88,7 @@ impl IsolatedDatabase {
         let Some((server, name)) = self.drop_on else {
             return;
         };
-        match sqlx::AnyConnection::connect(&server).await {
+        match sqlx::PgConnection::connect(&server).await {
             Ok(mut connection) => {
                 if let Err(error) =
                     sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
@@ -275,7 +275,7 @@ impl RunningDaemon {
 
     /// Runs `sql` (one integer column, one row) on the daemon's database.
     pub async fn count(&self, sql: &str) -> Result<i64, BenchError> {
-        let row = sqlx::query(sql)
+        let row = db::query(sql)
             .fetch_one(self.store.reader())
             .await
             .map_err(crate::store::StoreError::from)?;

@@ -1,8 +1,8 @@
 //! Approval requests: a user asks, a manager or admin (never the requester) decides.
 
+use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{AnyConnection, AnyPool};
 
 use super::{fetch_page, fetch_visible, CrmError, Page, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
@@ -38,6 +38,20 @@ pub struct Approval {
     /// Decided or recalled (RFC 3339).
     pub decided_at: Option<String>,
 }
+
+crate::record_from_row!(Approval {
+    id,
+    opportunity_id,
+    customer_id,
+    requester_id,
+    approver_id,
+    title,
+    amount,
+    status,
+    comment,
+    requested_at,
+    decided_at
+});
 
 /// A new request.
 #[derive(Debug, Clone, Default)]
@@ -92,7 +106,7 @@ pub fn validate(request: &ApprovalRequest) -> Result<(), CrmError> {
 /// Files a request by the viewer and announces `APPROVAL_REQUESTED`. A linked opportunity must
 /// be visible to the viewer; its customer is filled in when not given.
 pub async fn create(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     request: &ApprovalRequest,
@@ -126,7 +140,7 @@ pub async fn create(
         requested_at: now_rfc3339(),
         decided_at: None,
     };
-    sqlx::query(&format!(
+    db::query(&format!(
         "INSERT INTO approvals ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
     ))
     .bind(approval.id.as_str())
@@ -169,7 +183,7 @@ fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
 
 /// A visible request.
 pub async fn get(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     viewer: &Viewer,
     id: &str,
 ) -> Result<Approval, CrmError> {
@@ -182,7 +196,7 @@ pub async fn get(
 
 /// Visible requests, newest first, optionally in one status.
 pub async fn list(
-    pool: &AnyPool,
+    pool: &Pool,
     viewer: &Viewer,
     status: Option<&str>,
     paging: Paging,
@@ -208,14 +222,14 @@ pub async fn list(
 /// Moves a PENDING request to `status`; 409 when it is no longer pending. The status check
 /// and the change are one statement, so two deciders cannot both win.
 async fn settle(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     approval: &mut Approval,
     status: &str,
     approver_id: Option<&str>,
     comment: Option<String>,
 ) -> Result<(), CrmError> {
     let now = now_rfc3339();
-    let changed = sqlx::query(
+    let changed = db::query(
         "UPDATE approvals SET status = $1, approver_id = $2, comment = $3, decided_at = $4 \
          WHERE id = $5 AND status = 'PENDING'",
     )
@@ -241,7 +255,7 @@ async fn settle(
 
 /// Approves or rejects a request (MANAGER or ADMIN, never one's own).
 pub async fn decide(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     id: &str,
@@ -284,7 +298,7 @@ pub async fn decide(
 
 /// Withdraws a pending request (requester only).
 pub async fn recall(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     id: &str,

@@ -1,8 +1,8 @@
 //! Customers: the companies and people sales work with. Deletion is soft (`deleted_at`).
 
+use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{AnyConnection, AnyPool};
 
 use super::{
     fetch_page, fetch_visible, is_unique_violation, CrmError, Page, Paging, Problems, Published,
@@ -40,6 +40,19 @@ pub struct Customer {
     /// Last changed (RFC 3339).
     pub updated_at: String,
 }
+
+crate::record_from_row!(Customer {
+    id,
+    name,
+    email,
+    phone,
+    industry,
+    size,
+    address,
+    owner_id,
+    created_at,
+    updated_at
+});
 
 /// Fields of a new or changed customer; `None` leaves a field as it is on update.
 #[derive(Debug, Clone, Default)]
@@ -110,7 +123,7 @@ fn check(fields: &CustomerFields, creating: bool) -> Result<CustomerFields, CrmE
 /// Who may own a record the viewer creates or reassigns: themselves; a manager also their team;
 /// an admin anyone.
 pub async fn check_owner(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     viewer: &Viewer,
     owner_id: &str,
 ) -> Result<(), CrmError> {
@@ -119,10 +132,10 @@ pub async fn check_owner(
     }
     if viewer.role == Role::Manager {
         let in_team: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM users WHERE id = $1 AND manager_id = $2")
+            db::query("SELECT id FROM users WHERE id = $1 AND manager_id = $2")
                 .bind(owner_id)
                 .bind(viewer.id.as_str())
-                .fetch_optional(&mut *connection)
+                .fetch_optional_as(&mut *connection)
                 .await?;
         if in_team.is_some() {
             return Ok(());
@@ -139,7 +152,7 @@ pub async fn check_owner(
 /// Checks that a customer the request names exists and is visible to the viewer; otherwise a
 /// 400 on `field` (the same answer for "missing" and "someone else's", so nothing leaks).
 pub async fn require_visible(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     viewer: &Viewer,
     id: &str,
     field: &str,
@@ -160,7 +173,7 @@ fn conflict_or(error: sqlx::Error) -> CrmError {
 
 /// Creates a customer owned by the viewer (or the given owner) and its `CUSTOMER_CREATED`.
 pub async fn create(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     fields: &CustomerFields,
@@ -182,7 +195,7 @@ pub async fn create(
         created_at: now.clone(),
         updated_at: now,
     };
-    sqlx::query(&format!(
+    db::query(&format!(
         "INSERT INTO customers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
     .bind(customer.id.as_str())
@@ -217,7 +230,7 @@ pub fn validate(fields: &CustomerFields, creating: bool) -> Result<(), CrmError>
 
 /// A visible, not deleted customer.
 pub async fn get(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     viewer: &Viewer,
     id: &str,
 ) -> Result<Customer, CrmError> {
@@ -231,7 +244,7 @@ pub async fn get(
 
 /// Visible customers, newest first.
 pub async fn list(
-    pool: &AnyPool,
+    pool: &Pool,
     viewer: &Viewer,
     paging: Paging,
 ) -> Result<Page<Customer>, CrmError> {
@@ -247,7 +260,7 @@ pub async fn list(
 
 /// Changes the given fields of a visible customer and announces `CUSTOMER_UPDATED`.
 pub async fn update(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     id: &str,
@@ -280,7 +293,7 @@ pub async fn update(
         customer.owner_id = Some(owner);
     }
     customer.updated_at = now_rfc3339();
-    sqlx::query(
+    db::query(
         "UPDATE customers SET name = $1, email = $2, phone = $3, industry = $4, size = $5, \
          address = $6, owner_id = $7, updated_at = $8 WHERE id = $9",
     )
@@ -310,14 +323,14 @@ pub async fn update(
 
 /// Soft-deletes a visible customer and announces `CUSTOMER_DELETED`.
 pub async fn delete(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     id: &str,
 ) -> Result<(), CrmError> {
     let customer = get(connection, viewer, id).await?;
     let now = now_rfc3339();
-    sqlx::query("UPDATE customers SET deleted_at = $1, updated_at = $1 WHERE id = $2")
+    db::query("UPDATE customers SET deleted_at = $1, updated_at = $1 WHERE id = $2")
         .bind(now.as_str())
         .bind(customer.id.as_str())
         .execute(&mut *connection)

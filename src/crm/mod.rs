@@ -20,9 +20,7 @@ pub mod tasks;
 pub mod users;
 pub mod validate;
 
-use serde::de::DeserializeOwned;
-use sqlx::any::AnyRow;
-use sqlx::AnyPool;
+use crate::store::db::{self, Conn, FromRow, Pool};
 
 use crate::store::sql::StatementBuilder;
 use thiserror::Error;
@@ -121,51 +119,52 @@ impl Paging {
     }
 }
 
-/// Decodes a row into a record type whose fields are named like the columns.
-pub(crate) fn from_row<T: DeserializeOwned>(row: &AnyRow) -> Result<T, CrmError> {
-    let object = crate::store::sql::row_to_json(row)?;
-    serde_json::from_value(serde_json::Value::Object(object))
-        .map_err(|error| CrmError::Internal(format!("unexpected row shape: {error}")))
-}
-
-/// A list: counts the rows `build` selects, then fetches one page of them in `order`.
+/// A list: one page of the rows `build` selects, in `order`, and how many it selects in all.
 /// `build(select)` returns the statement `SELECT <select> FROM … WHERE …` with its filters.
-pub(crate) async fn fetch_page<T: DeserializeOwned>(
-    pool: &AnyPool,
+///
+/// One statement answers both: `COUNT(*) OVER ()` counts the filtered rows before `LIMIT`
+/// applies. Only a page past the end, which has no row to carry the count, costs a second
+/// statement.
+pub(crate) async fn fetch_page<T: FromRow>(
+    pool: &Pool,
     build: impl Fn(&str) -> StatementBuilder,
     columns: &str,
     order: &'static str,
     paging: Paging,
 ) -> Result<Page<T>, CrmError> {
-    // The texts repeat from request to request; SQLite may keep them prepared.
-    let cache = crate::store::sql::pool_may_cache(pool);
-    let count = build("COUNT(*) AS total").finish();
-    let row = count.query().persistent(cache).fetch_one(pool).await?;
-    let total: i64 = sqlx::Row::try_get(&row, "total")?;
-    let mut statement = build(columns);
+    let mut statement = build(&format!("{columns}, COUNT(*) OVER () AS total_rows"));
     statement.push(&format!(" ORDER BY {order} LIMIT "));
-    statement.push_param(serde_json::json!(paging.limit));
+    statement.push_typed(db::Param::Int(paging.limit));
     statement.push(" OFFSET ");
-    statement.push_param(serde_json::json!(paging.offset));
+    statement.push_typed(db::Param::Int(paging.offset));
     let statement = statement.finish();
-    let rows = statement.query().persistent(cache).fetch_all(pool).await?;
-    let items = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+    let rows = statement.query().fetch_all(pool).await?;
+    let total = match rows.first() {
+        Some(row) => row.try_get("total_rows")?,
+        None if paging.offset == 0 => 0,
+        None => build("COUNT(*)")
+            .finish()
+            .query()
+            .fetch_one(pool)
+            .await?
+            .try_get(0)?,
+    };
+    let items = rows.iter().map(T::from_row).collect::<Result<_, _>>()?;
     Ok(Page { items, total })
 }
 
 /// The one row `statement` selects, or [`CrmError::NotFound`] naming `what`.
-pub(crate) async fn fetch_visible<T: DeserializeOwned>(
-    connection: &mut sqlx::AnyConnection,
+pub(crate) async fn fetch_visible<T: FromRow>(
+    connection: &mut Conn<'_>,
     statement: StatementBuilder,
     what: &'static str,
 ) -> Result<T, CrmError> {
-    let statement = statement.finish();
-    let row = statement
+    statement
+        .finish()
         .query()
-        .fetch_optional(&mut *connection)
+        .fetch_optional_as(&mut *connection)
         .await?
-        .ok_or(CrmError::NotFound(what))?;
-    from_row(&row)
+        .ok_or(CrmError::NotFound(what))
 }
 
 /// Whether a database error is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).

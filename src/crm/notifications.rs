@@ -1,11 +1,11 @@
 //! Notifications: messages for one user, created by routes. A user only ever sees their own,
 //! whatever their role.
 
+use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::AnyPool;
 
-use super::{fetch_page, from_row, CrmError, Page, Paging, Viewer};
+use super::{fetch_page, CrmError, Page, Paging, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
 
@@ -27,7 +27,6 @@ pub struct Notification {
     /// Where it points in the UI.
     pub link: Option<String>,
     /// Whether it was read.
-    #[serde(deserialize_with = "integer_flag")]
     pub read: bool,
     /// Created (RFC 3339).
     pub created_at: String,
@@ -35,21 +34,28 @@ pub struct Notification {
     pub read_at: Option<String>,
 }
 
-/// `read` is an integer column (0/1) on both databases.
-fn integer_flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
-    let value = serde_json::Value::deserialize(deserializer)?;
-    Ok(match value {
-        serde_json::Value::Bool(flag) => flag,
-        serde_json::Value::Number(number) => number.as_i64() != Some(0),
-        _ => false,
-    })
+impl crate::store::db::FromRow for Notification {
+    fn from_row(row: &crate::store::db::Row) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            user_id: row.try_get("user_id")?,
+            r#type: row.try_get("type")?,
+            title: row.try_get("title")?,
+            message: row.try_get("message")?,
+            link: row.try_get("link")?,
+            // An integer column (0/1) on both databases.
+            read: row.try_get::<i64, _>("read")? != 0,
+            created_at: row.try_get("created_at")?,
+            read_at: row.try_get("read_at")?,
+        })
+    }
 }
 
 const COLUMNS: &str = "id, user_id, type, title, message, link, read, created_at, read_at";
 
 /// The viewer's notifications, newest first; only unread ones when `unread_only`.
 pub async fn list(
-    pool: &AnyPool,
+    pool: &Pool,
     viewer: &Viewer,
     unread_only: bool,
     paging: Paging,
@@ -69,11 +75,11 @@ pub async fn list(
 
 /// Marks one of the viewer's notifications read (idempotent); 404 for anyone else's.
 pub async fn mark_read(
-    connection: &mut sqlx::AnyConnection,
+    connection: &mut Conn<'_>,
     viewer: &Viewer,
     id: &str,
 ) -> Result<Notification, CrmError> {
-    sqlx::query(
+    db::query(
         "UPDATE notifications SET read = 1, read_at = $1 WHERE id = $2 AND user_id = $3 AND read = 0",
     )
     .bind(now_rfc3339())
@@ -81,23 +87,19 @@ pub async fn mark_read(
     .bind(viewer.id.as_str())
     .execute(&mut *connection)
     .await?;
-    let row = sqlx::query(&format!(
+    db::query(&format!(
         "SELECT {COLUMNS} FROM notifications WHERE id = $1 AND user_id = $2"
     ))
     .bind(id)
     .bind(viewer.id.as_str())
-    .fetch_optional(&mut *connection)
+    .fetch_optional_as(&mut *connection)
     .await?
-    .ok_or(CrmError::NotFound("notification"))?;
-    from_row(&row)
+    .ok_or(CrmError::NotFound("notification"))
 }
 
 /// Marks all of the viewer's notifications read; returns how many changed.
-pub async fn mark_all_read(
-    connection: &mut sqlx::AnyConnection,
-    viewer: &Viewer,
-) -> Result<u64, CrmError> {
-    let changed = sqlx::query(
+pub async fn mark_all_read(connection: &mut Conn<'_>, viewer: &Viewer) -> Result<u64, CrmError> {
+    let changed = db::query(
         "UPDATE notifications SET read = 1, read_at = $1 WHERE user_id = $2 AND read = 0",
     )
     .bind(now_rfc3339())

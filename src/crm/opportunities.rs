@@ -1,8 +1,8 @@
 //! Opportunities: possible deals with a customer, moving through sales stages.
 
+use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{AnyConnection, AnyPool};
 
 use super::customers::check_owner;
 use super::{fetch_page, fetch_visible, CrmError, Page, Paging, Problems, Published, Viewer};
@@ -37,6 +37,19 @@ pub struct Opportunity {
     /// Last changed (RFC 3339).
     pub updated_at: String,
 }
+
+crate::record_from_row!(Opportunity {
+    id,
+    customer_id,
+    name,
+    amount,
+    stage,
+    owner_id,
+    activity_count,
+    last_activity_at,
+    created_at,
+    updated_at
+});
 
 /// Fields of a new or changed opportunity; `None` leaves a field as it is on update.
 #[derive(Debug, Clone, Default)]
@@ -94,8 +107,8 @@ fn event_data(opportunity: &Opportunity) -> serde_json::Value {
     })
 }
 
-async fn insert(connection: &mut AnyConnection, opportunity: &Opportunity) -> Result<(), CrmError> {
-    sqlx::query(&format!(
+async fn insert(connection: &mut Conn<'_>, opportunity: &Opportunity) -> Result<(), CrmError> {
+    db::query(&format!(
         "INSERT INTO opportunities ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     ))
     .bind(opportunity.id.as_str())
@@ -115,7 +128,7 @@ async fn insert(connection: &mut AnyConnection, opportunity: &Opportunity) -> Re
 
 /// Creates an opportunity on a visible customer and announces `OPPORTUNITY_CREATED`.
 pub async fn create(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     fields: &OpportunityFields,
@@ -154,7 +167,7 @@ pub async fn create(
 
 /// A visible opportunity.
 pub async fn get(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     viewer: &Viewer,
     id: &str,
 ) -> Result<Opportunity, CrmError> {
@@ -167,7 +180,7 @@ pub async fn get(
 
 /// Visible opportunities, newest first, optionally of one customer or stage.
 pub async fn list(
-    pool: &AnyPool,
+    pool: &Pool,
     viewer: &Viewer,
     customer_id: Option<&str>,
     stage: Option<&str>,
@@ -197,7 +210,7 @@ pub async fn list(
 
 /// Changes a visible opportunity and announces `OPPORTUNITY_UPDATED`.
 pub async fn update(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     id: &str,
@@ -226,7 +239,7 @@ pub async fn update(
     }
     opportunity.updated_at = now_rfc3339();
     // activity_count and last_activity_at belong to the activity route; never overwrite them.
-    sqlx::query(
+    db::query(
         "UPDATE opportunities SET customer_id = $1, name = $2, amount = $3, stage = $4, \
          owner_id = $5, updated_at = $6 WHERE id = $7",
     )

@@ -1,7 +1,7 @@
 //! Domain events written to the event log inside the caller's transaction.
 
+use crate::store::db::Conn;
 use serde_json::Value;
-use sqlx::AnyConnection;
 
 use crate::event::{Envelope, Event, TopicName};
 use crate::store::log;
@@ -18,7 +18,7 @@ impl Published {
     /// Appends an event on `topic` to the log through `connection`.
     pub async fn append(
         &mut self,
-        connection: &mut AnyConnection,
+        connection: &mut Conn<'_>,
         topic: &str,
         event_type: &str,
         key: &str,

@@ -1,8 +1,8 @@
 //! Tasks: sales work items with a due date, an assignee and a status.
 
+use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{AnyConnection, AnyPool};
 
 use super::customers::{check_owner, require_visible};
 use super::{fetch_page, fetch_visible, CrmError, Page, Paging, Problems, Published, Viewer};
@@ -41,6 +41,20 @@ pub struct Task {
     /// Last changed (RFC 3339).
     pub updated_at: String,
 }
+
+crate::record_from_row!(Task {
+    id,
+    title,
+    description,
+    customer_id,
+    assignee_id,
+    due_date,
+    status,
+    priority,
+    completed_at,
+    created_at,
+    updated_at
+});
 
 /// Fields of a new or changed task; `None` leaves a field as it is on update.
 #[derive(Debug, Clone, Default)]
@@ -138,7 +152,7 @@ fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
 
 /// Creates a task (assigned to the viewer unless another assignee is allowed) and `TASK_CREATED`.
 pub async fn create(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     fields: &TaskFields,
@@ -180,7 +194,7 @@ pub async fn create(
     Ok(task)
 }
 
-async fn write(connection: &mut AnyConnection, task: &Task, insert: bool) -> Result<(), CrmError> {
+async fn write(connection: &mut Conn<'_>, task: &Task, insert: bool) -> Result<(), CrmError> {
     let sql = if insert {
         format!(
             "INSERT INTO tasks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -193,7 +207,7 @@ async fn write(connection: &mut AnyConnection, task: &Task, insert: bool) -> Res
          updated_at = $11 WHERE id = $1"
             .to_owned()
     };
-    sqlx::query(&sql)
+    db::query(&sql)
         .bind(task.id.as_str())
         .bind(task.title.as_str())
         .bind(task.description.as_deref())
@@ -211,11 +225,7 @@ async fn write(connection: &mut AnyConnection, task: &Task, insert: bool) -> Res
 }
 
 /// A visible, not deleted task.
-pub async fn get(
-    connection: &mut AnyConnection,
-    viewer: &Viewer,
-    id: &str,
-) -> Result<Task, CrmError> {
+pub async fn get(connection: &mut Conn<'_>, viewer: &Viewer, id: &str) -> Result<Task, CrmError> {
     let mut statement = StatementBuilder::new(format!(
         "SELECT {COLUMNS} FROM tasks WHERE deleted_at IS NULL AND id = "
     ));
@@ -226,7 +236,7 @@ pub async fn get(
 
 /// Visible tasks matching `filter`, newest first.
 pub async fn list(
-    pool: &AnyPool,
+    pool: &Pool,
     viewer: &Viewer,
     filter: &TaskFilter,
     paging: Paging,
@@ -259,7 +269,7 @@ pub async fn list(
 /// Changes a visible task; announces `TASK_UPDATED`, and `TASK_COMPLETED` when it becomes
 /// COMPLETED.
 pub async fn update(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     id: &str,
@@ -336,14 +346,14 @@ pub async fn update(
 
 /// Soft-deletes a visible task (announced as `TASK_UPDATED` with status CANCELLED).
 pub async fn delete(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     viewer: &Viewer,
     id: &str,
 ) -> Result<(), CrmError> {
     let mut task = get(connection, viewer, id).await?;
     let now = now_rfc3339();
-    sqlx::query(
+    db::query(
         "UPDATE tasks SET deleted_at = $1, updated_at = $1, status = 'CANCELLED' WHERE id = $2",
     )
     .bind(now.as_str())

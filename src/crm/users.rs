@@ -1,10 +1,10 @@
 //! Users: registration, lookup, and the login event.
 
+use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{AnyConnection, AnyPool};
 
-use super::{from_row, is_unique_violation, CrmError, Problems, Published};
+use super::{is_unique_violation, CrmError, Problems, Published};
 use crate::auth::{password, Role};
 use crate::store::Store;
 use crate::template::now_rfc3339;
@@ -30,18 +30,21 @@ pub struct User {
     pub updated_at: String,
 }
 
+crate::record_from_row!(User {
+    id,
+    email,
+    name,
+    role,
+    manager_id,
+    created_at,
+    updated_at
+});
+
 impl User {
     /// The role, parsed (an unknown stored role is treated as the least privileged).
     pub fn role(&self) -> Role {
         self.role.parse().unwrap_or(Role::User)
     }
-}
-
-#[derive(Deserialize)]
-struct StoredUser {
-    #[serde(flatten)]
-    user: User,
-    password_hash: String,
 }
 
 /// A registration, before validation. Who may ask for which role or manager is the caller's
@@ -112,7 +115,7 @@ pub async fn register(
 
 /// Inserts a checked user and its `USER_CREATED` event. 409 when the email is taken.
 async fn insert(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     email: &str,
     name: &str,
@@ -130,7 +133,7 @@ async fn insert(
         created_at: now.clone(),
         updated_at: now,
     };
-    let inserted = sqlx::query(
+    let inserted = db::query(
         "INSERT INTO users (id, email, password_hash, name, role, manager_id, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -167,22 +170,19 @@ async fn insert(
 }
 
 /// A user by id.
-pub async fn find(pool: &AnyPool, id: &str) -> Result<Option<User>, CrmError> {
-    let row = sqlx::query(
+pub async fn find(pool: &Pool, id: &str) -> Result<Option<User>, CrmError> {
+    let row = db::query(
         "SELECT id, email, name, role, manager_id, created_at, updated_at FROM users WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(pool)
+    .fetch_optional_as(pool)
     .await?;
-    row.map(|row| from_row(&row)).transpose()
+    Ok(row)
 }
 
 /// A user and their password hash by email (case-insensitive).
-pub async fn find_for_login(
-    pool: &AnyPool,
-    email: &str,
-) -> Result<Option<(User, String)>, CrmError> {
-    let row = sqlx::query(
+pub async fn find_for_login(pool: &Pool, email: &str) -> Result<Option<(User, String)>, CrmError> {
+    let row = db::query(
         "SELECT id, email, name, role, manager_id, created_at, updated_at, password_hash \
          FROM users WHERE email = $1",
     )
@@ -190,17 +190,17 @@ pub async fn find_for_login(
     .fetch_optional(pool)
     .await?;
     match row {
-        Some(row) => {
-            let stored: StoredUser = from_row(&row)?;
-            Ok(Some((stored.user, stored.password_hash)))
-        }
+        Some(row) => Ok(Some((
+            crate::store::db::FromRow::from_row(&row)?,
+            row.try_get("password_hash")?,
+        ))),
         None => Ok(None),
     }
 }
 
 /// Records a successful login as `USER_LOGGED_IN`.
 pub async fn logged_in(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     published: &mut Published,
     user: &User,
 ) -> Result<(), CrmError> {

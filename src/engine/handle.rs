@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sqlx::{AnyConnection, Connection};
+use crate::store::db::Conn;
 
 use crate::action::{run_steps, Run, Scope};
 use crate::event::{Event, TopicName};
@@ -103,7 +103,7 @@ struct Failure<'a> {
 }
 
 async fn dead_letter(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     record: &LogRecord,
     event_id: &str,
     event_type: &str,
@@ -157,7 +157,7 @@ async fn dead_letter(
 /// Returns what it did, or `Retry` when a route failed in a way worth retrying and has attempts
 /// left.
 pub async fn handle_record(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     record: &LogRecord,
     routes: &RouteSet,
     http: &reqwest::Client,
@@ -258,7 +258,7 @@ pub async fn handle_record(
 
 /// Runs `route`'s steps for `event` on `connection`, collecting what they emit.
 async fn steps_of(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     route: &Route,
     routes: &RouteSet,
     http: &reqwest::Client,
@@ -280,7 +280,7 @@ async fn steps_of(
 
 #[allow(clippy::too_many_arguments)]
 async fn run_route(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     record: &LogRecord,
     event: &Event,
     route: &Route,
@@ -398,10 +398,9 @@ async fn run_route(
 mod tests {
     //! The retry/dead-letter decision, against a real SQLite file.
 
-    use sqlx::Row;
-
     use super::*;
     use crate::event::SubmittedEvent;
+    use crate::store::db;
     use crate::store::{log, Store};
     use crate::test_project::load_project;
 
@@ -501,30 +500,20 @@ mod tests {
         }
 
         async fn labels(&self) -> Vec<String> {
-            sqlx::query("SELECT label FROM items ORDER BY label")
-                .fetch_all(self.store.reader())
+            db::query("SELECT label FROM items ORDER BY label")
+                .fetch_all_as::<(String,)>(self.store.reader())
                 .await
                 .unwrap()
-                .iter()
-                .map(|row| row.get::<String, _>("label"))
+                .into_iter()
+                .map(|(label,)| label)
                 .collect()
         }
 
         async fn dead_letters(&self) -> Vec<(Option<String>, Option<String>, String, i64)> {
-            sqlx::query("SELECT route, action_index, error, attempts FROM dead_letters")
-                .fetch_all(self.store.reader())
+            db::query("SELECT route, action_index, error, attempts FROM dead_letters")
+                .fetch_all_as(self.store.reader())
                 .await
                 .unwrap()
-                .iter()
-                .map(|row| {
-                    (
-                        row.get("route"),
-                        row.get("action_index"),
-                        row.get("error"),
-                        row.get("attempts"),
-                    )
-                })
-                .collect()
         }
     }
 

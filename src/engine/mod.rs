@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::event::Event;
 use crate::route::RouteSet;
 use crate::store::log::{self, LogRecord, EMBEDDED_STREAM};
-use crate::store::{Store, StoreError};
+use crate::store::{Conn, Store, StoreError};
 use commits::AppliedEvent;
 pub use handle::{handle_record, Attempt, Handled, Retry};
 
@@ -342,7 +342,7 @@ impl Engine {
                 ..Attempt::first()
             };
             let result = if guarded {
-                let mut savepoint = sqlx::Connection::begin(&mut *transaction).await?;
+                let mut savepoint = transaction.begin().await?;
                 let result =
                     handle_record(&mut savepoint, record, routes, &self.http, attempt, None).await;
                 match result {
@@ -428,7 +428,7 @@ impl Engine {
     /// went through the other bus before a switch between the embedded bus and Kafka.
     async fn claim(
         &self,
-        connection: &mut sqlx::AnyConnection,
+        connection: &mut Conn<'_>,
         record: &LogRecord,
     ) -> Result<bool, StoreError> {
         let Ok(envelope) = log::decode_envelope(&record.envelope) else {

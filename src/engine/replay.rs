@@ -14,7 +14,7 @@ use super::handle::{handle_record, Attempt};
 use super::{log_published, LogSignal, RouteSetHandle};
 use crate::store::dead_letters::{self, DeadLetter, Status};
 use crate::store::log::{self, LogRecord};
-use crate::store::{Store, StoreError};
+use crate::store::{Conn, Store, StoreError};
 
 /// What a replay did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +207,7 @@ impl Replayer {
 /// why not. The compare-and-set comes first: on PostgreSQL a second transaction settling the
 /// same letter waits for the first, then finds it no longer pending, and runs nothing.
 async fn settle(
-    connection: &mut sqlx::AnyConnection,
+    connection: &mut Conn<'_>,
     id: &str,
     to: Status,
 ) -> Result<DeadLetter, ReplayError> {

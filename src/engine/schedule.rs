@@ -13,9 +13,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::store::db::Conn;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
-use sqlx::{AnyConnection, Connection};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -341,7 +341,7 @@ impl Scheduler {
 
 /// Records a failed run in `dead_letters`, in the run's transaction (which also holds its claim).
 async fn dead_letter(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     event: &Event,
     route: &Route,
     failure: Option<&StepFailure>,
@@ -434,8 +434,8 @@ mod tests {
     }
 
     async fn stamps(scheduler: &Scheduler) -> Vec<(String, String)> {
-        sqlx::query_as("SELECT at, event FROM stamps ORDER BY at")
-            .fetch_all(scheduler.store.reader())
+        crate::store::db::query("SELECT at, event FROM stamps ORDER BY at")
+            .fetch_all_as(scheduler.store.reader())
             .await
             .unwrap()
     }

@@ -8,8 +8,23 @@ use crate::route::diagnostic::{did_you_mean, Diagnostic};
 use crate::route::ident::Ident;
 use crate::route::model::{ActionDef, RetryDef, ValueMap};
 use crate::route::source_map::SourceMap;
-use crate::store::Catalog;
+use crate::store::catalog::Column;
+use crate::store::column_type::SUPPORTED;
+use crate::store::{Catalog, ColumnType};
 use crate::template::{CompileError, Condition, TemplateEnvironment, ValueTemplate};
+
+/// A column a route writes, with the type the catalog gives it and the compiled value.
+#[derive(Debug, Clone)]
+pub struct ColumnValue {
+    /// The column.
+    pub column: Ident,
+    /// What the column holds ([`ColumnType::Untyped`] when no catalog is known).
+    pub column_type: ColumnType,
+    /// The value written.
+    pub value: ValueTemplate,
+    /// Where the value is written in its route file (`FILE:LINE:COL`), for run-time errors.
+    pub at: String,
+}
 
 /// State shared while compiling the routes of one file.
 pub struct Compiler<'a> {
@@ -72,6 +87,17 @@ impl<'a> Compiler<'a> {
                 None
             }
         }
+    }
+
+    /// `FILE:LINE:COL` of the value at `path`, for errors found at run time.
+    pub fn location(&self, path: &str) -> String {
+        let position = self.source.value(path);
+        format!(
+            "{}:{}:{}",
+            self.file.display(),
+            position.line,
+            position.column
+        )
     }
 
     /// Reports a problem at the key that names `path`.
@@ -194,13 +220,14 @@ impl<'a> Compiler<'a> {
         Some(ident)
     }
 
-    /// Compiles `column: template` pairs of `table`.
+    /// Compiles `column: template` pairs of `table`, checking that each value can fit its
+    /// column's type.
     pub fn columns(
         &mut self,
         path: &str,
         table: Option<&Ident>,
         values: &ValueMap,
-    ) -> Vec<(Ident, ValueTemplate)> {
+    ) -> Vec<ColumnValue> {
         let mut compiled = Vec::with_capacity(values.len());
         for (column, value) in values {
             let column_path = format!("{path}.{column}");
@@ -210,10 +237,116 @@ impl<'a> Compiler<'a> {
             };
             let template = self.value(&column_path, value);
             if let (Some(ident), Some(template)) = (ident, template) {
-                compiled.push((ident, template));
+                let column_type = table
+                    .map(|table| self.column_type(&column_path, table, &ident))
+                    .unwrap_or(ColumnType::Untyped);
+                self.check_fits(&column_path, &ident, &column_type, &template);
+                compiled.push(ColumnValue {
+                    column: ident,
+                    column_type,
+                    value: template,
+                    at: self.location(&column_path),
+                });
             }
         }
         compiled
+    }
+
+    /// The columns of `table` as the catalog has them (empty without a catalog).
+    pub fn table_columns(&self, table: &Ident) -> Vec<Column> {
+        self.catalog
+            .and_then(|catalog| catalog.columns(table.as_str()))
+            .map(<[Column]>::to_vec)
+            .unwrap_or_default()
+    }
+
+    /// The type of a column a route writes or filters on; a type the daemon cannot write is
+    /// reported at `path`.
+    pub fn column_type(&mut self, path: &str, table: &Ident, column: &Ident) -> ColumnType {
+        let Some(found) = self
+            .catalog
+            .and_then(|catalog| catalog.columns(table.as_str()))
+            .and_then(|columns| columns.iter().find(|known| known.name == column.as_str()))
+        else {
+            return ColumnType::Untyped;
+        };
+        if !found.column_type.is_supported() {
+            self.error(
+                path,
+                format!(
+                    "column \"{column}\" of table {table} has type {}, which routes cannot write or compare",
+                    found.sql_type
+                ),
+                Some(format!("supported types: {SUPPORTED}")),
+            );
+        }
+        found.column_type.clone()
+    }
+
+    /// Reports a value that can never fit its column: a literal of the wrong kind, or a list,
+    /// map or text template where the column holds none of those.
+    fn check_fits(
+        &mut self,
+        path: &str,
+        column: &Ident,
+        column_type: &ColumnType,
+        value: &ValueTemplate,
+    ) {
+        if !column_type.is_supported() {
+            return;
+        }
+        let problem = match value {
+            ValueTemplate::Literal(literal) => column_type.param(literal).err().map(|mismatch| {
+                (
+                    format!("{} does not fit type {column_type}", mismatch.value),
+                    format!("a {column_type} column takes {}", mismatch.expected()),
+                )
+            }),
+            ValueTemplate::Map(_) | ValueTemplate::List(_)
+                if !matches!(
+                    (column_type, value),
+                    (
+                        ColumnType::Json
+                            | ColumnType::Jsonb
+                            | ColumnType::Text
+                            | ColumnType::Untyped,
+                        _
+                    ) | (
+                        ColumnType::TextArray | ColumnType::IntegerArray,
+                        ValueTemplate::List(_)
+                    )
+                ) =>
+            {
+                let shape = if matches!(value, ValueTemplate::Map(_)) {
+                    "a map"
+                } else {
+                    "a list"
+                };
+                Some((
+                    format!("{shape} does not fit type {column_type}"),
+                    format!("write a single value for a {column_type} column"),
+                ))
+            }
+            ValueTemplate::Text(_)
+                if matches!(
+                    column_type,
+                    ColumnType::TextArray | ColumnType::IntegerArray
+                ) =>
+            {
+                Some((
+                    format!("text does not fit type {column_type}"),
+                    "write a list, or a sole `{{ expression }}` that gives one".to_owned(),
+                ))
+            }
+            _ => None,
+        };
+        if let Some((message, hint)) = problem {
+            self.error(
+                path,
+                format!("value for column \"{column}\" can never be stored: {message}"),
+                Some(hint),
+            );
+        }
     }
 
     /// Compiles a list of actions at `path` (`routes[0].actions`).

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{AnyConnection, Row};
-
+use super::column_type::ColumnType;
+use super::db::{self, Conn};
 use super::{Dialect, StoreError};
 
 /// One column of a table.
@@ -11,8 +11,22 @@ use super::{Dialect, StoreError};
 pub struct Column {
     /// Column name.
     pub name: String,
-    /// Declared SQL type, lower case.
+    /// Declared SQL type, lower case (PostgreSQL: the type's own name, `int4`, `_text`).
     pub sql_type: String,
+    /// What the daemon writes and reads for it.
+    pub column_type: ColumnType,
+}
+
+impl Column {
+    /// A column declared as `sql_type` in `dialect`.
+    pub fn new(dialect: Dialect, name: impl Into<String>, sql_type: impl Into<String>) -> Self {
+        let sql_type = sql_type.into().to_ascii_lowercase();
+        Self {
+            name: name.into(),
+            column_type: ColumnType::from_declared(dialect, &sql_type),
+            sql_type,
+        }
+    }
 }
 
 /// Tables and their columns.
@@ -42,12 +56,12 @@ impl Catalog {
 
 /// Reads the catalog of the current database (SQLite) or schema (PostgreSQL).
 pub(super) async fn read(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     dialect: Dialect,
 ) -> Result<Catalog, StoreError> {
     let rows = match dialect {
         Dialect::Sqlite => {
-            sqlx::query(
+            db::query(
                 "SELECT m.name AS table_name, p.name AS column_name, lower(p.type) AS column_type \
                  FROM sqlite_master m JOIN pragma_table_info(m.name) p \
                  WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' AND m.name NOT LIKE '_sqlx_%' \
@@ -57,8 +71,8 @@ pub(super) async fn read(
             .await?
         }
         Dialect::Postgres => {
-            sqlx::query(
-                "SELECT table_name::text AS table_name, column_name::text AS column_name, lower(data_type::text) AS column_type \
+            db::query(
+                "SELECT table_name::text AS table_name, column_name::text AS column_name, lower(udt_name::text) AS column_type \
                  FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx\\_%' \
                  ORDER BY table_name, ordinal_position",
@@ -70,10 +84,11 @@ pub(super) async fn read(
     let mut tables: BTreeMap<String, Vec<Column>> = BTreeMap::new();
     for row in rows {
         let table: String = row.try_get("table_name")?;
-        tables.entry(table).or_default().push(Column {
-            name: row.try_get("column_name")?,
-            sql_type: row.try_get("column_type")?,
-        });
+        tables.entry(table).or_default().push(Column::new(
+            dialect,
+            row.try_get::<String, _>("column_name")?,
+            row.try_get::<String, _>("column_type")?,
+        ));
     }
     Ok(Catalog { tables })
 }

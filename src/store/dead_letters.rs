@@ -1,6 +1,6 @@
 //! Events (or one route's handling of them) that failed for good, kept to inspect and replay.
 
-use sqlx::{AnyConnection, AnyPool, Row};
+use super::db::{self, Conn, Pool};
 
 use super::log::{decode_envelope, LogRecord};
 use crate::template::now_rfc3339;
@@ -41,7 +41,7 @@ pub struct NewDeadLetter<'a> {
 /// attempt. Id and type come from the envelope when it decodes; `stage` says which step refused
 /// it (`publish` for the Kafka relay, `None` before routing).
 pub async fn refuse(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     record: &LogRecord,
     stage: Option<&str>,
     error: &str,
@@ -72,11 +72,11 @@ pub async fn refuse(
 
 /// Inserts a dead letter inside the caller's transaction; returns its id.
 pub async fn insert(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     letter: &NewDeadLetter<'_>,
 ) -> Result<String, sqlx::Error> {
     let id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
+    db::query(
         "INSERT INTO dead_letters (id, event_id, topic, event_type, event_key, envelope, route, action_index, action_kind, error, attempts, first_failed_at, last_failed_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
@@ -220,7 +220,7 @@ impl Filter {
     }
 }
 
-fn from_row(row: &sqlx::any::AnyRow) -> Result<DeadLetter, sqlx::Error> {
+fn from_row(row: &db::Row) -> Result<DeadLetter, sqlx::Error> {
     Ok(DeadLetter {
         id: row.try_get("id")?,
         event_id: row.try_get("event_id")?,
@@ -242,7 +242,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<DeadLetter, sqlx::Error> {
 /// One page of the dead letters `filter` selects, newest failure first, and how many it
 /// selects in all.
 pub async fn list(
-    pool: &AnyPool,
+    pool: &Pool,
     filter: &Filter,
     limit: i64,
     offset: i64,
@@ -262,7 +262,7 @@ pub async fn list(
 }
 
 /// The ids `filter` selects, oldest failure first (the order a bulk replay runs them in).
-pub async fn ids(pool: &AnyPool, filter: &Filter) -> Result<Vec<String>, sqlx::Error> {
+pub async fn ids(pool: &Pool, filter: &Filter) -> Result<Vec<String>, sqlx::Error> {
     let mut statement = filter.statement("id");
     statement.push(" ORDER BY first_failed_at, id");
     let rows = statement.finish().query().fetch_all(pool).await?;
@@ -271,10 +271,10 @@ pub async fn ids(pool: &AnyPool, filter: &Filter) -> Result<Vec<String>, sqlx::E
 
 /// The dead letter `id`.
 pub async fn get(
-    connection: impl sqlx::Executor<'_, Database = sqlx::Any>,
+    connection: impl db::Executor<'_>,
     id: &str,
 ) -> Result<Option<DeadLetter>, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM dead_letters WHERE id = $1"))
+    let row = db::query(&format!("SELECT {COLUMNS} FROM dead_letters WHERE id = $1"))
         .bind(id)
         .fetch_optional(connection)
         .await?;
@@ -283,12 +283,8 @@ pub async fn get(
 
 /// Moves a pending dead letter to `to`, inside the caller's transaction. False when it is not
 /// pending (any more): two operators replaying one letter replay it once.
-pub async fn settle(
-    connection: &mut AnyConnection,
-    id: &str,
-    to: Status,
-) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query("UPDATE dead_letters SET status = $1 WHERE id = $2 AND status = $3")
+pub async fn settle(connection: &mut Conn<'_>, id: &str, to: Status) -> Result<bool, sqlx::Error> {
+    let updated = db::query("UPDATE dead_letters SET status = $1 WHERE id = $2 AND status = $3")
         .bind(to.as_str())
         .bind(id)
         .bind(Status::Pending.as_str())

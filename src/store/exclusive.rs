@@ -12,7 +12,8 @@ use std::path::PathBuf;
 
 use std::time::Duration;
 
-use sqlx::{AnyConnection, Connection};
+use sqlx::postgres::PgConnection;
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 use super::{Dialect, Store, StoreError};
@@ -83,7 +84,7 @@ enum Held {
     /// The locked file (SQLite); kept open because closing it releases the lock.
     File(#[allow(dead_code)] File),
     /// The session holding the advisory lock (PostgreSQL).
-    Session(AnyConnection),
+    Session(PgConnection),
     /// An in-memory SQLite database, which no other process can open.
     Private,
 }
@@ -118,7 +119,7 @@ impl Store {
     ) -> Result<Option<ExclusiveLock>, StoreError> {
         let held = match self.dialect {
             Dialect::Postgres => {
-                let mut session = AnyConnection::connect(&self.url).await?;
+                let mut session = PgConnection::connect(&self.url).await?;
                 sqlx::query("SELECT set_config('application_name', $1, false)")
                     .bind(&owner)
                     .execute(&mut session)
@@ -185,7 +186,7 @@ impl Store {
              AND locks.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND ((locks.classid::bigint << 32) | locks.objid::bigint) = $1 \
              AND activity.application_name = $2";
-        let mut session = AnyConnection::connect(&self.url).await?;
+        let mut session = PgConnection::connect(&self.url).await?;
         // In the select list, the call runs only for the rows the WHERE clause kept.
         let ended: Vec<bool> =
             sqlx::query_scalar(&format!("SELECT pg_terminate_backend(locks.pid) {HOLDERS}"))

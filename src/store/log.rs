@@ -5,7 +5,7 @@
 //! order is commit order (on PostgreSQL an advisory lock gives the same guarantee), so a
 //! consumer position never skips a row committed later.
 
-use sqlx::{AnyConnection, AnyPool, Row};
+use super::db::{self, Conn, Pool};
 
 use super::StoreError;
 use crate::event::{Envelope, Event};
@@ -32,7 +32,7 @@ pub struct LogRecord {
 
 /// Appends `event`; returns false when an event with the same id is already in the log
 /// (re-submitting an event is idempotent).
-pub async fn append(connection: &mut AnyConnection, event: &Event) -> Result<bool, sqlx::Error> {
+pub async fn append(connection: &mut Conn<'_>, event: &Event) -> Result<bool, sqlx::Error> {
     Ok(append_all(connection, std::slice::from_ref(event)).await? == 1)
 }
 
@@ -47,15 +47,12 @@ const APPEND_CHUNK: usize = 200;
 /// could read seq 11 before seq 10 commits and never go back for it. Appending takes a
 /// transaction-scoped advisory lock first, which makes appends commit in `seq` order (SQLite
 /// gets the same from its single writer connection).
-pub async fn append_all(
-    connection: &mut AnyConnection,
-    events: &[Event],
-) -> Result<u64, sqlx::Error> {
+pub async fn append_all(connection: &mut Conn<'_>, events: &[Event]) -> Result<u64, sqlx::Error> {
     if events.is_empty() {
         return Ok(0);
     }
-    if connection.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    if connection.dialect() == super::Dialect::Postgres {
+        db::query("SELECT pg_advisory_xact_lock($1)")
             .bind(APPEND_LOCK)
             .execute(&mut *connection)
             .await?;
@@ -69,7 +66,7 @@ pub async fn append_all(
              VALUES {} ON CONFLICT (event_id) DO NOTHING",
             placeholder_rows(chunk.len(), 6)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = db::query(&sql);
         for event in chunk {
             let envelope = serde_json::to_string(&event.envelope).expect("envelopes serialise");
             query = query
@@ -86,12 +83,8 @@ pub async fn append_all(
 }
 
 /// Up to `limit` records after position `after`, in order.
-pub async fn read_after(
-    pool: &AnyPool,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<LogRecord>, StoreError> {
-    let rows = sqlx::query(
+pub async fn read_after(pool: &Pool, after: i64, limit: i64) -> Result<Vec<LogRecord>, StoreError> {
+    let rows = db::query(
         "SELECT seq, topic, event_key, envelope FROM event_log WHERE seq > $1 ORDER BY seq LIMIT $2",
     )
     .bind(after)
@@ -112,8 +105,8 @@ pub async fn read_after(
 }
 
 /// Up to `limit` events not yet published to Kafka, in order (the outbox).
-pub async fn unpublished(pool: &AnyPool, limit: i64) -> Result<Vec<LogRecord>, StoreError> {
-    let rows = sqlx::query(
+pub async fn unpublished(pool: &Pool, limit: i64) -> Result<Vec<LogRecord>, StoreError> {
+    let rows = db::query(
         "SELECT seq, topic, event_key, envelope FROM event_log WHERE published_at IS NULL \
          ORDER BY seq LIMIT $1",
     )
@@ -137,11 +130,11 @@ pub async fn unpublished(pool: &AnyPool, limit: i64) -> Result<Vec<LogRecord>, S
 /// published without sending them, so Kafka consumers do not apply them a second time.
 /// Returns how many rows were retired.
 pub async fn retire_consumed(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     consumer: &str,
     at: &str,
 ) -> Result<u64, sqlx::Error> {
-    let retired = sqlx::query(
+    let retired = db::query(
         "UPDATE event_log SET published_at = $1 WHERE published_at IS NULL AND seq <= \
          (SELECT COALESCE(MAX(position), 0) FROM consumer_positions \
           WHERE consumer = $2 AND topic = $3 AND partition = 0)",
@@ -155,8 +148,8 @@ pub async fn retire_consumed(
 }
 
 /// Puts a published event back into the outbox (replaying an event Kafka refused).
-pub async fn unpublish(connection: &mut AnyConnection, event_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE event_log SET published_at = NULL WHERE event_id = $1")
+pub async fn unpublish(connection: &mut Conn<'_>, event_id: &str) -> Result<(), sqlx::Error> {
+    db::query("UPDATE event_log SET published_at = NULL WHERE event_id = $1")
         .bind(event_id)
         .execute(connection)
         .await?;
@@ -164,8 +157,8 @@ pub async fn unpublish(connection: &mut AnyConnection, event_id: &str) -> Result
 }
 
 /// How many events wait in the outbox.
-pub async fn unpublished_count(pool: &AnyPool) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT COUNT(*) AS backlog FROM event_log WHERE published_at IS NULL")
+pub async fn unpublished_count(pool: &Pool) -> Result<i64, StoreError> {
+    let row = db::query("SELECT COUNT(*) AS backlog FROM event_log WHERE published_at IS NULL")
         .fetch_one(pool)
         .await?;
     Ok(row.try_get("backlog")?)
@@ -173,7 +166,7 @@ pub async fn unpublished_count(pool: &AnyPool) -> Result<i64, StoreError> {
 
 /// Marks events as acknowledged by Kafka.
 pub async fn mark_published(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     seqs: &[i64],
     at: &str,
 ) -> Result<(), sqlx::Error> {
@@ -183,7 +176,7 @@ pub async fn mark_published(
             "UPDATE event_log SET published_at = $1 WHERE seq IN ({})",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql).bind(at);
+        let mut query = db::query(&sql).bind(at);
         for seq in chunk {
             query = query.bind(*seq);
         }
@@ -193,8 +186,8 @@ pub async fn mark_published(
 }
 
 /// Events in the log after the embedded consumer's position.
-pub async fn embedded_lag(pool: &AnyPool) -> Result<i64, StoreError> {
-    let row = sqlx::query(
+pub async fn embedded_lag(pool: &Pool) -> Result<i64, StoreError> {
+    let row = db::query(
         "SELECT (SELECT COALESCE(MAX(seq), 0) FROM event_log) - \
                 (SELECT COALESCE(MAX(position), 0) FROM consumer_positions WHERE topic = $1) AS lag",
     )
@@ -205,8 +198,8 @@ pub async fn embedded_lag(pool: &AnyPool) -> Result<i64, StoreError> {
 }
 
 /// The highest position in the log (0 when empty).
-pub async fn head(pool: &AnyPool) -> Result<i64, StoreError> {
-    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS head FROM event_log")
+pub async fn head(pool: &Pool) -> Result<i64, StoreError> {
+    let row = db::query("SELECT COALESCE(MAX(seq), 0) AS head FROM event_log")
         .fetch_one(pool)
         .await?;
     Ok(row.try_get("head")?)
@@ -214,12 +207,12 @@ pub async fn head(pool: &AnyPool) -> Result<i64, StoreError> {
 
 /// The committed position of `consumer` on a stream partition (0 when never committed).
 pub async fn position(
-    pool: &AnyPool,
+    pool: &Pool,
     consumer: &str,
     stream: &str,
     partition: i64,
 ) -> Result<i64, StoreError> {
-    let row = sqlx::query(
+    let row = db::query(
         "SELECT position FROM consumer_positions WHERE consumer = $1 AND topic = $2 AND partition = $3",
     )
     .bind(consumer)
@@ -239,14 +232,14 @@ pub async fn position(
 /// daemon on the same database), nothing is written and [`StoreError::PositionMoved`] tells the
 /// caller to roll back its batch, so no event is applied twice.
 pub async fn advance_position(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     consumer: &str,
     stream: &str,
     partition: i64,
     from: i64,
     to: i64,
 ) -> Result<(), StoreError> {
-    let updated = sqlx::query(
+    let updated = db::query(
         "UPDATE consumer_positions SET position = $1, updated_at = $2 \
          WHERE consumer = $3 AND topic = $4 AND partition = $5 AND position = $6",
     )
@@ -262,7 +255,7 @@ pub async fn advance_position(
         return Ok(());
     }
     if from == 0 {
-        let inserted = sqlx::query(
+        let inserted = db::query(
             "INSERT INTO consumer_positions (consumer, topic, partition, position, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (consumer, topic, partition) DO NOTHING",
         )
@@ -288,11 +281,11 @@ pub async fn advance_position(
 /// publishes at least once), and an event may have gone through the other bus before a switch.
 /// Keyed by event id alone, so a renamed consumer group does not apply history again.
 pub async fn claim_event(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     consumer: &str,
     event_id: &str,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = db::query(
         "INSERT INTO consumed_events (consumer, event_id, consumed_at) VALUES ($1, $2, $3) \
          ON CONFLICT (event_id) DO NOTHING",
     )
@@ -331,7 +324,7 @@ fn placeholder_rows(rows: usize, width: usize) -> String {
 /// claimed. An id missing from the result was handled before (or appears twice in `event_ids`,
 /// and is returned once).
 pub async fn claim_events(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     consumer: &str,
     event_ids: &[&str],
 ) -> Result<std::collections::HashSet<String>, sqlx::Error> {
@@ -343,7 +336,7 @@ pub async fn claim_events(
              ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
             placeholder_rows(chunk.len(), 3)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = db::query(&sql);
         for event_id in chunk {
             query = query
                 .bind(consumer)
@@ -360,7 +353,7 @@ pub async fn claim_events(
 /// Gives back claims taken by [`claim_events`] for events the batch then did not apply (the
 /// batch stopped before them for a retry); they are claimed again when they are applied.
 pub async fn release_claims(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     event_ids: &[&str],
 ) -> Result<(), sqlx::Error> {
     for chunk in event_ids.chunks(CLAIM_CHUNK) {
@@ -369,7 +362,7 @@ pub async fn release_claims(
             "DELETE FROM consumed_events WHERE event_id IN ({})",
             placeholders.join(", ")
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = db::query(&sql);
         for event_id in chunk {
             query = query.bind(*event_id);
         }

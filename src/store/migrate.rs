@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use sqlx::migrate::Migrator;
-use sqlx::AnyPool;
 
+use super::db::{Conn, Native};
 use super::{Dialect, StoreError};
 
 fn builtin(dialect: Dialect) -> Migrator {
@@ -30,11 +30,11 @@ fn builtin_versions(dialect: Dialect) -> BTreeSet<i64> {
 }
 
 pub(super) async fn run(
-    pool: &AnyPool,
+    connection: &mut Conn<'_>,
     dialect: Dialect,
     user_migrations: Option<&Path>,
 ) -> Result<(), StoreError> {
-    builtin(dialect).run(pool).await?;
+    run_on(&builtin(dialect), connection).await?;
     let Some(directory) = user_migrations else {
         return Ok(());
     };
@@ -58,6 +58,21 @@ pub(super) async fn run(
         )));
     }
     user.set_ignore_missing(true);
-    user.run(pool).await?;
+    run_on(&user, connection).await
+}
+
+/// On the caller's connection, so that `check` can run the migrations inside a transaction it
+/// rolls back (a migration's own transaction becomes a savepoint there).
+async fn run_on(migrator: &Migrator, connection: &mut Conn<'_>) -> Result<(), StoreError> {
+    match connection {
+        Conn::Sqlite(native) => migrator.run(native_connection(native)).await?,
+        Conn::Postgres(native) => migrator.run(native_connection(native)).await?,
+    }
     Ok(())
+}
+
+fn native_connection<'a, DB: sqlx::Database>(
+    native: &'a mut Native<'_, DB>,
+) -> &'a mut DB::Connection {
+    native
 }

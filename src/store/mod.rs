@@ -1,13 +1,15 @@
 //! The database: connection pools, migrations, the schema catalog, the event log, dead
 //! letters, the scheduler's last runs and the daemon's settings.
 //!
-//! Everything goes through sqlx's `Any` driver so SQLite (the embedded default) and PostgreSQL
-//! share one code path; the few dialect differences live in [`Dialect`]. The daemon's own SQL is
-//! written here, and only from checked identifiers ([`crate::route::Ident`]) and `$n`
+//! Statements run on the native driver of each database through [`db`], which binds and
+//! decodes for SQLite (the embedded default) and PostgreSQL alike; the few differences of SQL
+//! text live in [`Dialect`]. The daemon's own SQL is written here, and only from checked identifiers ([`crate::route::Ident`]) and `$n`
 //! placeholders; the CRM's tables have their fixed statements in [`crate::crm`].
 
 pub mod appender;
 pub mod catalog;
+pub mod column_type;
+pub mod db;
 pub mod dead_letters;
 pub mod exclusive;
 pub mod log;
@@ -20,9 +22,13 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Executor as _;
 use thiserror::Error;
+
+pub use column_type::ColumnType;
+pub use db::{Conn, Pool, Tx};
 
 pub use catalog::Catalog;
 
@@ -79,8 +85,8 @@ pub enum Dialect {
 /// The database handle shared by the engine, the API and the reload loop.
 #[derive(Clone)]
 pub struct Store {
-    writer: AnyPool,
-    reader: AnyPool,
+    writer: Pool,
+    reader: Pool,
     dialect: Dialect,
     /// The normalised URL, credentials included (for the exclusive locks' own sessions).
     url: String,
@@ -137,24 +143,26 @@ pub fn redact_url(url: &str) -> String {
 impl Store {
     /// Opens the database named by `url` (`sqlite://FILE`, a plain path, or `postgres://...`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
         let (url, dialect) = normalise_url(url)?;
         let display_url = redact_url(&url);
         let connect_error = |source| StoreError::Connect {
             url: display_url.clone(),
             source,
         };
-        let options = AnyConnectOptions::from_str(&url).map_err(connect_error)?;
         let store = match dialect {
             Dialect::Sqlite => {
+                let options = SqliteConnectOptions::from_str(&url)
+                    .map_err(connect_error)?
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // FULL: an acknowledged write survives power loss; batching keeps this to
+                    // one fsync per batch, not per event.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
                 // One writer connection: SQLite allows one writer anyway, and serialising writes
                 // in-process avoids SQLITE_BUSY and keeps the log's sequence in commit order.
                 let writer = sqlite_pool(1)
                     .connect_with(options.clone())
-                    .await
-                    .map_err(connect_error)?;
-                writer
-                    .execute("PRAGMA journal_mode = WAL")
                     .await
                     .map_err(connect_error)?;
                 let reader = sqlite_pool(4)
@@ -162,15 +170,16 @@ impl Store {
                     .await
                     .map_err(connect_error)?;
                 Self {
-                    writer,
-                    reader,
+                    writer: Pool::Sqlite(writer),
+                    reader: Pool::Sqlite(reader),
                     dialect,
                     url: url.clone(),
                     display_url,
                 }
             }
             Dialect::Postgres => {
-                let pool = AnyPoolOptions::new()
+                let options = PgConnectOptions::from_str(&url).map_err(connect_error)?;
+                let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .after_connect(|connection, _meta| {
@@ -188,8 +197,8 @@ impl Store {
                     .await
                     .map_err(connect_error)?;
                 Self {
-                    writer: pool.clone(),
-                    reader: pool,
+                    writer: Pool::Postgres(pool.clone()),
+                    reader: Pool::Postgres(pool),
                     dialect,
                     url: url.clone(),
                     display_url,
@@ -204,11 +213,26 @@ impl Store {
         // Processes starting together on a new SQLite file take turns; the first creates the
         // tables and the others find them applied.
         let _turn = self.wait_for_file_lock(exclusive::Job::Migrate).await?;
-        migrate::run(&self.writer, self.dialect, user_migrations).await
+        let mut connection = self.writer.acquire().await?;
+        migrate::run(&mut connection, self.dialect, user_migrations).await
+    }
+
+    /// Tables and columns as they would be after the migrations, without changing the
+    /// database: the migrations run inside a transaction that is rolled back (PostgreSQL's
+    /// schema changes are transactional, and so are SQLite's). For `check`.
+    pub async fn catalog_after_migrations(
+        &self,
+        user_migrations: Option<&Path>,
+    ) -> Result<Catalog, StoreError> {
+        let mut transaction = self.writer.begin_with("BEGIN").await?;
+        migrate::run(&mut transaction, self.dialect, user_migrations).await?;
+        let catalog = catalog::read(&mut transaction, self.dialect).await?;
+        transaction.rollback().await?;
+        Ok(catalog)
     }
 
     /// Starts a write transaction.
-    pub async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+    pub async fn begin(&self) -> Result<Tx<'static>, StoreError> {
         let statement = match self.dialect {
             // IMMEDIATE takes the write lock up front, so a read-then-write transaction cannot
             // fail half-way with SQLITE_BUSY when another process touches the file.
@@ -219,7 +243,7 @@ impl Store {
     }
 
     /// The pool for reads that need no transaction.
-    pub fn reader(&self) -> &AnyPool {
+    pub fn reader(&self) -> &Pool {
         &self.reader
     }
 
@@ -241,7 +265,7 @@ impl Store {
 
     /// Checks that the database answers (for `/readyz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        db::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
     }
 
@@ -252,20 +276,10 @@ impl Store {
     }
 }
 
-fn sqlite_pool(connections: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new()
+fn sqlite_pool(connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|connection, _meta| {
-            Box::pin(async move {
-                // FULL: an acknowledged write survives power loss; batching keeps this to one
-                // fsync per batch, not per event.
-                connection
-                    .execute("PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
-                    .await?;
-                Ok(())
-            })
-        })
 }
 
 #[cfg(test)]

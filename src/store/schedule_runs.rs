@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, AnyPool, Row};
+use super::db::{self, Conn, Pool};
 
 use super::StoreError;
 
 /// The last tick of every route that has run, by route name.
-pub async fn last_ticks(pool: &AnyPool) -> Result<HashMap<String, String>, StoreError> {
-    let rows = sqlx::query("SELECT route, last_tick FROM schedule_runs")
+pub async fn last_ticks(pool: &Pool) -> Result<HashMap<String, String>, StoreError> {
+    let rows = db::query("SELECT route, last_tick FROM schedule_runs")
         .fetch_all(pool)
         .await?;
     rows.iter()
@@ -26,14 +26,14 @@ pub async fn last_ticks(pool: &AnyPool) -> Result<HashMap<String, String>, Store
 /// caller's transaction. False when another process moved it first: the caller must roll back
 /// and not run the route.
 pub async fn claim(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     route: &str,
     expected: Option<&str>,
     tick: &str,
     ran_at: &str,
 ) -> Result<bool, sqlx::Error> {
     let claimed = match expected {
-        Some(expected) => sqlx::query(
+        Some(expected) => db::query(
             "UPDATE schedule_runs SET last_tick = $1, ran_at = $2 WHERE route = $3 AND last_tick = $4",
         )
         .bind(tick)
@@ -42,7 +42,7 @@ pub async fn claim(
         .bind(expected)
         .execute(connection)
         .await?,
-        None => sqlx::query(
+        None => db::query(
             "INSERT INTO schedule_runs (route, last_tick, ran_at) VALUES ($1, $2, $3) \
              ON CONFLICT (route) DO NOTHING",
         )
@@ -57,12 +57,12 @@ pub async fn claim(
 
 /// Sets `route`'s last tick whatever it was: a manual run always runs, and counts as a run.
 pub async fn record(
-    connection: &mut AnyConnection,
+    connection: &mut Conn<'_>,
     route: &str,
     tick: &str,
     ran_at: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    db::query(
         "INSERT INTO schedule_runs (route, last_tick, ran_at) VALUES ($1, $2, $3) \
          ON CONFLICT (route) DO UPDATE SET last_tick = excluded.last_tick, ran_at = excluded.ran_at",
     )

@@ -4,10 +4,9 @@
 use std::fmt::Write as _;
 
 use serde_json::Value as Json;
-use sqlx::any::{AnyArguments, AnyRow, AnyTypeInfoKind};
-use sqlx::query::Query;
-use sqlx::{Any, Column, Row, ValueRef};
 
+use super::column_type::{ColumnType, Mismatch};
+use super::db::{self, Param};
 use crate::route::Ident;
 
 /// A statement and its parameters, in placeholder order.
@@ -16,83 +15,56 @@ pub struct Statement {
     /// SQL text with `$1`, `$2`, ... placeholders.
     pub sql: String,
     /// Parameter values.
-    pub params: Vec<Json>,
+    pub params: Vec<Param<'static>>,
 }
 
 impl Statement {
-    /// The statement as a sqlx query with all parameters bound.
-    pub fn query(&self) -> Query<'_, Any, AnyArguments<'_>> {
-        bind_all(sqlx::query(&self.sql), &self.params)
+    /// The statement as a query with all parameters bound.
+    pub fn query(&self) -> db::Query<'_> {
+        db::query(&self.sql).bind_all(self.params.iter().cloned())
     }
 }
 
-/// Binds JSON values: null → NULL, bool, integer, float, string; arrays and objects as JSON text.
-///
-/// The statement is prepared afresh for every execution (not cached): a route's values change
-/// type from event to event (a number, then `none`, then text), and PostgreSQL fixes a cached
-/// statement's parameter types at its first execution, refusing later values of another type.
-/// NULL is bound as an integer NULL, which PostgreSQL assigns to text, integer and floating-point
-/// columns alike (a text NULL is refused by numeric columns).
-pub fn bind_all<'q>(
-    mut query: Query<'q, Any, AnyArguments<'q>>,
-    params: &'q [Json],
-) -> Query<'q, Any, AnyArguments<'q>> {
-    query = query.persistent(false);
-    for param in params {
-        query = match param {
-            Json::Null => query.bind(None::<i32>),
-            Json::Bool(flag) => query.bind(*flag),
-            Json::Number(number) => match number.as_i64() {
-                Some(integer) => query.bind(integer),
-                None => query.bind(number.as_f64().unwrap_or(f64::NAN)),
-            },
-            Json::String(text) => query.bind(text.as_str()),
-            other => query.bind(other.to_string()),
-        };
+/// Converts a route's value for its column, naming the column when it does not fit.
+pub fn typed_param(
+    column: &Ident,
+    column_type: &ColumnType,
+    value: &Json,
+) -> Result<Param<'static>, ValueRefused> {
+    column_type.param(value).map_err(|mismatch| ValueRefused {
+        column: column.as_str().to_owned(),
+        mismatch,
+        at: None,
+    })
+}
+
+/// A route value that its column's type cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValueRefused {
+    /// The column.
+    pub column: String,
+    /// What was wrong.
+    pub mismatch: Mismatch,
+    /// Where the route writes the value (`FILE:LINE:COL`), when known.
+    pub at: Option<String>,
+}
+
+impl ValueRefused {
+    /// The refusal, placed at `at` in its route file.
+    pub fn at(mut self, at: &str) -> Self {
+        self.at = Some(at.to_owned());
+        self
     }
-    query
 }
 
-/// Whether a route statement of fixed text may stay prepared on `connection` between events
-/// (`Query::persistent`). On SQLite it may: values carry their own types, and a prepared
-/// statement takes any. Not on PostgreSQL, for the reason given at [`bind_all`].
-pub fn may_cache(connection: &sqlx::AnyConnection) -> bool {
-    connection.backend_name() == "SQLite"
-}
-
-/// [`may_cache`] for a pool's connections.
-pub fn pool_may_cache(pool: &sqlx::AnyPool) -> bool {
-    pool.connect_options().database_url.scheme() == "sqlite"
-}
-
-/// A row as a JSON object keyed by column name.
-pub fn row_to_json(row: &AnyRow) -> Result<serde_json::Map<String, Json>, sqlx::Error> {
-    let mut object = serde_json::Map::with_capacity(row.columns().len());
-    for (index, column) in row.columns().iter().enumerate() {
-        let raw = row.try_get_raw(index)?;
-        let value = if raw.is_null() {
-            Json::Null
-        } else {
-            let kind = raw.type_info().kind();
-            match kind {
-                AnyTypeInfoKind::Null => Json::Null,
-                AnyTypeInfoKind::Bool => Json::Bool(row.try_get::<bool, _>(index)?),
-                AnyTypeInfoKind::SmallInt | AnyTypeInfoKind::Integer | AnyTypeInfoKind::BigInt => {
-                    Json::from(row.try_get::<i64, _>(index)?)
-                }
-                AnyTypeInfoKind::Real | AnyTypeInfoKind::Double => {
-                    Json::from(row.try_get::<f64, _>(index)?)
-                }
-                AnyTypeInfoKind::Text => Json::String(row.try_get::<String, _>(index)?),
-                AnyTypeInfoKind::Blob => {
-                    let bytes = row.try_get::<Vec<u8>, _>(index)?;
-                    Json::String(String::from_utf8_lossy(&bytes).into_owned())
-                }
-            }
-        };
-        object.insert(column.name().to_owned(), value);
+impl std::fmt::Display for ValueRefused {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "column {}: {}", self.column, self.mismatch)?;
+        if let Some(at) = &self.at {
+            write!(formatter, " (at {at})")?;
+        }
+        Ok(())
     }
-    Ok(object)
 }
 
 fn column_list(columns: &[&Ident]) -> String {
@@ -233,11 +205,22 @@ impl FilterOp {
     ];
 }
 
+/// Why a `where:` could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// The operator cannot take the value.
+    #[error("{0}")]
+    Invalid(String),
+    /// The value does not fit the column's type.
+    #[error(transparent)]
+    Refused(#[from] ValueRefused),
+}
+
 /// Accumulates a statement's text and parameters.
 #[derive(Debug, Default)]
 pub struct StatementBuilder {
     sql: String,
-    params: Vec<Json>,
+    params: Vec<Param<'static>>,
 }
 
 impl StatementBuilder {
@@ -254,14 +237,26 @@ impl StatementBuilder {
         self.sql.push_str(sql);
     }
 
-    /// Appends a placeholder bound to `value`.
+    /// Appends a placeholder bound to `value`, typed as the JSON value is.
     pub fn push_param(&mut self, value: Json) {
-        self.params.push(value);
+        self.push_typed(Param::from_json(&value));
+    }
+
+    /// Appends a placeholder bound to `param`.
+    pub fn push_typed(&mut self, param: Param<'static>) {
+        self.params.push(param);
         let _ = write!(self.sql, "${}", self.params.len());
     }
 
-    /// Appends `column op value`; a list becomes `IN (...)`, a null `IS NULL`.
-    pub fn push_filter(&mut self, column: &Ident, op: FilterOp, value: Json) -> Result<(), String> {
+    /// Appends `column op value`, the value converted for the column's type; a list becomes
+    /// `IN (...)`, a null `IS NULL`.
+    pub fn push_filter(
+        &mut self,
+        column: &Ident,
+        column_type: &ColumnType,
+        op: FilterOp,
+        value: Json,
+    ) -> Result<(), FilterError> {
         let quoted = column.quoted();
         let (op, value) = match (op, value) {
             (FilterOp::Eq, Json::Array(items)) => (FilterOp::In, Json::Array(items)),
@@ -273,10 +268,10 @@ impl StatementBuilder {
         match op {
             FilterOp::In | FilterOp::NotIn => {
                 let Json::Array(items) = value else {
-                    return Err(format!(
+                    return Err(FilterError::Invalid(format!(
                         "`{}` on column {column} needs a list",
                         if op == FilterOp::In { "in" } else { "not_in" }
-                    ));
+                    )));
                 };
                 if items.is_empty() {
                     // `IN ()` is not valid SQL; an empty IN matches nothing, an empty NOT IN everything.
@@ -292,7 +287,7 @@ impl StatementBuilder {
                     if index > 0 {
                         self.push(", ");
                     }
-                    self.push_param(item);
+                    self.push_typed(typed_param(column, column_type, &item)?);
                 }
                 self.push(")");
             }
@@ -300,9 +295,9 @@ impl StatementBuilder {
                 let is_null = match value {
                     Json::Bool(flag) => flag,
                     other => {
-                        return Err(format!(
+                        return Err(FilterError::Invalid(format!(
                             "`is_null` on column {column} takes true or false, got {other}"
-                        ))
+                        )))
                     }
                 };
                 let _ = write!(
@@ -313,9 +308,9 @@ impl StatementBuilder {
             }
             comparison => {
                 if value.is_null() {
-                    return Err(format!(
+                    return Err(FilterError::Invalid(format!(
                         "cannot compare column {column} with null using an ordering operator"
-                    ));
+                    )));
                 }
                 let symbol = match comparison {
                     FilterOp::Eq => "=",
@@ -326,19 +321,35 @@ impl StatementBuilder {
                     _ => ">=",
                 };
                 let _ = write!(self.sql, "{quoted} {symbol} ");
-                self.push_param(value);
+                self.push_typed(typed_param(column, column_type, &value)?);
             }
         }
         Ok(())
     }
 
     /// Appends ` WHERE a AND b ...` for the given filters (nothing when empty).
-    pub fn push_where(&mut self, filters: Vec<(&Ident, FilterOp, Json)>) -> Result<(), String> {
-        for (index, (column, op, value)) in filters.into_iter().enumerate() {
+    pub fn push_where(
+        &mut self,
+        filters: Vec<(&Ident, &ColumnType, FilterOp, Json)>,
+    ) -> Result<(), FilterError> {
+        for (index, (column, column_type, op, value)) in filters.into_iter().enumerate() {
             self.push(if index == 0 { " WHERE " } else { " AND " });
-            self.push_filter(column, op, value)?;
+            self.push_filter(column, column_type, op, value)?;
         }
         Ok(())
+    }
+
+    /// Appends ` AND ` (or ` WHERE ` first) and one filter.
+    pub fn push_condition(
+        &mut self,
+        first: bool,
+        column: &Ident,
+        column_type: &ColumnType,
+        op: FilterOp,
+        value: Json,
+    ) -> Result<(), FilterError> {
+        self.push(if first { " WHERE " } else { " AND " });
+        self.push_filter(column, column_type, op, value)
     }
 
     /// The finished statement.
@@ -384,13 +395,24 @@ mod tests {
     #[test]
     fn filters_bind_every_value() {
         let mut builder = StatementBuilder::new("SELECT * FROM \"users\"");
+        let text = ColumnType::Text;
         builder
             .push_where(vec![
-                (&ident("role"), FilterOp::Eq, json!(["MANAGER", "ADMIN"])),
-                (&ident("name"), FilterOp::Eq, json!("x' OR '1'='1")),
-                (&ident("deleted_at"), FilterOp::Eq, json!(null)),
-                (&ident("due"), FilterOp::Lte, json!("2026-01-01")),
-                (&ident("status"), FilterOp::NotIn, json!([])),
+                (
+                    &ident("role"),
+                    &text,
+                    FilterOp::Eq,
+                    json!(["MANAGER", "ADMIN"]),
+                ),
+                (&ident("name"), &text, FilterOp::Eq, json!("x' OR '1'='1")),
+                (&ident("deleted_at"), &text, FilterOp::Eq, json!(null)),
+                (
+                    &ident("due"),
+                    &ColumnType::Date,
+                    FilterOp::Lte,
+                    json!("2026-01-01"),
+                ),
+                (&ident("status"), &text, FilterOp::NotIn, json!([])),
             ])
             .unwrap();
         let statement = builder.finish();
@@ -401,10 +423,10 @@ mod tests {
         assert_eq!(
             statement.params,
             vec![
-                json!("MANAGER"),
-                json!("ADMIN"),
-                json!("x' OR '1'='1"),
-                json!("2026-01-01")
+                Param::Text("MANAGER".into()),
+                Param::Text("ADMIN".into()),
+                Param::Text("x' OR '1'='1".into()),
+                Param::Date(chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()),
             ]
         );
     }
@@ -412,14 +434,22 @@ mod tests {
     #[test]
     fn filters_refuse_nonsense() {
         let mut builder = StatementBuilder::default();
+        let text = ColumnType::Text;
         assert!(builder
-            .push_filter(&ident("a"), FilterOp::In, json!("x"))
+            .push_filter(&ident("a"), &text, FilterOp::In, json!("x"))
             .is_err());
         assert!(builder
-            .push_filter(&ident("a"), FilterOp::Lt, json!(null))
+            .push_filter(&ident("a"), &text, FilterOp::Lt, json!(null))
             .is_err());
         assert!(builder
-            .push_filter(&ident("a"), FilterOp::IsNull, json!("yes"))
+            .push_filter(&ident("a"), &text, FilterOp::IsNull, json!("yes"))
             .is_err());
+        assert_eq!(
+            builder
+                .push_filter(&ident("n"), &ColumnType::BigInt, FilterOp::Eq, json!("x"))
+                .unwrap_err()
+                .to_string(),
+            "column n: \"x\" does not fit type bigint: expected an integer (a number or a string of digits)"
+        );
     }
 }

@@ -100,10 +100,11 @@ async fn instances_starting_together_migrate_once(backend: Backend) {
         return;
     };
     let url = project.database_url();
+    // `dlq discard` opens the database the way `run` does, migrations included.
     let starts: Vec<_> = (0..4)
         .map(|_| {
             std::process::Command::new(crate::support::binary())
-                .args(["dlq", "list", "--database-url", &url])
+                .args(["dlq", "discard", "--all", "--database-url", &url])
                 .current_dir(project.path())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -129,4 +130,52 @@ async fn instances_starting_together_migrate_once(backend: Backend) {
     let daemon = project.start();
     let (status, _) = daemon.get("/readyz").await;
     assert_eq!(status, 200);
+}
+
+/// `check` and `dlq list|show` read; they change no database, not even its schema. On
+/// PostgreSQL `check` runs the migrations in a transaction it rolls back, and still sees the
+/// user's tables (a typo in a column of one is reported).
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn check_and_dead_letter_reads_change_no_database(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    project.write(
+        "migrations/20270101000000_leads.sql",
+        "CREATE TABLE leads (id TEXT PRIMARY KEY, email TEXT NOT NULL);\n",
+    );
+    project.write(
+        "routes/leads.yaml",
+        r#"routes:
+  - name: lead-from-user
+    on: {topic: user.events, type: USER_CREATED}
+    actions:
+      - insert: {table: leads, values: {id: "{{ data.userId }}", emial: "{{ data.email }}"}}
+"#,
+    );
+    let checked = project.command(&["check"]);
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert!(!checked.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("routes/leads.yaml:5:66: unknown column \"emial\" in table leads"),
+        "{stdout}"
+    );
+    let listed = project.command(&["dlq", "list"]);
+    assert!(!listed.status.success());
+    assert!(
+        String::from_utf8_lossy(&listed.stderr)
+            .contains("cannot read the dead letters (has crm-router run on this database?)"),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let db = project.database().await;
+    let tables = match backend {
+        Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master",
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()"
+        }
+    };
+    assert_eq!(crate::support::count(&db, tables).await, 0);
 }

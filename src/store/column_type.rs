@@ -1,0 +1,523 @@
+//! The type of a table column as the daemon writes and reads it, from the type the table
+//! declares, and the conversion of a route's JSON value into a parameter of that type.
+//!
+//! One set of rules serves both databases: PostgreSQL's declared types are exact, SQLite's are
+//! read by affinity (with `BOOLEAN`, `JSON`, `DATE`, `TIME`, `DATETIME`/`TIMESTAMP` and `UUID`
+//! recognised by name), so a route that writes a date into a date column behaves the same on
+//! both: a value that is not a date is refused with the column and the value named, before the
+//! database sees it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
+use serde_json::Value as Json;
+
+use super::db::Param;
+use super::Dialect;
+
+/// What the daemon can write to and read from a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `smallint` (PostgreSQL).
+    SmallInt,
+    /// `integer` (PostgreSQL).
+    Integer,
+    /// `bigint` (PostgreSQL), any integer affinity (SQLite).
+    BigInt,
+    /// `numeric`/`decimal`: exact decimals.
+    Numeric,
+    /// `real` (PostgreSQL).
+    Real,
+    /// `double precision` (PostgreSQL), real affinity (SQLite).
+    Double,
+    /// `boolean`.
+    Boolean,
+    /// `text`, `varchar`, `char`.
+    Text,
+    /// `uuid`.
+    Uuid,
+    /// `date`.
+    Date,
+    /// `time` (without time zone).
+    Time,
+    /// `timestamp` (without time zone).
+    Timestamp,
+    /// `timestamptz`; on SQLite, `DATETIME` and `TIMESTAMP` (stored as RFC 3339 text in UTC).
+    TimestampTz,
+    /// `json`.
+    Json,
+    /// `jsonb`.
+    Jsonb,
+    /// `bytea` (PostgreSQL), blob affinity (SQLite): base64 in JSON.
+    Bytes,
+    /// `text[]`, `varchar[]`.
+    TextArray,
+    /// `smallint[]`, `integer[]`, `bigint[]`.
+    IntegerArray,
+    /// A SQLite column declared without a type: values keep the type they have in JSON.
+    Untyped,
+    /// A type the daemon cannot write (the declared name, lower case).
+    Unsupported(String),
+}
+
+/// The types a route may write, as `check` lists them.
+pub const SUPPORTED: &str = "smallint, integer, bigint, numeric/decimal, real, double precision, \
+boolean, text/varchar/char, uuid, date, time, timestamp, timestamptz, json, jsonb, bytea, \
+text[] and integer[] (on SQLite: any declared type, by affinity)";
+
+impl ColumnType {
+    /// The type of a column declared as `declared` (PostgreSQL: `udt_name`; SQLite: the
+    /// declared type as written).
+    pub fn from_declared(dialect: Dialect, declared: &str) -> Self {
+        let declared = declared.trim().to_ascii_lowercase();
+        match dialect {
+            Dialect::Postgres => Self::from_postgres(&declared),
+            Dialect::Sqlite => Self::from_sqlite(&declared),
+        }
+    }
+
+    fn from_postgres(udt: &str) -> Self {
+        match udt {
+            "int2" => Self::SmallInt,
+            "int4" => Self::Integer,
+            "int8" => Self::BigInt,
+            "numeric" => Self::Numeric,
+            "float4" => Self::Real,
+            "float8" => Self::Double,
+            "bool" => Self::Boolean,
+            "text" | "varchar" | "bpchar" | "name" | "citext" => Self::Text,
+            "uuid" => Self::Uuid,
+            "date" => Self::Date,
+            "time" => Self::Time,
+            "timestamp" => Self::Timestamp,
+            "timestamptz" => Self::TimestampTz,
+            "json" => Self::Json,
+            "jsonb" => Self::Jsonb,
+            "bytea" => Self::Bytes,
+            "_text" | "_varchar" | "_bpchar" => Self::TextArray,
+            "_int2" | "_int4" | "_int8" => Self::IntegerArray,
+            other => Self::Unsupported(other.to_owned()),
+        }
+    }
+
+    /// SQLite's affinity rules (sqlite.org/datatype3.html §3.1), after the names it has no
+    /// affinity for but a route author means something by.
+    fn from_sqlite(declared: &str) -> Self {
+        let base = declared.split('(').next().unwrap_or_default().trim();
+        match base {
+            "" => return Self::Untyped,
+            "boolean" | "bool" => return Self::Boolean,
+            "json" | "jsonb" => return Self::Json,
+            "date" => return Self::Date,
+            "time" => return Self::Time,
+            "datetime" | "timestamp" | "timestamptz" => return Self::TimestampTz,
+            "uuid" => return Self::Uuid,
+            _ => {}
+        }
+        if declared.contains("int") {
+            Self::BigInt
+        } else if ["char", "clob", "text"]
+            .iter()
+            .any(|name| declared.contains(name))
+        {
+            Self::Text
+        } else if declared.contains("blob") {
+            Self::Bytes
+        } else if ["real", "floa", "doub"]
+            .iter()
+            .any(|name| declared.contains(name))
+        {
+            Self::Double
+        } else {
+            Self::Numeric
+        }
+    }
+
+    /// Whether routes can write this column.
+    pub fn is_supported(&self) -> bool {
+        !matches!(self, Self::Unsupported(_))
+    }
+
+    /// Converts a route's value into a parameter for this column, or says why it cannot be one.
+    pub fn param(&self, value: &Json) -> Result<Param<'static>, Mismatch> {
+        if value.is_null() {
+            return Ok(Param::Null(self.null_kind()));
+        }
+        let refuse = || Mismatch {
+            column_type: self.clone(),
+            value: abbreviated(value),
+        };
+        let param = match self {
+            Self::Untyped | Self::Unsupported(_) => Param::from_json(value),
+            Self::SmallInt => Param::Int(
+                integer(value)
+                    .filter(|n| i16::try_from(*n).is_ok())
+                    .ok_or_else(refuse)?,
+            ),
+            Self::Integer => Param::Int(
+                integer(value)
+                    .filter(|n| i32::try_from(*n).is_ok())
+                    .ok_or_else(refuse)?,
+            ),
+            Self::BigInt => Param::Int(integer(value).ok_or_else(refuse)?),
+            Self::Numeric => Param::Numeric(decimal(value).ok_or_else(refuse)?),
+            Self::Real | Self::Double => Param::Float(float(value).ok_or_else(refuse)?),
+            Self::Boolean => Param::Bool(boolean(value).ok_or_else(refuse)?),
+            Self::Text => Param::Text(text(value).into()),
+            Self::Uuid => Param::Uuid(
+                value
+                    .as_str()
+                    .and_then(|text| uuid::Uuid::parse_str(text).ok())
+                    .ok_or_else(refuse)?,
+            ),
+            Self::Date => Param::Date(value.as_str().and_then(date).ok_or_else(refuse)?),
+            Self::Time => Param::Time(value.as_str().and_then(time).ok_or_else(refuse)?),
+            Self::Timestamp => {
+                Param::Timestamp(value.as_str().and_then(timestamp).ok_or_else(refuse)?)
+            }
+            Self::TimestampTz => {
+                Param::TimestampTz(value.as_str().and_then(timestamp_tz).ok_or_else(refuse)?)
+            }
+            Self::Json | Self::Jsonb => Param::Json(value.clone()),
+            Self::Bytes => Param::Bytes(
+                value
+                    .as_str()
+                    .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+                    .ok_or_else(refuse)?,
+            ),
+            Self::TextArray => Param::TextArray(
+                value
+                    .as_array()
+                    .ok_or_else(refuse)?
+                    .iter()
+                    .map(|item| (!item.is_null()).then(|| text(item)))
+                    .collect(),
+            ),
+            Self::IntegerArray => Param::IntArray(
+                value
+                    .as_array()
+                    .ok_or_else(refuse)?
+                    .iter()
+                    .map(|item| match item {
+                        Json::Null => Ok(None),
+                        item => integer(item).map(Some).ok_or_else(refuse),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(param)
+    }
+
+    fn null_kind(&self) -> super::db::Kind {
+        use super::db::Kind;
+        match self {
+            Self::SmallInt
+            | Self::Integer
+            | Self::BigInt
+            | Self::Untyped
+            | Self::Unsupported(_) => Kind::Int,
+            Self::Numeric => Kind::Numeric,
+            Self::Real | Self::Double => Kind::Float,
+            Self::Boolean => Kind::Bool,
+            Self::Text => Kind::Text,
+            Self::Uuid => Kind::Uuid,
+            Self::Date => Kind::Date,
+            Self::Time => Kind::Time,
+            Self::Timestamp => Kind::Timestamp,
+            Self::TimestampTz => Kind::TimestampTz,
+            Self::Json | Self::Jsonb => Kind::Json,
+            Self::Bytes => Kind::Bytes,
+            Self::TextArray => Kind::TextArray,
+            Self::IntegerArray => Kind::IntArray,
+        }
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Self::SmallInt => "smallint",
+            Self::Integer => "integer",
+            Self::BigInt => "bigint",
+            Self::Numeric => "numeric",
+            Self::Real => "real",
+            Self::Double => "double precision",
+            Self::Boolean => "boolean",
+            Self::Text => "text",
+            Self::Uuid => "uuid",
+            Self::Date => "date",
+            Self::Time => "time",
+            Self::Timestamp => "timestamp",
+            Self::TimestampTz => "timestamptz",
+            Self::Json => "json",
+            Self::Jsonb => "jsonb",
+            Self::Bytes => "bytea",
+            Self::TextArray => "text[]",
+            Self::IntegerArray => "integer[]",
+            Self::Untyped => "untyped",
+            Self::Unsupported(name) => name,
+        };
+        formatter.write_str(name)
+    }
+}
+
+/// A value that cannot be stored in a column of its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The column's type.
+    pub column_type: ColumnType,
+    /// The value, shortened for messages.
+    pub value: String,
+}
+
+impl Mismatch {
+    /// What a value of this column must look like.
+    pub fn expected(&self) -> &'static str {
+        match self.column_type {
+            ColumnType::SmallInt => "an integer from -32768 to 32767",
+            ColumnType::Integer => "an integer from -2147483648 to 2147483647",
+            ColumnType::BigInt => "an integer (a number or a string of digits)",
+            ColumnType::Numeric => "a number or a string holding a decimal number",
+            ColumnType::Real | ColumnType::Double => "a number or a string holding one",
+            ColumnType::Boolean => "true or false",
+            ColumnType::Uuid => "a UUID string",
+            ColumnType::Date => "a date, YYYY-MM-DD (or an RFC 3339 timestamp)",
+            ColumnType::Time => "a time, HH:MM[:SS[.fraction]]",
+            ColumnType::Timestamp | ColumnType::TimestampTz => {
+                "an RFC 3339 timestamp, YYYY-MM-DD HH:MM:SS, or a date"
+            }
+            ColumnType::Bytes => "base64 text",
+            ColumnType::TextArray => "a list",
+            ColumnType::IntegerArray => "a list of integers",
+            _ => "a value of the column's type",
+        }
+    }
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "{} does not fit type {}: expected {}",
+            self.value,
+            self.column_type,
+            self.expected()
+        )
+    }
+}
+
+fn abbreviated(value: &Json) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+fn integer(value: &Json) -> Option<i64> {
+    match value {
+        Json::Number(number) => number.as_i64().or_else(|| {
+            let float = number.as_f64()?;
+            (float.fract() == 0.0 && float.abs() < 9.0e18).then_some(float as i64)
+        }),
+        Json::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn decimal(value: &Json) -> Option<BigDecimal> {
+    match value {
+        Json::Number(number) => BigDecimal::from_str(&number.to_string()).ok(),
+        Json::String(text) => BigDecimal::from_str(text.trim()).ok(),
+        _ => None,
+    }
+}
+
+fn float(value: &Json) -> Option<f64> {
+    match value {
+        Json::Number(number) => number.as_f64(),
+        Json::String(text) => text.trim().parse().ok().filter(|f: &f64| f.is_finite()),
+        _ => None,
+    }
+}
+
+fn boolean(value: &Json) -> Option<bool> {
+    match value {
+        Json::Bool(flag) => Some(*flag),
+        Json::String(text) if text.eq_ignore_ascii_case("true") => Some(true),
+        Json::String(text) if text.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// Text of a value for a text column: strings as they are, anything else as its JSON.
+fn text(value: &Json) -> String {
+    match value {
+        Json::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn date(text: &str) -> Option<NaiveDate> {
+    let text = text.trim();
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .or_else(|| timestamp(text).map(|timestamp| timestamp.date()))
+}
+
+fn time(text: &str) -> Option<NaiveTime> {
+    let text = text.trim();
+    NaiveTime::parse_from_str(text, "%H:%M:%S%.f")
+        .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M"))
+        .ok()
+}
+
+/// A timestamp as written: an offset is dropped, not applied (PostgreSQL does the same for a
+/// `timestamp` column).
+fn timestamp(text: &str) -> Option<NaiveDateTime> {
+    let text = text.trim();
+    if let Ok(with_offset) = DateTime::parse_from_rfc3339(text) {
+        return Some(with_offset.naive_local());
+    }
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+    })
+}
+
+/// An instant: an offset is applied; a timestamp without one is UTC.
+fn timestamp_tz(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(with_offset) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Some(with_offset.with_timezone(&Utc));
+    }
+    timestamp(text).map(|naive| naive.and_utc())
+}
+
+/// The text a `timestamptz` value reads back as (RFC 3339 in UTC), also what SQLite stores.
+pub fn instant_text(instant: &DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The text a `timestamp` value reads back as (RFC 3339 without an offset).
+pub fn local_timestamp_text(timestamp: &NaiveDateTime) -> String {
+    timestamp.format("%Y-%m-%dT%H:%M:%S%.f").to_string()
+}
+
+/// The JSON of an exact decimal: a number when it survives the trip through a JSON number
+/// (an integer that fits 64 bits, or a decimal whose shortest float reads back equal), else
+/// its exact text.
+pub fn decimal_json(decimal: &BigDecimal) -> Json {
+    let normalized = decimal.normalized();
+    if normalized.is_integer() {
+        if let Some(integer) = bigdecimal::ToPrimitive::to_i64(&normalized) {
+            return Json::from(integer);
+        }
+    } else if let Some(float) = bigdecimal::ToPrimitive::to_f64(&normalized) {
+        if float.is_finite()
+            && BigDecimal::from_str(&float.to_string()).ok() == Some(normalized.clone())
+        {
+            return Json::from(float);
+        }
+    }
+    Json::String(decimal.to_plain_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn declared_types_map_by_dialect() {
+        let pg = |udt| ColumnType::from_declared(Dialect::Postgres, udt);
+        assert_eq!(pg("int4"), ColumnType::Integer);
+        assert_eq!(pg("_text"), ColumnType::TextArray);
+        assert_eq!(pg("interval"), ColumnType::Unsupported("interval".into()));
+        let lite = |declared| ColumnType::from_declared(Dialect::Sqlite, declared);
+        assert_eq!(lite("BOOLEAN"), ColumnType::Boolean);
+        assert_eq!(lite("JSONB"), ColumnType::Json);
+        assert_eq!(lite("VARCHAR(20)"), ColumnType::Text);
+        assert_eq!(lite("UNSIGNED BIG INT"), ColumnType::BigInt);
+        assert_eq!(lite("DECIMAL(10,2)"), ColumnType::Numeric);
+        assert_eq!(lite("DOUBLE PRECISION"), ColumnType::Double);
+        assert_eq!(lite(""), ColumnType::Untyped);
+    }
+
+    #[test]
+    fn values_convert_or_name_what_was_expected() {
+        assert_eq!(
+            ColumnType::BigInt.param(&json!("42")).unwrap(),
+            Param::Int(42)
+        );
+        assert_eq!(
+            ColumnType::BigInt.param(&json!(3.0)).unwrap(),
+            Param::Int(3)
+        );
+        assert_eq!(
+            ColumnType::Double.param(&json!(3)).unwrap(),
+            Param::Float(3.0)
+        );
+        assert_eq!(
+            ColumnType::Text.param(&json!(5)).unwrap(),
+            Param::Text("5".into())
+        );
+        let refused = ColumnType::Integer
+            .param(&json!("not-a-number"))
+            .unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "\"not-a-number\" does not fit type integer: expected an integer from -2147483648 to 2147483647"
+        );
+        assert!(ColumnType::SmallInt.param(&json!(40000)).is_err());
+        assert!(ColumnType::Boolean.param(&json!(1)).is_err());
+        assert_eq!(
+            ColumnType::Date
+                .param(&json!("2026-11-29T23:30:00+09:00"))
+                .unwrap(),
+            Param::Date(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap())
+        );
+        assert_eq!(
+            ColumnType::TimestampTz
+                .param(&json!("2026-11-29T23:30:00+09:00"))
+                .unwrap(),
+            Param::TimestampTz(
+                DateTime::parse_from_rfc3339("2026-11-29T14:30:00Z")
+                    .unwrap()
+                    .with_timezone(&Utc)
+            )
+        );
+        assert_eq!(
+            ColumnType::Bytes.param(&json!("aGk=")).unwrap(),
+            Param::Bytes(b"hi".to_vec())
+        );
+        assert_eq!(
+            ColumnType::Jsonb.param(&json!({"a": [1]})).unwrap(),
+            Param::Json(json!({"a": [1]}))
+        );
+    }
+
+    #[test]
+    fn decimals_are_numbers_only_when_exact() {
+        let json = |text: &str| decimal_json(&BigDecimal::from_str(text).unwrap());
+        assert_eq!(json("12.50"), json!(12.5));
+        assert_eq!(json("1200"), json!(1200));
+        assert_eq!(json("0.1"), json!(0.1));
+        assert_eq!(
+            json("12345678901234567890.123456789"),
+            json!("12345678901234567890.123456789")
+        );
+        assert_eq!(json("99999999999999999999"), json!("99999999999999999999"));
+    }
+}

@@ -1,0 +1,284 @@
+//! Rows as they come from either database, and their values as Rust types or as JSON.
+
+use base64::Engine as _;
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use serde_json::Value as Json;
+use sqlx::postgres::{PgRow, PgValueRef};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Column as _, ColumnIndex, Row as _, TypeInfo as _, ValueRef as _};
+
+use crate::store::catalog::Column;
+use crate::store::column_type::{decimal_json, instant_text, local_timestamp_text, ColumnType};
+
+/// A result row of either database.
+pub enum Row {
+    /// From SQLite.
+    Sqlite(SqliteRow),
+    /// From PostgreSQL.
+    Postgres(PgRow),
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_tuple("Row")
+            .field(&self.column_names())
+            .finish()
+    }
+}
+
+/// A column index by position or name, on both databases.
+pub trait Index: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Copy {}
+impl<T: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Copy> Index for T {}
+
+impl Row {
+    /// The value at `index` as `T`.
+    pub fn try_get<T: Decode, I: Index>(&self, index: I) -> Result<T, sqlx::Error> {
+        match self {
+            Self::Sqlite(row) => T::from_sqlite(row, index.index(row)?),
+            Self::Postgres(row) => T::from_postgres(row, index.index(row)?),
+        }
+    }
+
+    /// Column names in order.
+    pub fn column_names(&self) -> Vec<&str> {
+        match self {
+            Self::Sqlite(row) => row.columns().iter().map(|c| c.name()).collect(),
+            Self::Postgres(row) => row.columns().iter().map(|c| c.name()).collect(),
+        }
+    }
+
+    /// The row as a JSON object keyed by column name, each value decoded by its type: numbers
+    /// as numbers, numeric exactly ([`decimal_json`]), booleans, dates, times and timestamps as
+    /// text, json as the value, bytes as base64. On SQLite, whose values carry only a storage
+    /// class, `columns` (the table's, when known) say which integers are booleans and which
+    /// text is JSON.
+    pub fn to_json(
+        &self,
+        columns: Option<&[Column]>,
+    ) -> Result<serde_json::Map<String, Json>, sqlx::Error> {
+        match self {
+            Self::Sqlite(row) => {
+                let mut object = serde_json::Map::with_capacity(row.columns().len());
+                for (index, column) in row.columns().iter().enumerate() {
+                    let declared = columns.and_then(|columns| {
+                        columns
+                            .iter()
+                            .find(|known| known.name == column.name())
+                            .map(|known| &known.column_type)
+                    });
+                    object.insert(column.name().to_owned(), sqlite_json(row, index, declared)?);
+                }
+                Ok(object)
+            }
+            Self::Postgres(row) => {
+                let mut object = serde_json::Map::with_capacity(row.columns().len());
+                for (index, column) in row.columns().iter().enumerate() {
+                    object.insert(column.name().to_owned(), postgres_json(row, index)?);
+                }
+                Ok(object)
+            }
+        }
+    }
+}
+
+fn decode_error(index: usize, message: String) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: index.to_string(),
+        source: message.into(),
+    }
+}
+
+fn sqlite_json(
+    row: &SqliteRow,
+    index: usize,
+    declared: Option<&ColumnType>,
+) -> Result<Json, sqlx::Error> {
+    let raw = row.try_get_raw(index)?;
+    if raw.is_null() {
+        return Ok(Json::Null);
+    }
+    // The value's storage class, not the column's declared type.
+    let storage = raw.type_info().name().to_owned();
+    Ok(match (storage.as_str(), declared) {
+        ("INTEGER" | "BOOLEAN", Some(ColumnType::Boolean)) => {
+            Json::Bool(row.try_get::<i64, _>(index)? != 0)
+        }
+        ("TEXT", Some(ColumnType::Json | ColumnType::Jsonb)) => {
+            let text: String = row.try_get(index)?;
+            serde_json::from_str(&text).unwrap_or(Json::String(text))
+        }
+        ("INTEGER" | "BOOLEAN" | "INT4", _) => Json::from(row.try_get::<i64, _>(index)?),
+        ("REAL", _) => float_json(row.try_get::<f64, _>(index)?),
+        ("BLOB", _) => Json::String(
+            base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(index)?),
+        ),
+        _ => Json::String(row.try_get_unchecked::<String, _>(index)?),
+    })
+}
+
+fn float_json(float: f64) -> Json {
+    // JSON has no NaN or infinity; their names are the honest rendering.
+    serde_json::Number::from_f64(float)
+        .map(Json::Number)
+        .unwrap_or_else(|| Json::String(float.to_string()))
+}
+
+fn postgres_json(row: &PgRow, index: usize) -> Result<Json, sqlx::Error> {
+    let raw: PgValueRef<'_> = row.try_get_raw(index)?;
+    if raw.is_null() {
+        return Ok(Json::Null);
+    }
+    let type_name = raw.type_info().name().to_owned();
+    Ok(match type_name.as_str() {
+        "INT2" => Json::from(row.try_get::<i16, _>(index)?),
+        "INT4" => Json::from(row.try_get::<i32, _>(index)?),
+        "INT8" => Json::from(row.try_get::<i64, _>(index)?),
+        "FLOAT4" => float_json(f64::from(row.try_get::<f32, _>(index)?)),
+        "FLOAT8" => float_json(row.try_get::<f64, _>(index)?),
+        "NUMERIC" => decimal_json(&row.try_get::<BigDecimal, _>(index)?),
+        "BOOL" => Json::Bool(row.try_get(index)?),
+        "TEXT" | "VARCHAR" | "CHAR" | "BPCHAR" | "NAME" => Json::String(row.try_get(index)?),
+        "UUID" => Json::String(
+            row.try_get::<uuid::Uuid, _>(index)?
+                .hyphenated()
+                .to_string(),
+        ),
+        "DATE" => Json::String(
+            row.try_get::<NaiveDate, _>(index)?
+                .format("%Y-%m-%d")
+                .to_string(),
+        ),
+        "TIME" => Json::String(
+            row.try_get::<NaiveTime, _>(index)?
+                .format("%H:%M:%S%.f")
+                .to_string(),
+        ),
+        "TIMESTAMP" => Json::String(local_timestamp_text(
+            &row.try_get::<NaiveDateTime, _>(index)?,
+        )),
+        "TIMESTAMPTZ" => Json::String(instant_text(&row.try_get::<DateTime<Utc>, _>(index)?)),
+        "JSON" | "JSONB" => row.try_get::<sqlx::types::Json<Json>, _>(index)?.0,
+        "BYTEA" => Json::String(
+            base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(index)?),
+        ),
+        "TEXT[]" | "VARCHAR[]" | "BPCHAR[]" => {
+            Json::from(row.try_get::<Vec<Option<String>>, _>(index)?)
+        }
+        "INT2[]" => Json::from(row.try_get::<Vec<Option<i16>>, _>(index)?),
+        "INT4[]" => Json::from(row.try_get::<Vec<Option<i32>>, _>(index)?),
+        "INT8[]" => Json::from(row.try_get::<Vec<Option<i64>>, _>(index)?),
+        other => {
+            return Err(decode_error(
+                index,
+                format!(
+                    "column {:?} has type {}, which crm-router cannot read; supported: {}",
+                    row.columns()[index].name(),
+                    other.to_ascii_lowercase(),
+                    crate::store::column_type::SUPPORTED
+                ),
+            ))
+        }
+    })
+}
+
+/// A Rust type a column value decodes into on both databases. Integers decode from any
+/// integer width on PostgreSQL (sqlx itself would insist on the exact width).
+pub trait Decode: Sized {
+    /// From a SQLite row.
+    fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error>;
+    /// From a PostgreSQL row.
+    fn from_postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error>;
+}
+
+macro_rules! decode_natively {
+    ($($type:ty),*) => {
+        $(impl Decode for $type {
+            fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error> {
+                row.try_get(index)
+            }
+            fn from_postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
+                row.try_get(index)
+            }
+        })*
+    };
+}
+
+decode_natively!(String, bool, Vec<u8>);
+
+impl Decode for i64 {
+    fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error> {
+        row.try_get(index)
+    }
+    fn from_postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
+        match row.try_get_raw(index)?.type_info().name() {
+            "INT2" => row.try_get::<i16, _>(index).map(i64::from),
+            "INT4" => row.try_get::<i32, _>(index).map(i64::from),
+            _ => row.try_get(index),
+        }
+    }
+}
+
+impl Decode for f64 {
+    fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error> {
+        row.try_get(index)
+    }
+    fn from_postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
+        match row.try_get_raw(index)?.type_info().name() {
+            "FLOAT4" => row.try_get::<f32, _>(index).map(f64::from),
+            _ => row.try_get(index),
+        }
+    }
+}
+
+impl<T: Decode> Decode for Option<T> {
+    fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error> {
+        if row.try_get_raw(index)?.is_null() {
+            return Ok(None);
+        }
+        T::from_sqlite(row, index).map(Some)
+    }
+    fn from_postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
+        if row.try_get_raw(index)?.is_null() {
+            return Ok(None);
+        }
+        T::from_postgres(row, index).map(Some)
+    }
+}
+
+/// A record type read from a row (the daemon's and the CRM's own tables).
+pub trait FromRow: Sized {
+    /// Reads the record.
+    fn from_row(row: &Row) -> Result<Self, sqlx::Error>;
+}
+
+/// Implements [`FromRow`] for a struct whose fields are named like its columns:
+/// `record_from_row!(Customer { id, name, email })`.
+#[macro_export]
+macro_rules! record_from_row {
+    ($type:ident { $($field:ident),* $(,)? }) => {
+        impl $crate::store::db::FromRow for $type {
+            fn from_row(row: &$crate::store::db::Row) -> Result<Self, sqlx::Error> {
+                Ok(Self {
+                    $($field: row.try_get(stringify!($field))?,)*
+                })
+            }
+        }
+    };
+}
+
+macro_rules! tuple_from_row {
+    ($($name:ident : $index:tt),*) => {
+        impl<$($name: Decode),*> FromRow for ($($name,)*) {
+            fn from_row(row: &Row) -> Result<Self, sqlx::Error> {
+                Ok(($(row.try_get::<$name, _>($index)?,)*))
+            }
+        }
+    };
+}
+
+tuple_from_row!(A: 0);
+tuple_from_row!(A: 0, B: 1);
+tuple_from_row!(A: 0, B: 1, C: 2);
+tuple_from_row!(A: 0, B: 1, C: 2, D: 3);
