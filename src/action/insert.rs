@@ -6,7 +6,7 @@ use crate::route::model::{ConflictAction, InsertDef};
 use crate::route::Ident;
 use crate::store::catalog::Column;
 use crate::store::db;
-use crate::store::sql::{insert_sql, Conflict};
+use crate::store::sql::{insert_sql, row_columns, Conflict};
 
 /// A compiled insert.
 #[derive(Debug, Clone)]
@@ -65,9 +65,15 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &InsertDef) 
         return None;
     }
     let column_refs: Vec<&Ident> = columns.iter().map(|value| &value.column).collect();
-    let sql = insert_sql(&table, &column_refs, &conflict);
+    let table_columns = compiler.table_columns(&table);
+    let sql = insert_sql(
+        &table,
+        &column_refs,
+        &conflict,
+        &row_columns(&table_columns),
+    );
     Some(Insert {
-        table_columns: compiler.table_columns(&table),
+        table_columns,
         table,
         values: columns,
         sql,

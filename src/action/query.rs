@@ -6,7 +6,7 @@ use crate::route::compile::Compiler;
 use crate::route::model::QueryDef;
 use crate::route::Ident;
 use crate::store::catalog::Column;
-use crate::store::sql::StatementBuilder;
+use crate::store::sql::{row_columns, StatementBuilder};
 
 /// Rows returned when `limit` is not given; bounds the work one event can cause.
 const DEFAULT_LIMIT: u32 = 1000;
@@ -17,6 +17,8 @@ pub struct Query {
     /// Table read.
     pub table: Ident,
     table_columns: Vec<Column>,
+    /// What the select reads ([`row_columns`]).
+    select: String,
     filters: Vec<Filter>,
     order_by: Vec<(Ident, bool)>,
     limit: u32,
@@ -76,8 +78,10 @@ pub(super) fn compile(
         compiler.error(&format!("{path}.limit"), "limit must be at least 1", None);
     }
     let table = table?;
+    let table_columns = compiler.table_columns(&table);
     Some(Query {
-        table_columns: compiler.table_columns(&table),
+        select: row_columns(&table_columns),
+        table_columns,
         table,
         filters,
         order_by,
@@ -95,7 +99,11 @@ impl Query {
         scope: &mut Scope,
     ) -> Result<Vec<serde_json::Value>, ActionError> {
         let context = scope.context();
-        let mut builder = StatementBuilder::new(format!("SELECT * FROM {}", self.table.quoted()));
+        let mut builder = StatementBuilder::new(format!(
+            "SELECT {} FROM {}",
+            self.select,
+            self.table.quoted()
+        ));
         filter::push_where(&mut builder, &self.filters, run.templates, &context)?;
         for (index, (column, descending)) in self.order_by.iter().enumerate() {
             builder.push(if index == 0 { " ORDER BY " } else { ", " });

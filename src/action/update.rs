@@ -6,7 +6,7 @@ use crate::route::compile::{ColumnValue, Compiler};
 use crate::route::model::UpdateDef;
 use crate::route::Ident;
 use crate::store::catalog::Column;
-use crate::store::sql::{typed_param, StatementBuilder};
+use crate::store::sql::{row_columns, typed_param, StatementBuilder};
 
 /// A compiled update.
 #[derive(Debug, Clone)]
@@ -14,6 +14,8 @@ pub struct Update {
     /// Target table.
     pub table: Ident,
     table_columns: Vec<Column>,
+    /// What `RETURNING` reads back ([`row_columns`]).
+    returning: String,
     set: Vec<ColumnValue>,
     increment: Vec<ColumnValue>,
     filters: Vec<Filter>,
@@ -49,8 +51,10 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpdateDef) 
     {
         return None;
     }
+    let table_columns = compiler.table_columns(&table);
     Some(Update {
-        table_columns: compiler.table_columns(&table),
+        returning: row_columns(&table_columns),
+        table_columns,
         table,
         set,
         increment,
@@ -91,7 +95,8 @@ impl Update {
             );
         }
         filter::push_where(&mut builder, &self.filters, run.templates, &context)?;
-        builder.push(" RETURNING *");
+        builder.push(" RETURNING ");
+        builder.push(&self.returning);
         let statement = builder.finish();
         let rows = statement.query().fetch_all(&mut *run.connection).await?;
         if let Some(name) = &self.as_name {

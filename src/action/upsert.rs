@@ -6,7 +6,7 @@ use crate::route::model::UpsertDef;
 use crate::route::Ident;
 use crate::store::catalog::Column;
 use crate::store::db;
-use crate::store::sql::upsert_sql;
+use crate::store::sql::{row_columns, upsert_sql};
 
 /// A compiled upsert.
 #[derive(Debug, Clone)]
@@ -50,15 +50,17 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpsertDef) 
             .collect::<Vec<_>>()
     };
     let (key_columns, set_columns, increment_columns) = (refs(&keys), refs(&set), refs(&increment));
+    let table_columns = compiler.table_columns(&table);
     let sql = upsert_sql(
         &table,
         &key_columns.iter().collect::<Vec<_>>(),
         &set_columns.iter().collect::<Vec<_>>(),
         &increment_columns.iter().collect::<Vec<_>>(),
+        &row_columns(&table_columns),
     );
     let values = keys.into_iter().chain(set).chain(increment).collect();
     Some(Upsert {
-        table_columns: compiler.table_columns(&table),
+        table_columns,
         table,
         values,
         sql,

@@ -122,9 +122,10 @@ impl Paging {
 /// A list: one page of the rows `build` selects, in `order`, and how many it selects in all.
 /// `build(select)` returns the statement `SELECT <select> FROM … WHERE …` with its filters.
 ///
-/// One statement answers both: `COUNT(*) OVER ()` counts the filtered rows before `LIMIT`
-/// applies. Only a page past the end, which has no row to carry the count, costs a second
-/// statement.
+/// One statement answers both: the count is an uncorrelated subquery in the select list, which
+/// both databases evaluate once (through the index, like a separate `COUNT(*)`; a window
+/// `COUNT(*) OVER ()` would read every matching row). Only a page past the end, which has no
+/// row to carry the count, costs a second statement.
 pub(crate) async fn fetch_page<T: FromRow>(
     pool: &Pool,
     build: impl Fn(&str) -> StatementBuilder,
@@ -132,7 +133,15 @@ pub(crate) async fn fetch_page<T: FromRow>(
     order: &'static str,
     paging: Paging,
 ) -> Result<Page<T>, CrmError> {
-    let mut statement = build(&format!("{columns}, COUNT(*) OVER () AS total_rows"));
+    let count = build("COUNT(*)").finish();
+    // `build` pushes the same filter values in the same order whatever it selects, so the
+    // subquery's `$n` name the page statement's own first parameters.
+    let mut statement = build(&format!("{columns}, ({}) AS total_rows", count.sql));
+    if statement.params() != count.params.as_slice() {
+        return Err(CrmError::Internal(
+            "a list's filters depend on its select list".into(),
+        ));
+    }
     statement.push(&format!(" ORDER BY {order} LIMIT "));
     statement.push_typed(db::Param::Int(paging.limit));
     statement.push(" OFFSET ");
@@ -142,12 +151,7 @@ pub(crate) async fn fetch_page<T: FromRow>(
     let total = match rows.first() {
         Some(row) => row.try_get("total_rows")?,
         None if paging.offset == 0 => 0,
-        None => build("COUNT(*)")
-            .finish()
-            .query()
-            .fetch_one(pool)
-            .await?
-            .try_get(0)?,
+        None => count.query().fetch_one(pool).await?.try_get(0)?,
     };
     let items = rows.iter().map(T::from_row).collect::<Result<_, _>>()?;
     Ok(Page { items, total })

@@ -9,7 +9,7 @@ use crate::route::ident::Ident;
 use crate::route::model::{ActionDef, RetryDef, ValueMap};
 use crate::route::source_map::SourceMap;
 use crate::store::catalog::Column;
-use crate::store::column_type::SUPPORTED;
+use crate::store::column_type::{with_article, SUPPORTED};
 use crate::store::{Catalog, ColumnType};
 use crate::template::{CompileError, Condition, TemplateEnvironment, ValueTemplate};
 
@@ -299,9 +299,29 @@ impl<'a> Compiler<'a> {
             ValueTemplate::Literal(literal) => column_type.param(literal).err().map(|mismatch| {
                 (
                     format!("{} does not fit type {column_type}", mismatch.value),
-                    format!("a {column_type} column takes {}", mismatch.expected()),
+                    format!(
+                        "{} column takes {}",
+                        with_article(column_type),
+                        mismatch.expected()
+                    ),
                 )
             }),
+            ValueTemplate::List(items) if *column_type == ColumnType::IntegerArray => {
+                items.iter().find_map(|item| match item {
+                    ValueTemplate::Literal(literal) => {
+                        ColumnType::BigInt.param(literal).err().map(|mismatch| {
+                            (
+                                format!("the list item {} is not an integer", mismatch.value),
+                                format!(
+                                    "{} column takes a list of integers",
+                                    with_article(column_type)
+                                ),
+                            )
+                        })
+                    }
+                    _ => None,
+                })
+            }
             ValueTemplate::Map(_) | ValueTemplate::List(_)
                 if !matches!(
                     (column_type, value),
@@ -324,7 +344,10 @@ impl<'a> Compiler<'a> {
                 };
                 Some((
                     format!("{shape} does not fit type {column_type}"),
-                    format!("write a single value for a {column_type} column"),
+                    format!(
+                        "write a single value for {} column",
+                        with_article(column_type)
+                    ),
                 ))
             }
             ValueTemplate::Text(_)

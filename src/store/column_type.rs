@@ -431,7 +431,53 @@ pub fn decimal_json(decimal: &BigDecimal) -> Json {
             return Json::from(float);
         }
     }
-    Json::String(decimal.to_plain_string())
+    // PostgreSQL's decimals arrive padded to its internal groups of four digits: the trailing
+    // zeros are not the value's.
+    Json::String(normalized.to_plain_string())
+}
+
+/// The text SQLite stores for an instant: a fixed six-digit fraction, so that text order is
+/// time order for `where:` comparisons and `order_by` (a variable fraction sorts
+/// `10:00:00.5Z` before `10:00:00Z`).
+pub fn sqlite_instant_text(instant: &DateTime<Utc>) -> String {
+    instant.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// The text SQLite stores for a wall-clock timestamp, fixed-width like [`sqlite_instant_text`].
+pub fn sqlite_timestamp_text(timestamp: &NaiveDateTime) -> String {
+    timestamp.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+/// The text SQLite stores for a time of day, fixed-width like [`sqlite_instant_text`].
+pub fn sqlite_time_text(time: &NaiveTime) -> String {
+    time.format("%H:%M:%S%.6f").to_string()
+}
+
+/// How a value SQLite stored as text for a column of this type reads back: the same text a
+/// PostgreSQL column of the type gives (no fraction when it is zero). Text that does not
+/// parse is returned as it is.
+pub fn sqlite_text_json(column_type: &ColumnType, text: String) -> Json {
+    let canonical = match column_type {
+        ColumnType::TimestampTz => timestamp_tz(&text).map(|instant| instant_text(&instant)),
+        ColumnType::Timestamp => timestamp(&text).map(|naive| local_timestamp_text(&naive)),
+        ColumnType::Time => time(&text).map(|time| time.format("%H:%M:%S%.f").to_string()),
+        ColumnType::Json | ColumnType::Jsonb => {
+            return serde_json::from_str(&text).unwrap_or(Json::String(text))
+        }
+        _ => None,
+    };
+    Json::String(canonical.unwrap_or(text))
+}
+
+/// `a date`, `an integer`: the type's name with its article, for messages.
+pub fn with_article(column_type: &ColumnType) -> String {
+    let name = column_type.to_string();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }
 
 #[cfg(test)]
@@ -519,5 +565,10 @@ mod tests {
             json!("12345678901234567890.123456789")
         );
         assert_eq!(json("99999999999999999999"), json!("99999999999999999999"));
+        // As sqlx decodes PostgreSQL's numeric: padded to groups of four digits.
+        assert_eq!(
+            json("12345678901234567890.123456789000"),
+            json!("12345678901234567890.123456789")
+        );
     }
 }

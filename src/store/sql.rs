@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value as Json;
 
+use super::catalog::Column;
 use super::column_type::{ColumnType, Mismatch};
 use super::db::{self, Param};
 use crate::route::Ident;
@@ -93,8 +94,37 @@ pub enum Conflict {
     Update(Vec<Ident>),
 }
 
-/// `INSERT INTO t (cols) VALUES ($1..) [ON CONFLICT ...] RETURNING *`.
-pub fn insert_sql(table: &Ident, columns: &[&Ident], conflict: &Conflict) -> String {
+/// What a route reads back of a row of a table with `columns`: `*`, or where a column has a type
+/// the daemon cannot decode (PostgreSQL's `interval`, `inet`, …), every column by name with
+/// those as text, so that reading the row back never fails on them.
+pub fn row_columns(columns: &[Column]) -> String {
+    if columns
+        .iter()
+        .all(|column| column.column_type.is_supported())
+    {
+        return "*".to_owned();
+    }
+    let listed: Option<Vec<String>> = columns
+        .iter()
+        .map(|column| {
+            let name = Ident::parse(&column.name).ok()?.quoted();
+            Some(if column.column_type.is_supported() {
+                name
+            } else {
+                format!("CAST({name} AS TEXT) AS {name}")
+            })
+        })
+        .collect();
+    listed.map_or_else(|| "*".to_owned(), |names| names.join(", "))
+}
+
+/// `INSERT INTO t (cols) VALUES ($1..) [ON CONFLICT ...] RETURNING <returning>`.
+pub fn insert_sql(
+    table: &Ident,
+    columns: &[&Ident],
+    conflict: &Conflict,
+    returning: &str,
+) -> String {
     let mut sql = format!(
         "INSERT INTO {} ({}) VALUES ({})",
         table.quoted(),
@@ -126,12 +156,18 @@ pub fn insert_sql(table: &Ident, columns: &[&Ident], conflict: &Conflict) -> Str
             }
         }
     }
-    sql.push_str(" RETURNING *");
+    let _ = write!(sql, " RETURNING {returning}");
     sql
 }
 
 /// Upsert: insert keys + set + increments; on key conflict overwrite `set` and add increments.
-pub fn upsert_sql(table: &Ident, keys: &[&Ident], set: &[&Ident], increment: &[&Ident]) -> String {
+pub fn upsert_sql(
+    table: &Ident,
+    keys: &[&Ident],
+    set: &[&Ident],
+    increment: &[&Ident],
+    returning: &str,
+) -> String {
     let all: Vec<&Ident> = keys.iter().chain(set).chain(increment).copied().collect();
     let mut updates: Vec<String> = set
         .iter()
@@ -150,12 +186,13 @@ pub fn upsert_sql(table: &Ident, keys: &[&Ident], set: &[&Ident], increment: &[&
         format!("DO UPDATE SET {}", updates.join(", "))
     };
     format!(
-        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {} RETURNING *",
+        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {} RETURNING {}",
         table.quoted(),
         column_list(&all),
         placeholders(all.len()),
         column_list(keys),
-        action
+        action,
+        returning
     )
 }
 
@@ -352,6 +389,11 @@ impl StatementBuilder {
         self.push_filter(column, column_type, op, value)
     }
 
+    /// The parameters pushed so far.
+    pub fn params(&self) -> &[Param<'static>] {
+        &self.params
+    }
+
     /// The finished statement.
     pub fn finish(self) -> Statement {
         Statement {
@@ -374,11 +416,11 @@ mod tests {
     fn insert_with_conflict_handling() {
         let (t, a, b) = (ident("customers"), ident("email"), ident("name"));
         assert_eq!(
-            insert_sql(&t, &[&a, &b], &Conflict::Ignore(vec![a.clone()])),
+            insert_sql(&t, &[&a, &b], &Conflict::Ignore(vec![a.clone()]), "*"),
             "INSERT INTO \"customers\" (\"email\", \"name\") VALUES ($1, $2) ON CONFLICT (\"email\") DO NOTHING RETURNING *"
         );
         assert_eq!(
-            insert_sql(&t, &[&a, &b], &Conflict::Update(vec![a.clone()])),
+            insert_sql(&t, &[&a, &b], &Conflict::Update(vec![a.clone()]), "*"),
             "INSERT INTO \"customers\" (\"email\", \"name\") VALUES ($1, $2) ON CONFLICT (\"email\") DO UPDATE SET \"name\" = excluded.\"name\" RETURNING *"
         );
     }
@@ -387,8 +429,26 @@ mod tests {
     fn upsert_increments_counters() {
         let (t, day, count) = (ident("analytics_daily"), ident("day"), ident("count"));
         assert_eq!(
-            upsert_sql(&t, &[&day], &[], &[&count]),
+            upsert_sql(&t, &[&day], &[], &[&count], "*"),
             "INSERT INTO \"analytics_daily\" (\"day\", \"count\") VALUES ($1, $2) ON CONFLICT (\"day\") DO UPDATE SET \"count\" = COALESCE(\"analytics_daily\".\"count\", 0) + excluded.\"count\" RETURNING *"
+        );
+    }
+
+    #[test]
+    fn unreadable_columns_are_read_as_text() {
+        let columns = |types: &[&str]| {
+            types
+                .iter()
+                .enumerate()
+                .map(|(index, udt)| {
+                    Column::new(super::super::Dialect::Postgres, format!("c{index}"), *udt)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(row_columns(&columns(&["int4", "jsonb"])), "*");
+        assert_eq!(
+            row_columns(&columns(&["text", "interval"])),
+            "\"c0\", CAST(\"c1\" AS TEXT) AS \"c1\""
         );
     }
 

@@ -408,3 +408,238 @@ fn action_retry_policies_are_checked_at_their_place(backend: Backend) {
         ],
     );
 }
+
+/// Runs `check` over `migration` (as the project's one user migration) and route files on
+/// `backend`; `None` (skip) when PostgreSQL is not reachable outside CI.
+fn check_with_migration(
+    backend: Backend,
+    migration: &str,
+    files: &[(&str, &str)],
+) -> Option<(i32, String)> {
+    let project = Project::empty_on(backend)?;
+    project.write("migrations/20270101000000_orders.sql", migration);
+    for (name, text) in files {
+        project.write(&format!("routes/{name}"), text);
+    }
+    let output = project.command(&["check", "--routes", "routes", "--schemas", "schemas"]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    Some((output.status.code().unwrap(), stdout))
+}
+
+const ORDERS: &str =
+    "CREATE TABLE orders (id TEXT PRIMARY KEY, qty INTEGER, placed DATE, paid BOOLEAN, note TEXT);\n";
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn literals_that_can_never_fit_their_column_are_reported_at_their_place(backend: Backend) {
+    let text = r#"routes:
+  - name: orders
+    on: {topic: order.events}
+    actions:
+      - insert:
+          table: orders
+          values:
+            id: "{{ uuid() }}"
+            qty: not-a-number
+            placed: someday
+            paid: yes
+            note: 5
+      - update:
+          table: orders
+          set:
+            qty: [1, 2]
+            paid: {a: 1}
+          where: {id: x}
+"#;
+    let Some((code, stdout)) = check_with_migration(backend, ORDERS, &[("orders.yaml", text)])
+    else {
+        return;
+    };
+    // SQLite reads a declared INTEGER by affinity: a 64-bit integer.
+    let (integer, integer_takes) = match backend {
+        Backend::Sqlite => (
+            "bigint",
+            "a bigint column takes an integer (a number or a string of digits)",
+        ),
+        Backend::Postgres => (
+            "integer",
+            "an integer column takes an integer from -2147483648 to 2147483647",
+        ),
+    };
+    let an_integer = match backend {
+        Backend::Sqlite => "a bigint",
+        Backend::Postgres => "an integer",
+    };
+    let expected = [
+        format!(r#"routes/orders.yaml:9:13: value for column "qty" can never be stored: "not-a-number" does not fit type {integer} (hint: {integer_takes})"#),
+        r#"routes/orders.yaml:10:13: value for column "placed" can never be stored: "someday" does not fit type date (hint: a date column takes a date, YYYY-MM-DD (or an RFC 3339 timestamp))"#.to_owned(),
+        r#"routes/orders.yaml:11:13: value for column "paid" can never be stored: "yes" does not fit type boolean (hint: a boolean column takes true or false)"#.to_owned(),
+        format!(r#"routes/orders.yaml:16:13: value for column "qty" can never be stored: a list does not fit type {integer} (hint: write a single value for {an_integer} column)"#),
+        r#"routes/orders.yaml:17:13: value for column "paid" can never be stored: a map does not fit type boolean (hint: write a single value for a boolean column)"#.to_owned(),
+    ];
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, expected, "full output:\n{stdout}");
+    assert_eq!(code, 1);
+}
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn literals_of_every_accepted_form_pass(backend: Backend) {
+    let text = r#"routes:
+  - name: orders
+    on: {topic: order.events}
+    actions:
+      - insert:
+          table: orders
+          values: {id: a, qty: 7, placed: 2026-11-29, paid: true, note: 5}
+      - insert:
+          table: orders
+          values: {id: b, qty: "42", placed: "2026-11-29T23:30:00+09:00", paid: "FALSE", note: true}
+      - insert:
+          table: orders
+          values: {id: c, qty: 3.0, placed: null, paid: null, note: null}
+      - update:
+          table: orders
+          where: {id: a, qty: "7", paid: "true", placed: {gte: 2026-01-01}}
+          set: {qty: "{{ data.qty }}", placed: "{{ today() }}", note: [1, 2]}
+"#;
+    let Some((code, stdout)) = check_with_migration(backend, ORDERS, &[("orders.yaml", text)])
+    else {
+        return;
+    };
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.starts_with("ok: 1 routes"), "{stdout}");
+}
+
+/// PostgreSQL's array columns: text where a list belongs is refused at its place.
+#[test]
+fn text_where_an_array_belongs_is_reported_on_postgres() {
+    let migration = "CREATE TABLE orders (id TEXT PRIMARY KEY, tags TEXT[], nums INTEGER[]);\n";
+    let text = r#"routes:
+  - name: orders
+    on: {topic: order.events}
+    actions:
+      - insert:
+          table: orders
+          values:
+            id: "{{ data.id }}"
+            tags: "a,b"
+            nums: "{{ data.n }} and more"
+      - insert:
+          table: orders
+          values: {id: x, tags: [a, 1, "{{ data.t }}"], nums: "{{ data.nums }}"}
+"#;
+    let Some((code, stdout)) =
+        check_with_migration(Backend::Postgres, migration, &[("orders.yaml", text)])
+    else {
+        return;
+    };
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"routes/orders.yaml:9:13: value for column "tags" can never be stored: "a,b" does not fit type text[] (hint: a text[] column takes a list)"#,
+            r#"routes/orders.yaml:10:13: value for column "nums" can never be stored: text does not fit type integer[] (hint: write a list, or a sole `{{ expression }}` that gives one)"#,
+        ],
+        "full output:\n{stdout}"
+    );
+    assert_eq!(code, 1);
+}
+
+/// A list literal whose item can never be an integer cannot fit an integer[] column.
+#[test]
+fn a_list_literal_with_a_non_integer_item_is_reported_on_postgres() {
+    let migration = "CREATE TABLE orders (id TEXT PRIMARY KEY, nums INTEGER[]);\n";
+    let text = r#"routes:
+  - name: orders
+    on: {topic: order.events}
+    actions:
+      - insert:
+          table: orders
+          values:
+            id: "{{ data.id }}"
+            nums: [1, x]
+"#;
+    let Some((code, stdout)) =
+        check_with_migration(Backend::Postgres, migration, &[("orders.yaml", text)])
+    else {
+        return;
+    };
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.starts_with(
+            r#"routes/orders.yaml:9:13: value for column "nums" can never be stored: "#
+        ),
+        "{stdout}"
+    );
+}
+
+/// Columns of a type routes cannot write (PostgreSQL `interval`, `inet`) are refused where a
+/// route writes or compares them, with the supported types; SQLite reads every declared type
+/// by affinity, so there the same names are numeric columns and pass.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn columns_of_unsupported_types_are_refused_with_the_supported_list(backend: Backend) {
+    let migration =
+        "CREATE TABLE orders (id TEXT PRIMARY KEY, span INTERVAL, addr INET, note TEXT);\n";
+    let text = r#"routes:
+  - name: orders
+    on: {topic: order.events}
+    actions:
+      - insert:
+          table: orders
+          values: {id: "{{ data.id }}", span: "{{ data.span }}"}
+      - update:
+          table: orders
+          set: {note: x}
+          where: {addr: "{{ data.addr }}"}
+"#;
+    let Some((code, stdout)) = check_with_migration(backend, migration, &[("orders.yaml", text)])
+    else {
+        return;
+    };
+    if backend == Backend::Sqlite {
+        assert_eq!(code, 0, "{stdout}");
+        assert!(stdout.starts_with("ok: 1 routes"), "{stdout}");
+        return;
+    }
+    let supported = "(hint: supported types: smallint, integer, bigint, numeric/decimal, real, double precision, boolean, text/varchar/char, uuid, date, time, timestamp, timestamptz, json, jsonb, bytea, text[] and integer[] (on SQLite: any declared type, by affinity))";
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                r#"routes/orders.yaml:7:41: column "span" of table orders has type interval, which routes cannot write or compare {supported}"#
+            ),
+            format!(
+                r#"routes/orders.yaml:11:19: column "addr" of table orders has type inet, which routes cannot write or compare {supported}"#
+            ),
+        ],
+        "full output:\n{stdout}"
+    );
+    assert_eq!(code, 1);
+}
+
+/// `run` refuses routes that write a column of an unsupported type, naming it, and does not
+/// start.
+#[test]
+fn run_refuses_to_start_when_a_route_writes_an_unsupported_type_on_postgres() {
+    let Some(project) = Project::empty_on(Backend::Postgres) else {
+        return;
+    };
+    project.write(
+        "migrations/20270101000000_orders.sql",
+        "CREATE TABLE orders (id TEXT PRIMARY KEY, span INTERVAL);\n",
+    );
+    project.write(
+        "routes/orders.yaml",
+        "routes:\n  - name: orders\n    on: {topic: order.events}\n    actions:\n      - insert: {table: orders, values: {id: \"{{ data.id }}\", span: 1 day}}\n",
+    );
+    let stderr = project.refused_start(&[]);
+    assert!(
+        stderr.contains(
+            r#"routes/orders.yaml:5:63: column "span" of table orders has type interval, which routes cannot write or compare (hint: supported types: "#
+        ),
+        "{stderr}"
+    );
+}

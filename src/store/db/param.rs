@@ -10,7 +10,7 @@ use sqlx::postgres::PgArguments;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::Arguments;
 
-use crate::store::column_type::{instant_text, local_timestamp_text};
+use crate::store::column_type::{sqlite_instant_text, sqlite_time_text, sqlite_timestamp_text};
 
 /// The type of a NULL parameter. PostgreSQL refuses a NULL of the wrong type for some columns
 /// (a text NULL in a date column), so even a NULL carries one.
@@ -111,9 +111,9 @@ impl Param<'_> {
             Self::Numeric(decimal) => arguments.add(decimal.to_string()),
             Self::Uuid(uuid) => arguments.add(uuid.hyphenated().to_string()),
             Self::Date(date) => arguments.add(date.format("%Y-%m-%d").to_string()),
-            Self::Time(time) => arguments.add(time.format("%H:%M:%S%.f").to_string()),
-            Self::Timestamp(timestamp) => arguments.add(local_timestamp_text(timestamp)),
-            Self::TimestampTz(instant) => arguments.add(instant_text(instant)),
+            Self::Time(time) => arguments.add(sqlite_time_text(time)),
+            Self::Timestamp(timestamp) => arguments.add(sqlite_timestamp_text(timestamp)),
+            Self::TimestampTz(instant) => arguments.add(sqlite_instant_text(instant)),
             Self::Json(value) => arguments.add(value.to_string()),
             Self::Bytes(bytes) => arguments.add(bytes.as_slice()),
             Self::TextArray(items) => arguments.add(serde_json::to_string(items)?),

@@ -9,7 +9,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Column as _, ColumnIndex, Row as _, TypeInfo as _, ValueRef as _};
 
 use crate::store::catalog::Column;
-use crate::store::column_type::{decimal_json, instant_text, local_timestamp_text, ColumnType};
+use crate::store::column_type::{
+    decimal_json, instant_text, local_timestamp_text, sqlite_text_json, ColumnType,
+};
 
 /// A result row of either database.
 pub enum Row {
@@ -105,10 +107,7 @@ fn sqlite_json(
         ("INTEGER" | "BOOLEAN", Some(ColumnType::Boolean)) => {
             Json::Bool(row.try_get::<i64, _>(index)? != 0)
         }
-        ("TEXT", Some(ColumnType::Json | ColumnType::Jsonb)) => {
-            let text: String = row.try_get(index)?;
-            serde_json::from_str(&text).unwrap_or(Json::String(text))
-        }
+        ("TEXT", Some(declared)) => sqlite_text_json(declared, row.try_get(index)?),
         ("INTEGER" | "BOOLEAN" | "INT4", _) => Json::from(row.try_get::<i64, _>(index)?),
         ("REAL", _) => float_json(row.try_get::<f64, _>(index)?),
         ("BLOB", _) => Json::String(
@@ -135,7 +134,12 @@ fn postgres_json(row: &PgRow, index: usize) -> Result<Json, sqlx::Error> {
         "INT2" => Json::from(row.try_get::<i16, _>(index)?),
         "INT4" => Json::from(row.try_get::<i32, _>(index)?),
         "INT8" => Json::from(row.try_get::<i64, _>(index)?),
-        "FLOAT4" => float_json(f64::from(row.try_get::<f32, _>(index)?)),
+        // Through the f32's shortest text, so that a `real` 0.1 reads back as 0.1, not as the
+        // double nearest the float nearest 0.1.
+        "FLOAT4" => {
+            let float: f32 = row.try_get(index)?;
+            float_json(float.to_string().parse().unwrap_or(f64::from(float)))
+        }
         "FLOAT8" => float_json(row.try_get::<f64, _>(index)?),
         "NUMERIC" => decimal_json(&row.try_get::<BigDecimal, _>(index)?),
         "BOOL" => Json::Bool(row.try_get(index)?),
