@@ -440,8 +440,22 @@ async fn create_user(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Why reading dead letters can fail on a database `run` never prepared.
-const NOT_MIGRATED: &str = "cannot read the dead letters (has crm-router run on this database?)";
+/// A failed read of the dead letters; a missing table means `run` never prepared the database.
+fn dead_letter_read_error(error: sqlx::Error) -> anyhow::Error {
+    let missing_table = match &error {
+        sqlx::Error::Database(database) => {
+            database.code().as_deref() == Some("42P01")
+                || database.message().starts_with("no such table")
+        }
+        _ => false,
+    };
+    let error = anyhow::Error::new(error);
+    if missing_table {
+        error.context("cannot read the dead letters (has crm-router run on this database?)")
+    } else {
+        error
+    }
+}
 
 /// `dlq list|show|replay|discard`.
 async fn dead_letter_command(
@@ -459,11 +473,13 @@ async fn dead_letter_command(
             source,
         } => {
             // Reading letters changes nothing, not even the schema.
-            let store = Store::connect(&settings(config, log_format, source)?.database_url).await?;
+            let store =
+                Store::connect_read_only(&settings(config, log_format, source)?.database_url)
+                    .await?;
             let filter = selection.filter(status);
             let (letters, total) = dead_letters::list(store.reader(), &filter, limit, 0)
                 .await
-                .context(NOT_MIGRATED)?;
+                .map_err(dead_letter_read_error)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&letters)?);
             } else {
@@ -485,10 +501,12 @@ async fn dead_letter_command(
             return Ok(ExitCode::SUCCESS);
         }
         DlqCommand::Show { id, source } => {
-            let store = Store::connect(&settings(config, log_format, source)?.database_url).await?;
+            let store =
+                Store::connect_read_only(&settings(config, log_format, source)?.database_url)
+                    .await?;
             let letter = dead_letters::get(store.reader(), &id)
                 .await
-                .context(NOT_MIGRATED)?
+                .map_err(dead_letter_read_error)?
                 .with_context(|| format!("no dead letter {id}"))?;
             println!("{}", serde_json::to_string_pretty(&letter)?);
             return Ok(ExitCode::SUCCESS);

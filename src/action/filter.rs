@@ -54,25 +54,28 @@ pub fn compile(
                         continue;
                     };
                     if let Some(template) = compiler.value(&operator_path, operand) {
-                        compiled.push((op, template, compiler.location(&operator_path)));
+                        compiled.push((op, template, operator_path));
                     }
                 }
             }
             None => {
                 if let Some(template) = compiler.value(&column_path, value) {
-                    compiled.push((FilterOp::Eq, template, compiler.location(&column_path)));
+                    compiled.push((FilterOp::Eq, template, column_path.clone()));
                 }
             }
         }
         if let (Some(ident), Some(table)) = (ident, table) {
             let column_type = compiler.column_type(&column_path, table, &ident);
-            filters.extend(compiled.into_iter().map(|(op, value, at)| Filter {
-                column: ident.clone(),
-                column_type: column_type.clone(),
-                op,
-                value,
-                at,
-            }));
+            for (op, value, value_path) in compiled {
+                compiler.check_operand(&value_path, &ident, &column_type, op, &value);
+                filters.push(Filter {
+                    column: ident.clone(),
+                    column_type: column_type.clone(),
+                    op,
+                    value,
+                    at: compiler.location(&value_path),
+                });
+            }
         }
     }
     filters
@@ -96,7 +99,9 @@ pub fn push_where(
                 value,
             )
             .map_err(|error| match error {
-                FilterError::Invalid(message) => ActionError::InvalidValue(message),
+                FilterError::Invalid(message) => {
+                    ActionError::InvalidValue(format!("{message} (at {})", filter.at))
+                }
                 FilterError::Refused(refused) => ActionError::Refused(refused.at(&filter.at)),
             })?;
     }

@@ -313,7 +313,7 @@ fn typed_params(
         .iter()
         .map(|value| {
             let rendered = templates.render(&value.value, context)?;
-            typed_param(&value.column, &value.column_type, &rendered)
+            typed_param(&value.column, &value.column_type, rendered)
                 .map_err(|refused| ActionError::Refused(refused.at(&value.at)))
         })
         .collect()

@@ -113,9 +113,12 @@ impl Query {
             }
         }
         builder.push(" LIMIT ");
-        builder.push_param(serde_json::Value::from(self.limit));
+        builder.push_param(self.limit);
         let statement = builder.finish();
-        let rows = statement.query().fetch_all(&mut *run.connection).await?;
+        let rows = statement
+            .into_query()
+            .fetch_all(&mut *run.connection)
+            .await?;
         let rows = rows
             .iter()
             .map(|row| {

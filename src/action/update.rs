@@ -90,7 +90,7 @@ impl Update {
             });
             let rendered = run.templates.render(&value.value, &context)?;
             builder.push_typed(
-                typed_param(&value.column, &value.column_type, &rendered)
+                typed_param(&value.column, &value.column_type, rendered)
                     .map_err(|refused| refused.at(&value.at))?,
             );
         }
@@ -98,7 +98,10 @@ impl Update {
         builder.push(" RETURNING ");
         builder.push(&self.returning);
         let statement = builder.finish();
-        let rows = statement.query().fetch_all(&mut *run.connection).await?;
+        let rows = statement
+            .into_query()
+            .fetch_all(&mut *run.connection)
+            .await?;
         if let Some(name) = &self.as_name {
             let rows = rows
                 .iter()

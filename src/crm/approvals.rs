@@ -177,7 +177,7 @@ pub async fn create(
 fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
     if !viewer.role.is_manager_or_admin() {
         statement.push(" AND requester_id = ");
-        statement.push_param(json!(viewer.id));
+        statement.push_param(viewer.id.to_string());
     }
 }
 
@@ -189,7 +189,7 @@ pub async fn get(
 ) -> Result<Approval, CrmError> {
     let mut statement =
         StatementBuilder::new(format!("SELECT {COLUMNS} FROM approvals WHERE id = "));
-    statement.push_param(json!(id));
+    statement.push_param(id.to_string());
     restrict(viewer, &mut statement);
     fetch_visible(connection, statement, "approval").await
 }
@@ -212,7 +212,7 @@ pub async fn list(
         restrict(viewer, &mut statement);
         if let Some(status) = status {
             statement.push(" AND status = ");
-            statement.push_param(json!(status));
+            statement.push_param(status.to_string());
         }
         statement
     };

@@ -237,7 +237,7 @@ pub async fn get(
     let mut statement = StatementBuilder::new(format!(
         "SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND id = "
     ));
-    statement.push_param(json!(id));
+    statement.push_param(id.to_string());
     viewer.restrict(&mut statement, "owner_id");
     fetch_visible(connection, statement, "customer").await
 }

@@ -3,7 +3,6 @@
 
 use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{fetch_page, CrmError, Page, Paging, Viewer};
 use crate::store::sql::StatementBuilder;
@@ -64,7 +63,7 @@ pub async fn list(
         let mut statement = StatementBuilder::new(format!(
             "SELECT {select} FROM notifications WHERE user_id = "
         ));
-        statement.push_param(json!(viewer.id));
+        statement.push_param(viewer.id.to_string());
         if unread_only {
             statement.push(" AND read = 0");
         }

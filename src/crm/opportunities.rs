@@ -173,7 +173,7 @@ pub async fn get(
 ) -> Result<Opportunity, CrmError> {
     let mut statement =
         StatementBuilder::new(format!("SELECT {COLUMNS} FROM opportunities WHERE id = "));
-    statement.push_param(json!(id));
+    statement.push_param(id.to_string());
     viewer.restrict(&mut statement, "owner_id");
     fetch_visible(connection, statement, "opportunity").await
 }
@@ -197,11 +197,11 @@ pub async fn list(
         viewer.restrict(&mut statement, "owner_id");
         if let Some(customer) = customer_id {
             statement.push(" AND customer_id = ");
-            statement.push_param(json!(customer));
+            statement.push_param(customer.to_string());
         }
         if let Some(stage) = stage {
             statement.push(" AND stage = ");
-            statement.push_param(json!(stage));
+            statement.push_param(stage.to_string());
         }
         statement
     };

@@ -4,8 +4,6 @@
 //! `manager_id` is the manager); an ADMIN sees everything. Rows outside the scope are reported
 //! as not found, so their existence does not leak.
 
-use serde_json::json;
-
 use crate::auth::Role;
 use crate::store::sql::StatementBuilder;
 
@@ -25,16 +23,16 @@ impl Viewer {
             Role::Admin => {}
             Role::Manager => {
                 statement.push(&format!(" AND ({column} = "));
-                statement.push_param(json!(self.id));
+                statement.push_param(self.id.to_string());
                 statement.push(&format!(
                     " OR {column} IN (SELECT id FROM users WHERE manager_id = "
                 ));
-                statement.push_param(json!(self.id));
+                statement.push_param(self.id.to_string());
                 statement.push("))");
             }
             Role::User => {
                 statement.push(&format!(" AND {column} = "));
-                statement.push_param(json!(self.id));
+                statement.push_param(self.id.to_string());
             }
         }
     }

@@ -229,7 +229,7 @@ pub async fn get(connection: &mut Conn<'_>, viewer: &Viewer, id: &str) -> Result
     let mut statement = StatementBuilder::new(format!(
         "SELECT {COLUMNS} FROM tasks WHERE deleted_at IS NULL AND id = "
     ));
-    statement.push_param(json!(id));
+    statement.push_param(id.to_string());
     restrict(viewer, &mut statement);
     fetch_visible(connection, statement, "task").await
 }
@@ -258,7 +258,7 @@ pub async fn list(
         ] {
             if let Some(value) = value {
                 statement.push(column);
-                statement.push_param(json!(value));
+                statement.push_param(value.to_string());
             }
         }
         statement

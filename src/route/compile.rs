@@ -10,6 +10,7 @@ use crate::route::model::{ActionDef, RetryDef, ValueMap};
 use crate::route::source_map::SourceMap;
 use crate::store::catalog::Column;
 use crate::store::column_type::{with_article, SUPPORTED};
+use crate::store::sql::FilterOp;
 use crate::store::{Catalog, ColumnType};
 use crate::template::{CompileError, Condition, TemplateEnvironment, ValueTemplate};
 
@@ -283,6 +284,33 @@ impl<'a> Compiler<'a> {
         found.column_type.clone()
     }
 
+    /// Reports a `where:` operand that can never be compared with its column: each item of a
+    /// list (an `IN`), or the value itself.
+    pub fn check_operand(
+        &mut self,
+        path: &str,
+        column: &Ident,
+        column_type: &ColumnType,
+        op: FilterOp,
+        value: &ValueTemplate,
+    ) {
+        match (op, value) {
+            (FilterOp::IsNull, _) => {}
+            (_, ValueTemplate::List(items)) => {
+                for item in items {
+                    self.check_fits(path, column, column_type, item);
+                }
+            }
+            (_, ValueTemplate::Literal(serde_json::Value::Array(items))) => {
+                for item in items {
+                    let item = ValueTemplate::Literal(item.clone());
+                    self.check_fits(path, column, column_type, &item);
+                }
+            }
+            _ => self.check_fits(path, column, column_type, value),
+        }
+    }
+
     /// Reports a value that can never fit its column: a literal of the wrong kind, or a list,
     /// map or text template where the column holds none of those.
     fn check_fits(
@@ -296,20 +324,24 @@ impl<'a> Compiler<'a> {
             return;
         }
         let problem = match value {
-            ValueTemplate::Literal(literal) => column_type.param(literal).err().map(|mismatch| {
-                (
-                    format!("{} does not fit type {column_type}", mismatch.value),
-                    format!(
-                        "{} column takes {}",
-                        with_article(column_type),
-                        mismatch.expected()
-                    ),
-                )
-            }),
+            ValueTemplate::Literal(literal) => {
+                column_type.param(literal.clone()).err().map(|mismatch| {
+                    (
+                        format!("{} does not fit type {column_type}", mismatch.value),
+                        format!(
+                            "{} column takes {}",
+                            with_article(column_type),
+                            mismatch.expected()
+                        ),
+                    )
+                })
+            }
             ValueTemplate::List(items) if *column_type == ColumnType::IntegerArray => {
                 items.iter().find_map(|item| match item {
-                    ValueTemplate::Literal(literal) => {
-                        ColumnType::BigInt.param(literal).err().map(|mismatch| {
+                    ValueTemplate::Literal(literal) => ColumnType::BigInt
+                        .param(literal.clone())
+                        .err()
+                        .map(|mismatch| {
                             (
                                 format!("the list item {} is not an integer", mismatch.value),
                                 format!(
@@ -317,8 +349,7 @@ impl<'a> Compiler<'a> {
                                     with_article(column_type)
                                 ),
                             )
-                        })
-                    }
+                        }),
                     _ => None,
                 })
             }

@@ -57,7 +57,8 @@ pub enum ColumnType {
     TextArray,
     /// `smallint[]`, `integer[]`, `bigint[]`.
     IntegerArray,
-    /// A SQLite column declared without a type: values keep the type they have in JSON.
+    /// A SQLite column declared without a type, or with a name SQLite gives numeric affinity
+    /// without meaning a number (`STRING`): values keep the type they have in JSON.
     Untyped,
     /// A type the daemon cannot write (the declared name, lower case).
     Unsupported(String),
@@ -131,8 +132,12 @@ impl ColumnType {
             .any(|name| declared.contains(name))
         {
             Self::Double
-        } else {
+        } else if ["numeric", "decimal", "number"].contains(&base) {
             Self::Numeric
+        } else {
+            // SQLite gives any other name (`STRING`, `MONEY`, …) numeric affinity, which still
+            // stores text that is not a number as text; the value is bound as it is.
+            Self::Untyped
         }
     }
 
@@ -142,73 +147,60 @@ impl ColumnType {
     }
 
     /// Converts a route's value into a parameter for this column, or says why it cannot be one.
-    pub fn param(&self, value: &Json) -> Result<Param<'static>, Mismatch> {
-        if value.is_null() {
-            return Ok(Param::Null(self.null_kind()));
+    pub fn param(&self, value: Json) -> Result<Param<'static>, Mismatch> {
+        match (self, value) {
+            (_, Json::Null) => Ok(Param::Null(self.null_kind())),
+            (Self::Untyped | Self::Unsupported(_), value) => Ok(Param::from_json(value)),
+            (Self::Text, value) => Ok(Param::Text(text(value).into())),
+            (Self::Json | Self::Jsonb, value) => Ok(Param::Json(value)),
+            (_, value) => self.convert(&value).ok_or_else(|| Mismatch {
+                column_type: self.clone(),
+                value: abbreviated(&value),
+            }),
         }
-        let refuse = || Mismatch {
-            column_type: self.clone(),
-            value: abbreviated(value),
-        };
-        let param = match self {
-            Self::Untyped | Self::Unsupported(_) => Param::from_json(value),
-            Self::SmallInt => Param::Int(
-                integer(value)
-                    .filter(|n| i16::try_from(*n).is_ok())
-                    .ok_or_else(refuse)?,
-            ),
-            Self::Integer => Param::Int(
-                integer(value)
-                    .filter(|n| i32::try_from(*n).is_ok())
-                    .ok_or_else(refuse)?,
-            ),
-            Self::BigInt => Param::Int(integer(value).ok_or_else(refuse)?),
-            Self::Numeric => Param::Numeric(decimal(value).ok_or_else(refuse)?),
-            Self::Real | Self::Double => Param::Float(float(value).ok_or_else(refuse)?),
-            Self::Boolean => Param::Bool(boolean(value).ok_or_else(refuse)?),
-            Self::Text => Param::Text(text(value).into()),
-            Self::Uuid => Param::Uuid(
-                value
-                    .as_str()
-                    .and_then(|text| uuid::Uuid::parse_str(text).ok())
-                    .ok_or_else(refuse)?,
-            ),
-            Self::Date => Param::Date(value.as_str().and_then(date).ok_or_else(refuse)?),
-            Self::Time => Param::Time(value.as_str().and_then(time).ok_or_else(refuse)?),
-            Self::Timestamp => {
-                Param::Timestamp(value.as_str().and_then(timestamp).ok_or_else(refuse)?)
-            }
-            Self::TimestampTz => {
-                Param::TimestampTz(value.as_str().and_then(timestamp_tz).ok_or_else(refuse)?)
-            }
-            Self::Json | Self::Jsonb => Param::Json(value.clone()),
+    }
+
+    /// The conversions that read the value rather than keep it.
+    fn convert(&self, value: &Json) -> Option<Param<'static>> {
+        let as_str = || value.as_str();
+        Some(match self {
+            Self::SmallInt => Param::Int(integer(value).filter(|n| i16::try_from(*n).is_ok())?),
+            Self::Integer => Param::Int(integer(value).filter(|n| i32::try_from(*n).is_ok())?),
+            Self::BigInt => Param::Int(integer(value)?),
+            Self::Numeric => Param::Numeric(decimal(value)?),
+            Self::Real | Self::Double => Param::Float(float(value)?),
+            Self::Boolean => Param::Bool(boolean(value)?),
+            Self::Uuid => Param::Uuid(uuid::Uuid::parse_str(as_str()?).ok()?),
+            Self::Date => Param::Date(date(as_str()?)?),
+            Self::Time => Param::Time(time(as_str()?)?),
+            Self::Timestamp => Param::Timestamp(timestamp(as_str()?)?),
+            Self::TimestampTz => Param::TimestampTz(timestamp_tz(as_str()?)?),
             Self::Bytes => Param::Bytes(
-                value
-                    .as_str()
-                    .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
-                    .ok_or_else(refuse)?,
+                base64::engine::general_purpose::STANDARD
+                    .decode(as_str()?)
+                    .ok()?,
             ),
             Self::TextArray => Param::TextArray(
                 value
-                    .as_array()
-                    .ok_or_else(refuse)?
+                    .as_array()?
                     .iter()
-                    .map(|item| (!item.is_null()).then(|| text(item)))
+                    .map(|item| (!item.is_null()).then(|| text(item.clone())))
                     .collect(),
             ),
             Self::IntegerArray => Param::IntArray(
                 value
-                    .as_array()
-                    .ok_or_else(refuse)?
+                    .as_array()?
                     .iter()
                     .map(|item| match item {
-                        Json::Null => Ok(None),
-                        item => integer(item).map(Some).ok_or_else(refuse),
+                        Json::Null => Some(None),
+                        item => integer(item).map(Some),
                     })
-                    .collect::<Result<_, _>>()?,
+                    .collect::<Option<_>>()?,
             ),
-        };
-        Ok(param)
+            Self::Text | Self::Json | Self::Jsonb | Self::Untyped | Self::Unsupported(_) => {
+                return None
+            }
+        })
     }
 
     fn null_kind(&self) -> super::db::Kind {
@@ -328,12 +320,17 @@ fn integer(value: &Json) -> Option<i64> {
     }
 }
 
+/// PostgreSQL's `numeric` holds at most 131072 digits before the point and 16383 after; a
+/// decimal past those would fail at the database without naming the column.
 fn decimal(value: &Json) -> Option<BigDecimal> {
-    match value {
-        Json::Number(number) => BigDecimal::from_str(&number.to_string()).ok(),
-        Json::String(text) => BigDecimal::from_str(text.trim()).ok(),
-        _ => None,
-    }
+    let decimal = match value {
+        Json::Number(number) => BigDecimal::from_str(&number.to_string()).ok()?,
+        Json::String(text) => BigDecimal::from_str(text.trim()).ok()?,
+        _ => return None,
+    };
+    let (_, scale) = decimal.as_bigint_and_exponent();
+    let integer_digits = decimal.digits() as i64 - scale;
+    (scale <= 16_383 && integer_digits <= 131_072).then_some(decimal)
 }
 
 fn float(value: &Json) -> Option<f64> {
@@ -354,9 +351,9 @@ fn boolean(value: &Json) -> Option<bool> {
 }
 
 /// Text of a value for a text column: strings as they are, anything else as its JSON.
-fn text(value: &Json) -> String {
+fn text(value: Json) -> String {
     match value {
-        Json::String(text) => text.clone(),
+        Json::String(text) => text,
         other => other.to_string(),
     }
 }
@@ -499,44 +496,45 @@ mod tests {
         assert_eq!(lite("DECIMAL(10,2)"), ColumnType::Numeric);
         assert_eq!(lite("DOUBLE PRECISION"), ColumnType::Double);
         assert_eq!(lite(""), ColumnType::Untyped);
+        assert_eq!(lite("STRING"), ColumnType::Untyped);
+        assert_eq!(lite("NUMERIC"), ColumnType::Numeric);
     }
 
     #[test]
     fn values_convert_or_name_what_was_expected() {
         assert_eq!(
-            ColumnType::BigInt.param(&json!("42")).unwrap(),
+            ColumnType::BigInt.param(json!("42")).unwrap(),
             Param::Int(42)
         );
+        assert_eq!(ColumnType::BigInt.param(json!(3.0)).unwrap(), Param::Int(3));
         assert_eq!(
-            ColumnType::BigInt.param(&json!(3.0)).unwrap(),
-            Param::Int(3)
-        );
-        assert_eq!(
-            ColumnType::Double.param(&json!(3)).unwrap(),
+            ColumnType::Double.param(json!(3)).unwrap(),
             Param::Float(3.0)
         );
         assert_eq!(
-            ColumnType::Text.param(&json!(5)).unwrap(),
+            ColumnType::Text.param(json!(5)).unwrap(),
             Param::Text("5".into())
         );
         let refused = ColumnType::Integer
-            .param(&json!("not-a-number"))
+            .param(json!("not-a-number"))
             .unwrap_err();
         assert_eq!(
             refused.to_string(),
             "\"not-a-number\" does not fit type integer: expected an integer from -2147483648 to 2147483647"
         );
-        assert!(ColumnType::SmallInt.param(&json!(40000)).is_err());
-        assert!(ColumnType::Boolean.param(&json!(1)).is_err());
+        assert!(ColumnType::SmallInt.param(json!(40000)).is_err());
+        assert!(ColumnType::Numeric.param(json!("1e-20000")).is_err());
+        assert!(ColumnType::Numeric.param(json!("1e200000")).is_err());
+        assert!(ColumnType::Boolean.param(json!(1)).is_err());
         assert_eq!(
             ColumnType::Date
-                .param(&json!("2026-11-29T23:30:00+09:00"))
+                .param(json!("2026-11-29T23:30:00+09:00"))
                 .unwrap(),
             Param::Date(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap())
         );
         assert_eq!(
             ColumnType::TimestampTz
-                .param(&json!("2026-11-29T23:30:00+09:00"))
+                .param(json!("2026-11-29T23:30:00+09:00"))
                 .unwrap(),
             Param::TimestampTz(
                 DateTime::parse_from_rfc3339("2026-11-29T14:30:00Z")
@@ -545,11 +543,11 @@ mod tests {
             )
         );
         assert_eq!(
-            ColumnType::Bytes.param(&json!("aGk=")).unwrap(),
+            ColumnType::Bytes.param(json!("aGk=")).unwrap(),
             Param::Bytes(b"hi".to_vec())
         );
         assert_eq!(
-            ColumnType::Jsonb.param(&json!({"a": [1]})).unwrap(),
+            ColumnType::Jsonb.param(json!({"a": [1]})).unwrap(),
             Param::Json(json!({"a": [1]}))
         );
     }

@@ -213,7 +213,7 @@ impl Filter {
         ] {
             if let Some(value) = value {
                 statement.push(condition);
-                statement.push_param(serde_json::Value::String(value.clone()));
+                statement.push_param(value.clone());
             }
         }
         statement
@@ -253,9 +253,9 @@ pub async fn list(
     };
     let mut statement = filter.statement(COLUMNS);
     statement.push(" ORDER BY last_failed_at DESC, id LIMIT ");
-    statement.push_param(serde_json::json!(limit));
+    statement.push_param(limit);
     statement.push(" OFFSET ");
-    statement.push_param(serde_json::json!(offset));
+    statement.push_param(offset);
     let rows = statement.finish().query().fetch_all(pool).await?;
     let letters = rows.iter().map(from_row).collect::<Result<_, _>>()?;
     Ok((letters, total))

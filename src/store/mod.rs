@@ -82,6 +82,13 @@ pub enum Dialect {
     Postgres,
 }
 
+/// Whether a [`Store`] may change its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
 /// The database handle shared by the engine, the API and the reload loop.
 #[derive(Clone)]
 pub struct Store {
@@ -143,6 +150,16 @@ pub fn redact_url(url: &str) -> String {
 impl Store {
     /// Opens the database named by `url` (`sqlite://FILE`, a plain path, or `postgres://...`).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, Access::ReadWrite).await
+    }
+
+    /// Opens an existing database only to read it: a SQLite file is neither created nor
+    /// switched to WAL (for `dlq list|show`, which must change nothing).
+    pub async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        Self::open(url, Access::ReadOnly).await
+    }
+
+    async fn open(url: &str, access: Access) -> Result<Self, StoreError> {
         let (url, dialect) = normalise_url(url)?;
         let display_url = redact_url(&url);
         let connect_error = |source| StoreError::Connect {
@@ -151,9 +168,12 @@ impl Store {
         };
         let store = match dialect {
             Dialect::Sqlite => {
-                let options = SqliteConnectOptions::from_str(&url)
-                    .map_err(connect_error)?
-                    .journal_mode(SqliteJournalMode::Wal)
+                let options = SqliteConnectOptions::from_str(&url).map_err(connect_error)?;
+                let options = match access {
+                    Access::ReadOnly => options.read_only(true).create_if_missing(false),
+                    Access::ReadWrite => options.journal_mode(SqliteJournalMode::Wal),
+                };
+                let options = options
                     // FULL: an acknowledged write survives power loss; batching keeps this to
                     // one fsync per batch, not per event.
                     .synchronous(SqliteSynchronous::Full)

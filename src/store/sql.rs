@@ -17,12 +17,24 @@ pub struct Statement {
     pub sql: String,
     /// Parameter values.
     pub params: Vec<Param<'static>>,
+    /// Whether the prepared statement may stay cached: not when its text varies with the
+    /// values (an `IN` list's length), which would fill the cache with one-off statements.
+    pub cacheable: bool,
 }
 
 impl Statement {
     /// The statement as a query with all parameters bound.
     pub fn query(&self) -> db::Query<'_> {
-        db::query(&self.sql).bind_all(self.params.iter().cloned())
+        db::query(&self.sql)
+            .bind_all(self.params.iter().cloned())
+            .persistent(self.cacheable)
+    }
+
+    /// Like [`Statement::query`], handing the parameters over instead of copying them.
+    pub fn into_query(self) -> db::Query<'static> {
+        db::query_owned(self.sql)
+            .bind_all(self.params)
+            .persistent(self.cacheable)
     }
 }
 
@@ -30,7 +42,7 @@ impl Statement {
 pub fn typed_param(
     column: &Ident,
     column_type: &ColumnType,
-    value: &Json,
+    value: Json,
 ) -> Result<Param<'static>, ValueRefused> {
     column_type.param(value).map_err(|mismatch| ValueRefused {
         column: column.as_str().to_owned(),
@@ -94,14 +106,15 @@ pub enum Conflict {
     Update(Vec<Ident>),
 }
 
-/// What a route reads back of a row of a table with `columns`: `*`, or where a column has a type
-/// the daemon cannot decode (PostgreSQL's `interval`, `inet`, …), every column by name with
-/// those as text, so that reading the row back never fails on them.
+/// What a route reads back of a row of a table with `columns`: every column by name, those of a
+/// type the daemon cannot decode (PostgreSQL's `interval`, `inet`, …) as text so that reading
+/// the row back never fails on them; `*` when the columns are not known.
+///
+/// Named, not `*`: PostgreSQL fixes a cached statement's result columns when it prepares it, so
+/// a `*` would fail every later run ("cached plan must not change result type") once a column
+/// is added to the table while the daemon runs.
 pub fn row_columns(columns: &[Column]) -> String {
-    if columns
-        .iter()
-        .all(|column| column.column_type.is_supported())
-    {
+    if columns.is_empty() {
         return "*".to_owned();
     }
     let listed: Option<Vec<String>> = columns
@@ -258,6 +271,8 @@ pub enum FilterError {
 pub struct StatementBuilder {
     sql: String,
     params: Vec<Param<'static>>,
+    /// An `IN` list makes the text depend on the values.
+    varies: bool,
 }
 
 impl StatementBuilder {
@@ -266,6 +281,7 @@ impl StatementBuilder {
         Self {
             sql: sql.into(),
             params: Vec::new(),
+            varies: false,
         }
     }
 
@@ -274,9 +290,9 @@ impl StatementBuilder {
         self.sql.push_str(sql);
     }
 
-    /// Appends a placeholder bound to `value`, typed as the JSON value is.
-    pub fn push_param(&mut self, value: Json) {
-        self.push_typed(Param::from_json(&value));
+    /// Appends a placeholder bound to `value`.
+    pub fn push_param(&mut self, value: impl db::IntoParam<'static>) {
+        self.push_typed(value.into_param());
     }
 
     /// Appends a placeholder bound to `param`.
@@ -320,11 +336,12 @@ impl StatementBuilder {
                     "{quoted} {} (",
                     if op == FilterOp::In { "IN" } else { "NOT IN" }
                 );
+                self.varies = true;
                 for (index, item) in items.into_iter().enumerate() {
                     if index > 0 {
                         self.push(", ");
                     }
-                    self.push_typed(typed_param(column, column_type, &item)?);
+                    self.push_typed(typed_param(column, column_type, item)?);
                 }
                 self.push(")");
             }
@@ -358,20 +375,8 @@ impl StatementBuilder {
                     _ => ">=",
                 };
                 let _ = write!(self.sql, "{quoted} {symbol} ");
-                self.push_typed(typed_param(column, column_type, &value)?);
+                self.push_typed(typed_param(column, column_type, value)?);
             }
-        }
-        Ok(())
-    }
-
-    /// Appends ` WHERE a AND b ...` for the given filters (nothing when empty).
-    pub fn push_where(
-        &mut self,
-        filters: Vec<(&Ident, &ColumnType, FilterOp, Json)>,
-    ) -> Result<(), FilterError> {
-        for (index, (column, column_type, op, value)) in filters.into_iter().enumerate() {
-            self.push(if index == 0 { " WHERE " } else { " AND " });
-            self.push_filter(column, column_type, op, value)?;
         }
         Ok(())
     }
@@ -399,6 +404,7 @@ impl StatementBuilder {
         Statement {
             sql: self.sql,
             params: self.params,
+            cacheable: !self.varies,
         }
     }
 }
@@ -445,7 +451,8 @@ mod tests {
                 })
                 .collect::<Vec<_>>()
         };
-        assert_eq!(row_columns(&columns(&["int4", "jsonb"])), "*");
+        assert_eq!(row_columns(&[]), "*");
+        assert_eq!(row_columns(&columns(&["int4", "jsonb"])), "\"c0\", \"c1\"");
         assert_eq!(
             row_columns(&columns(&["text", "interval"])),
             "\"c0\", CAST(\"c1\" AS TEXT) AS \"c1\""
@@ -456,25 +463,20 @@ mod tests {
     fn filters_bind_every_value() {
         let mut builder = StatementBuilder::new("SELECT * FROM \"users\"");
         let text = ColumnType::Text;
-        builder
-            .push_where(vec![
-                (
-                    &ident("role"),
-                    &text,
-                    FilterOp::Eq,
-                    json!(["MANAGER", "ADMIN"]),
-                ),
-                (&ident("name"), &text, FilterOp::Eq, json!("x' OR '1'='1")),
-                (&ident("deleted_at"), &text, FilterOp::Eq, json!(null)),
-                (
-                    &ident("due"),
-                    &ColumnType::Date,
-                    FilterOp::Lte,
-                    json!("2026-01-01"),
-                ),
-                (&ident("status"), &text, FilterOp::NotIn, json!([])),
-            ])
-            .unwrap();
+        for (index, (column, column_type, op, value)) in [
+            ("role", &text, FilterOp::Eq, json!(["MANAGER", "ADMIN"])),
+            ("name", &text, FilterOp::Eq, json!("x' OR '1'='1")),
+            ("deleted_at", &text, FilterOp::Eq, json!(null)),
+            ("due", &ColumnType::Date, FilterOp::Lte, json!("2026-01-01")),
+            ("status", &text, FilterOp::NotIn, json!([])),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            builder
+                .push_condition(index == 0, &ident(column), column_type, op, value)
+                .unwrap();
+        }
         let statement = builder.finish();
         assert_eq!(
             statement.sql,

@@ -643,3 +643,41 @@ fn run_refuses_to_start_when_a_route_writes_an_unsupported_type_on_postgres() {
         "{stderr}"
     );
 }
+
+/// `where:` operands are checked like written values: a literal that can never compare with its
+/// column, alone or in a list, is reported at its place.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn where_literals_that_can_never_match_their_column_are_reported(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    project.write(
+        "migrations/20270101000000_jobs.sql",
+        "CREATE TABLE jobs (id TEXT PRIMARY KEY, due DATE, tries INTEGER);\n",
+    );
+    project.write(
+        "routes/jobs.yaml",
+        r#"routes:
+  - name: jobs
+    on: {topic: test.events, type: JOB}
+    actions:
+      - update: {table: jobs, set: {tries: 1}, where: {due: soon, tries: {in: [1, two]}}}
+"#,
+    );
+    let output = project.command(&["check"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(
+            "routes/jobs.yaml:5:56: value for column \"due\" can never be stored: \"soon\" does not fit type date"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("value for column \"tries\" can never be stored: \"two\" does not fit type"),
+        "{stdout}"
+    );
+}

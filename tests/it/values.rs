@@ -861,3 +861,68 @@ async fn columns_of_unreadable_types_read_back_as_text_on_postgres() {
         daemon.log()
     );
 }
+
+/// Route statements stay prepared between events. A column added to the table while the daemon
+/// runs must not break them (PostgreSQL refuses a cached `SELECT *`/`RETURNING *` whose result
+/// grew: "cached plan must not change result type"); a `char(n)[]` column reads back too.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn a_column_added_while_running_does_not_break_prepared_routes(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    let codes = match backend {
+        Backend::Postgres => "CHAR(3)[]",
+        Backend::Sqlite => "TEXT",
+    };
+    project.write(
+        "migrations/20270101000000_leads.sql",
+        &format!("CREATE TABLE leads (id TEXT PRIMARY KEY, codes {codes});\n"),
+    );
+    project.write(
+        "routes/leads.yaml",
+        r#"routes:
+  - name: leads
+    on: {topic: test.events, type: LEAD}
+    actions:
+      - insert: {table: leads, values: {id: "{{ data.id }}", codes: "{{ data.codes }}"}, as: lead}
+      - query: {table: leads, where: {id: "{{ data.id }}"}, as: found}
+      - emit: {topic: test.events, eventType: LEAD_STORED, key: "{{ data.id }}", data: {lead: "{{ steps.lead }}", found: "{{ steps.found }}"}}
+"#,
+    );
+    let daemon = project.start();
+    let codes = match backend {
+        Backend::Postgres => json!(["abc", "de "]),
+        Backend::Sqlite => json!("abc"),
+    };
+    let send = |id: &'static str| {
+        let codes = codes.clone();
+        let daemon = &daemon;
+        async move {
+            let event = json!({"eventType": "LEAD", "data": {"id": id, "codes": codes}});
+            assert_eq!(daemon.post_event("test.events", event).await.0, 202);
+        }
+    };
+    send("a").await;
+    let db = project.database().await;
+    drained(&db).await;
+    sqlx::query("ALTER TABLE leads ADD COLUMN extra INTEGER")
+        .execute(&db)
+        .await
+        .unwrap();
+    send("b").await;
+    drained(&db).await;
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM dead_letters").await,
+        0,
+        "{}",
+        daemon.log()
+    );
+    let stored = emitted_data(&db, "LEAD_STORED").await;
+    assert_eq!(stored.len(), 2);
+    for (data, id) in stored.iter().zip(["a", "b"]) {
+        let row = json!({"id": id, "codes": codes});
+        assert_eq!(data, &json!({"lead": row, "found": [row]}));
+    }
+}

@@ -17,7 +17,7 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection as _, PgPool, Postgres, Sqlite, SqlitePool};
 
 pub use param::{IntoParam, Kind, Param};
-pub use query::{query, Done, Query};
+pub use query::{query, query_owned, Done, Query};
 pub use row::{Decode, FromRow, Index, Row};
 
 use super::Dialect;
@@ -140,7 +140,9 @@ impl Tx<'_> {
         match self.0 {
             Conn::Sqlite(Native::Tx(transaction)) => transaction.commit().await,
             Conn::Postgres(Native::Tx(transaction)) => transaction.commit().await,
-            Conn::Sqlite(Native::Pooled(_)) | Conn::Postgres(Native::Pooled(_)) => Ok(()),
+            Conn::Sqlite(Native::Pooled(_)) | Conn::Postgres(Native::Pooled(_)) => {
+                Err(not_a_transaction())
+            }
         }
     }
 
@@ -149,9 +151,16 @@ impl Tx<'_> {
         match self.0 {
             Conn::Sqlite(Native::Tx(transaction)) => transaction.rollback().await,
             Conn::Postgres(Native::Tx(transaction)) => transaction.rollback().await,
-            Conn::Sqlite(Native::Pooled(_)) | Conn::Postgres(Native::Pooled(_)) => Ok(()),
+            Conn::Sqlite(Native::Pooled(_)) | Conn::Postgres(Native::Pooled(_)) => {
+                Err(not_a_transaction())
+            }
         }
     }
+}
+
+/// A `Tx` is only ever built around a transaction; were it not, a commit must not pass for one.
+fn not_a_transaction() -> sqlx::Error {
+    sqlx::Error::Protocol("a crm-router Tx without a transaction".into())
 }
 
 impl<'c> Deref for Tx<'c> {

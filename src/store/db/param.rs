@@ -83,16 +83,17 @@ pub enum Param<'q> {
 
 impl Param<'static> {
     /// A JSON value bound by its own type: null, bool, integer, float, string; lists and maps
-    /// as JSON text. For statements whose columns are not known (the daemon's own).
-    pub fn from_json(value: &Json) -> Self {
+    /// as JSON text. Only for a SQLite column declared without a type, where a parameter's
+    /// type may change from event to event.
+    pub fn from_json(value: Json) -> Self {
         match value {
             Json::Null => Self::Null(Kind::Int),
-            Json::Bool(flag) => Self::Bool(*flag),
+            Json::Bool(flag) => Self::Bool(flag),
             Json::Number(number) => match number.as_i64() {
                 Some(integer) => Self::Int(integer),
                 None => Self::Float(number.as_f64().unwrap_or(f64::NAN)),
             },
-            Json::String(text) => Self::Text(Cow::Owned(text.clone())),
+            Json::String(text) => Self::Text(Cow::Owned(text)),
             other => Self::Text(Cow::Owned(other.to_string())),
         }
     }
@@ -187,8 +188,6 @@ into_param! {
     f64 => Float, |value| Param::Float(value);
     bool => Bool, |value| Param::Bool(value);
     &'q [u8] => Bytes, |value| Param::Bytes(value.to_vec());
-    Json => Text, |value| Param::from_json(&value);
-    &'q Json => Text, |value| Param::from_json(value);
 }
 
 impl<'q, T: IntoParam<'q>> IntoParam<'q> for Option<T> {

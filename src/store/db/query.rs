@@ -1,5 +1,7 @@
 //! A statement with its parameters, run on the native driver of the target's database.
 
+use std::borrow::Cow;
+
 use sqlx::postgres::PgArguments;
 use sqlx::sqlite::SqliteArguments;
 
@@ -8,7 +10,7 @@ use super::{Executor, FromRow, IntoParam, Param, Row, Target};
 /// A statement (SQL with `$1`, `$2`, … placeholders) and its parameters.
 #[derive(Debug, Clone)]
 pub struct Query<'q> {
-    sql: &'q str,
+    sql: Cow<'q, str>,
     params: Vec<Param<'q>>,
     persistent: bool,
 }
@@ -17,7 +19,16 @@ pub struct Query<'q> {
 /// [`Query::persistent`]).
 pub fn query(sql: &str) -> Query<'_> {
     Query {
-        sql,
+        sql: Cow::Borrowed(sql),
+        params: Vec::new(),
+        persistent: true,
+    }
+}
+
+/// [`query`] owning its text.
+pub fn query_owned(sql: String) -> Query<'static> {
+    Query {
+        sql: Cow::Owned(sql),
         params: Vec::new(),
         persistent: true,
     }
@@ -174,11 +185,11 @@ impl<'q> Query<'q> {
     fn sqlite(
         &self,
     ) -> Result<sqlx::query::Query<'_, sqlx::Sqlite, SqliteArguments<'_>>, sqlx::Error> {
-        Ok(sqlx::query_with(self.sql, self.sqlite_arguments()?).persistent(self.persistent))
+        Ok(sqlx::query_with(&self.sql, self.sqlite_arguments()?).persistent(self.persistent))
     }
 
     fn postgres(&self) -> Result<sqlx::query::Query<'_, sqlx::Postgres, PgArguments>, sqlx::Error> {
-        Ok(sqlx::query_with(self.sql, self.postgres_arguments()?).persistent(self.persistent))
+        Ok(sqlx::query_with(&self.sql, self.postgres_arguments()?).persistent(self.persistent))
     }
 }
 

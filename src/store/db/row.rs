@@ -102,8 +102,8 @@ fn sqlite_json(
         return Ok(Json::Null);
     }
     // The value's storage class, not the column's declared type.
-    let storage = raw.type_info().name().to_owned();
-    Ok(match (storage.as_str(), declared) {
+    let storage = raw.type_info();
+    Ok(match (storage.name(), declared) {
         ("INTEGER" | "BOOLEAN", Some(ColumnType::Boolean)) => {
             Json::Bool(row.try_get::<i64, _>(index)? != 0)
         }
@@ -129,8 +129,8 @@ fn postgres_json(row: &PgRow, index: usize) -> Result<Json, sqlx::Error> {
     if raw.is_null() {
         return Ok(Json::Null);
     }
-    let type_name = raw.type_info().name().to_owned();
-    Ok(match type_name.as_str() {
+    let type_info = raw.type_info();
+    Ok(match type_info.name() {
         "INT2" => Json::from(row.try_get::<i16, _>(index)?),
         "INT4" => Json::from(row.try_get::<i32, _>(index)?),
         "INT8" => Json::from(row.try_get::<i64, _>(index)?),
@@ -143,7 +143,7 @@ fn postgres_json(row: &PgRow, index: usize) -> Result<Json, sqlx::Error> {
         "FLOAT8" => float_json(row.try_get::<f64, _>(index)?),
         "NUMERIC" => decimal_json(&row.try_get::<BigDecimal, _>(index)?),
         "BOOL" => Json::Bool(row.try_get(index)?),
-        "TEXT" | "VARCHAR" | "CHAR" | "BPCHAR" | "NAME" => Json::String(row.try_get(index)?),
+        "TEXT" | "VARCHAR" | "CHAR" | "NAME" | "citext" => Json::String(row.try_get(index)?),
         "UUID" => Json::String(
             row.try_get::<uuid::Uuid, _>(index)?
                 .hyphenated()
@@ -167,7 +167,7 @@ fn postgres_json(row: &PgRow, index: usize) -> Result<Json, sqlx::Error> {
         "BYTEA" => Json::String(
             base64::engine::general_purpose::STANDARD.encode(row.try_get::<Vec<u8>, _>(index)?),
         ),
-        "TEXT[]" | "VARCHAR[]" | "BPCHAR[]" => {
+        "TEXT[]" | "VARCHAR[]" | "CHAR[]" => {
             Json::from(row.try_get::<Vec<Option<String>>, _>(index)?)
         }
         "INT2[]" => Json::from(row.try_get::<Vec<Option<i16>>, _>(index)?),
