@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::path::ApiPath;
 use super::AppState;
-use crate::crm::Page;
+use crate::crm::JsonPage;
 use crate::engine::replay::{ReplayError, ReplayOutcome, Replayer};
 use crate::store::dead_letters::{self, DeadLetter, Filter, Status};
 
@@ -155,7 +155,9 @@ pub async fn list(
     .filter()?;
     let (items, total) =
         dead_letters::list(state.store.reader(), &filter, paging.limit, paging.offset).await?;
-    Ok(Listed(Page { items, total }))
+    let page = JsonPage::serialized(&items, total)
+        .map_err(|error| ApiError::Internal(format!("cannot serialise dead letters: {error}")))?;
+    Ok(Listed(page))
 }
 
 /// One dead letter.

@@ -4,7 +4,7 @@ use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{fetch_page, fetch_visible, CrmError, Page, Paging, Problems, Published, Viewer};
+use super::{fetch_visible, CrmError, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
 
@@ -76,6 +76,21 @@ pub enum Decision {
 }
 
 const COLUMNS: &str = "id, opportunity_id, customer_id, requester_id, approver_id, title, amount, status, comment, requested_at, decided_at";
+
+/// How a approval appears in a list the database renders (as `Approval` serialises).
+pub(crate) const FIELDS: &[super::JsonField] = &[
+    super::field("id", "id"),
+    super::field("opportunityId", "opportunity_id"),
+    super::field("customerId", "customer_id"),
+    super::field("requesterId", "requester_id"),
+    super::field("approverId", "approver_id"),
+    super::field("title", "title"),
+    super::field("amount", "amount"),
+    super::field("status", "status"),
+    super::field("comment", "comment"),
+    super::field("requestedAt", "requested_at"),
+    super::field("decidedAt", "decided_at"),
+];
 
 fn event_data(approval: &Approval) -> serde_json::Value {
     json!({
@@ -200,7 +215,7 @@ pub async fn list(
     viewer: &Viewer,
     status: Option<&str>,
     paging: Paging,
-) -> Result<Page<Approval>, CrmError> {
+) -> Result<super::JsonPage<Approval>, CrmError> {
     if let Some(status) = status {
         let mut problems = Problems::default();
         problems.one_of("status", status, STATUSES);
@@ -216,7 +231,15 @@ pub async fn list(
         }
         statement
     };
-    fetch_page(pool, build, COLUMNS, "requested_at DESC, id DESC", paging).await
+    super::fetch_json_page(
+        pool,
+        build,
+        COLUMNS,
+        FIELDS,
+        "requested_at DESC, id DESC",
+        paging,
+    )
+    .await
 }
 
 /// Moves a PENDING request to `status`; 409 when it is no longer pending. The status check

@@ -4,10 +4,7 @@ use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{
-    fetch_page, fetch_visible, is_unique_violation, CrmError, Page, Paging, Problems, Published,
-    Viewer,
-};
+use super::{fetch_visible, is_unique_violation, CrmError, Paging, Problems, Published, Viewer};
 use crate::auth::Role;
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
@@ -75,6 +72,20 @@ pub struct CustomerFields {
 
 const COLUMNS: &str =
     "id, name, email, phone, industry, size, address, owner_id, created_at, updated_at";
+
+/// How a customer appears in a list the database renders (as `Customer` serialises).
+pub(crate) const FIELDS: &[super::JsonField] = &[
+    super::field("id", "id"),
+    super::field("name", "name"),
+    super::field("email", "email"),
+    super::field("phone", "phone"),
+    super::field("industry", "industry"),
+    super::field("size", "size"),
+    super::field("address", "address"),
+    super::field("ownerId", "owner_id"),
+    super::field("createdAt", "created_at"),
+    super::field("updatedAt", "updated_at"),
+];
 
 fn event_data(customer: &Customer) -> serde_json::Value {
     json!({
@@ -247,7 +258,7 @@ pub async fn list(
     pool: &Pool,
     viewer: &Viewer,
     paging: Paging,
-) -> Result<Page<Customer>, CrmError> {
+) -> Result<super::JsonPage<Customer>, CrmError> {
     let filter = |select: &str| {
         let mut statement = StatementBuilder::new(format!(
             "SELECT {select} FROM customers WHERE deleted_at IS NULL"
@@ -255,7 +266,15 @@ pub async fn list(
         viewer.restrict(&mut statement, "owner_id");
         statement
     };
-    fetch_page(pool, filter, COLUMNS, "created_at DESC, id DESC", paging).await
+    super::fetch_json_page(
+        pool,
+        filter,
+        COLUMNS,
+        FIELDS,
+        "created_at DESC, id DESC",
+        paging,
+    )
+    .await
 }
 
 /// Changes the given fields of a visible customer and announces `CUSTOMER_UPDATED`.

@@ -4,7 +4,7 @@
 use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 
-use super::{fetch_page, CrmError, Page, Paging, Viewer};
+use super::{CrmError, Paging, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
 
@@ -52,13 +52,26 @@ impl crate::store::db::FromRow for Notification {
 
 const COLUMNS: &str = "id, user_id, type, title, message, link, read, created_at, read_at";
 
+/// How a notification appears in a list the database renders (as `Notification` serialises).
+pub(crate) const FIELDS: &[super::JsonField] = &[
+    super::field("id", "id"),
+    super::field("userId", "user_id"),
+    super::field("type", "type"),
+    super::field("title", "title"),
+    super::field("message", "message"),
+    super::field("link", "link"),
+    super::flag("read", "read"),
+    super::field("createdAt", "created_at"),
+    super::field("readAt", "read_at"),
+];
+
 /// The viewer's notifications, newest first; only unread ones when `unread_only`.
 pub async fn list(
     pool: &Pool,
     viewer: &Viewer,
     unread_only: bool,
     paging: Paging,
-) -> Result<Page<Notification>, CrmError> {
+) -> Result<super::JsonPage<Notification>, CrmError> {
     let build = |select: &str| {
         let mut statement = StatementBuilder::new(format!(
             "SELECT {select} FROM notifications WHERE user_id = "
@@ -69,7 +82,15 @@ pub async fn list(
         }
         statement
     };
-    fetch_page(pool, build, COLUMNS, "created_at DESC, id DESC", paging).await
+    super::fetch_json_page(
+        pool,
+        build,
+        COLUMNS,
+        FIELDS,
+        "created_at DESC, id DESC",
+        paging,
+    )
+    .await
 }
 
 /// Marks one of the viewer's notifications read (idempotent); 404 for anyone else's.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::customers::check_owner;
-use super::{fetch_page, fetch_visible, CrmError, Page, Paging, Problems, Published, Viewer};
+use super::{fetch_visible, CrmError, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
 
@@ -67,6 +67,20 @@ pub struct OpportunityFields {
 }
 
 const COLUMNS: &str = "id, customer_id, name, amount, stage, owner_id, activity_count, last_activity_at, created_at, updated_at";
+
+/// How a opportunity appears in a list the database renders (as `Opportunity` serialises).
+pub(crate) const FIELDS: &[super::JsonField] = &[
+    super::field("id", "id"),
+    super::field("customerId", "customer_id"),
+    super::field("name", "name"),
+    super::field("amount", "amount"),
+    super::field("stage", "stage"),
+    super::field("ownerId", "owner_id"),
+    super::field("activityCount", "activity_count"),
+    super::field("lastActivityAt", "last_activity_at"),
+    super::field("createdAt", "created_at"),
+    super::field("updatedAt", "updated_at"),
+];
 
 fn check(fields: &OpportunityFields, creating: bool) -> Result<OpportunityFields, CrmError> {
     let mut problems = Problems::default();
@@ -185,7 +199,7 @@ pub async fn list(
     customer_id: Option<&str>,
     stage: Option<&str>,
     paging: Paging,
-) -> Result<Page<Opportunity>, CrmError> {
+) -> Result<super::JsonPage<Opportunity>, CrmError> {
     if let Some(stage) = stage {
         let mut problems = Problems::default();
         problems.one_of("stage", stage, STAGES);
@@ -205,7 +219,15 @@ pub async fn list(
         }
         statement
     };
-    fetch_page(pool, build, COLUMNS, "created_at DESC, id DESC", paging).await
+    super::fetch_json_page(
+        pool,
+        build,
+        COLUMNS,
+        FIELDS,
+        "created_at DESC, id DESC",
+        paging,
+    )
+    .await
 }
 
 /// Changes a visible opportunity and announces `OPPORTUNITY_UPDATED`.

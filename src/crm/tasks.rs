@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::customers::{check_owner, require_visible};
-use super::{fetch_page, fetch_visible, CrmError, Page, Paging, Problems, Published, Viewer};
+use super::{fetch_visible, CrmError, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
 
@@ -87,6 +87,21 @@ pub struct TaskFilter {
 }
 
 const COLUMNS: &str = "id, title, description, customer_id, assignee_id, due_date, status, priority, completed_at, created_at, updated_at";
+
+/// How a task appears in a list the database renders (as `Task` serialises).
+pub(crate) const FIELDS: &[super::JsonField] = &[
+    super::field("id", "id"),
+    super::field("title", "title"),
+    super::field("description", "description"),
+    super::field("customerId", "customer_id"),
+    super::field("assigneeId", "assignee_id"),
+    super::field("dueDate", "due_date"),
+    super::field("status", "status"),
+    super::field("priority", "priority"),
+    super::field("completedAt", "completed_at"),
+    super::field("createdAt", "created_at"),
+    super::field("updatedAt", "updated_at"),
+];
 
 fn check(fields: &TaskFields, creating: bool) -> Result<TaskFields, CrmError> {
     let mut problems = Problems::default();
@@ -240,7 +255,7 @@ pub async fn list(
     viewer: &Viewer,
     filter: &TaskFilter,
     paging: Paging,
-) -> Result<Page<Task>, CrmError> {
+) -> Result<super::JsonPage<Task>, CrmError> {
     if let Some(status) = &filter.status {
         let mut problems = Problems::default();
         problems.one_of("status", status, STATUSES);
@@ -263,7 +278,15 @@ pub async fn list(
         }
         statement
     };
-    fetch_page(pool, build, COLUMNS, "created_at DESC, id DESC", paging).await
+    super::fetch_json_page(
+        pool,
+        build,
+        COLUMNS,
+        FIELDS,
+        "created_at DESC, id DESC",
+        paging,
+    )
+    .await
 }
 
 /// Changes a visible task; announces `TASK_UPDATED`, and `TASK_COMPLETED` when it becomes

@@ -12,12 +12,11 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
-use crate::crm::{Page, Paging};
+use crate::crm::{JsonPage, Paging};
 
 /// Query parameters, with our error format for malformed ones.
 #[derive(Debug, Clone)]
@@ -64,13 +63,17 @@ impl PageParams {
 }
 
 /// A list response: the rows as a JSON array, the total in `X-Total-Count`.
-pub struct Listed<T>(pub Page<T>);
+pub struct Listed<T>(pub JsonPage<T>);
 
-impl<T: Serialize> IntoResponse for Listed<T> {
+impl<T> IntoResponse for Listed<T> {
     fn into_response(self) -> Response {
         let mut headers = HeaderMap::new();
         headers.insert("x-total-count", HeaderValue::from(self.0.total));
-        (headers, Json(self.0.items)).into_response()
+        headers.insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        (headers, self.0.json).into_response()
     }
 }
 
