@@ -178,7 +178,7 @@ pub struct Overrides {
 }
 
 /// Resolved settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Database URL.
     pub database_url: String,
@@ -209,6 +209,33 @@ pub struct Settings {
     /// Origins allowed by CORS: each `scheme://host[:port]`, or the one entry `*`. Empty: CORS
     /// is off.
     pub cors_origins: Vec<String>,
+}
+
+// By hand, so the API key, the JWT secret and a database password never reach a log line.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "***");
+        formatter
+            .debug_struct("Settings")
+            .field(
+                "database_url",
+                &crate::store::redact_url(&self.database_url),
+            )
+            .field("routes", &self.routes)
+            .field("schemas", &self.schemas)
+            .field("migrations", &self.migrations)
+            .field("listen", &self.listen)
+            .field("log_format", &self.log_format)
+            .field("env_allow", &self.env_allow)
+            .field("consumer", &self.consumer)
+            .field("batch_size", &self.batch_size)
+            .field("retry", &self.retry)
+            .field("api_key", &hidden(&self.api_key))
+            .field("jwt_secret", &hidden(&self.jwt_secret))
+            .field("kafka", &self.kafka)
+            .field("cors_origins", &self.cors_origins)
+            .finish()
+    }
 }
 
 /// Checks CORS origins: `*` alone, or `http(s)://host[:port]` each (what browsers send in

@@ -134,17 +134,48 @@ fn normalise_url(url: &str) -> Result<(String, Dialect), StoreError> {
 }
 
 /// The URL with its password replaced by `***`, for logs and errors.
+///
+/// Every way a secret can ride in a connection string is covered: the password of the URL's
+/// userinfo, a `password=` (or `sslpassword=`) query parameter, and the same keys in libpq's
+/// `key=value` keyword form.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((credentials, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match credentials.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
+    const HIDDEN: &str = "***";
+    let is_secret =
+        |key: &str| key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword");
+    if url.contains("://") {
+        let Ok(mut parsed) = url::Url::parse(url) else {
+            // Unparseable: show the scheme only rather than risk a secret.
+            return url
+                .split("://")
+                .next()
+                .map_or_else(String::new, |scheme| format!("{scheme}://{HIDDEN}"));
+        };
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some(HIDDEN));
+        }
+        if parsed.query().is_some() {
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(key, value)| {
+                    let value = if is_secret(&key) {
+                        HIDDEN.to_owned()
+                    } else {
+                        value.into_owned()
+                    };
+                    (key.into_owned(), value)
+                })
+                .collect();
+            parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        return parsed.to_string();
     }
+    url.split(' ')
+        .map(|word| match word.split_once('=') {
+            Some((key, _)) if is_secret(key.trim()) => format!("{key}={HIDDEN}"),
+            _ => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Store {
@@ -330,6 +361,14 @@ mod tests {
         assert_eq!(
             redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslmode=require&password=S&PassWord=T"),
+            "postgres://u@h/db?sslmode=require&password=***&PassWord=***"
+        );
+        assert_eq!(
+            redact_url("host=h user=u password=S dbname=d"),
+            "host=h user=u password=*** dbname=d"
         );
         assert_eq!(redact_url("sqlite://crm.db"), "sqlite://crm.db");
     }

@@ -114,3 +114,32 @@ async fn the_grafana_dashboard_queries_exported_series() {
         );
     }
 }
+
+/// A client cannot grow `/metrics` by inventing methods: every method outside HTTP's own is
+/// counted as `OTHER`, so 200 made-up methods add one series, not 200.
+#[tokio::test]
+async fn made_up_methods_share_one_label() {
+    let project = Project::empty();
+    let daemon = project.start();
+    let before = scrape(&daemon).await;
+    for n in 0..200 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{n}").as_bytes()).unwrap();
+        let status = daemon
+            .request(method, "/healthz")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_client_error(), "{status}");
+    }
+    let after = scrape(&daemon).await;
+    assert!(!after.contains("MADEUP"), "{after}");
+    assert!(after.contains("method=\"OTHER\""), "{after}");
+    // One more series at most per (route, status), not one per method.
+    assert!(
+        after.len() < before.len() + 20_000,
+        "/metrics grew from {} to {} bytes",
+        before.len(),
+        after.len()
+    );
+}

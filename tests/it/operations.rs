@@ -185,3 +185,55 @@ async fn check_and_dead_letter_reads_change_no_database(backend: Backend) {
         }
     }
 }
+
+/// Secrets never reach a log line, at any level, nor an endpoint's answer: a database password
+/// given as a URL parameter (where the userinfo redaction did not look), the API key and the
+/// JWT secret.
+#[tokio::test]
+async fn secrets_never_reach_logs_or_endpoints() {
+    let Some(project) = Project::bundled_on(Backend::Postgres) else {
+        return;
+    };
+    const DATABASE_SECRET: &str = "canary-database-secret";
+    const JWT_SECRET: &str = "canary-jwt-secret-0123456789abcdef0123456789";
+    // The local server trusts every connection, so the password is carried but not needed.
+    let url = format!("{}?password={DATABASE_SECRET}", project.database_url());
+    let daemon = Daemon::start_at(
+        &project,
+        &url,
+        &[
+            ("RUST_LOG", "trace"),
+            ("CRM_ROUTER_API_KEY", API_KEY),
+            ("JWT_SECRET", JWT_SECRET),
+        ],
+    );
+    let event = json!({"eventType": "PING", "data": {}});
+    assert_eq!(daemon.post_event("test.events", event).await.0, 202);
+    let mut answers = String::new();
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/openapi.json",
+        "/api/routes",
+    ] {
+        let response = daemon
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
+        answers.push_str(&response.text().await.unwrap());
+    }
+    let db = project.database().await;
+    drained(&db).await;
+    let log = daemon.log();
+    assert!(log.contains("database ready"), "{log}");
+    assert!(
+        log.contains("password=***"),
+        "the redacted URL is logged: {log}"
+    );
+    for secret in [DATABASE_SECRET, JWT_SECRET, API_KEY] {
+        assert!(!log.contains(secret), "{secret} in the log");
+        assert!(!answers.contains(secret), "{secret} in an answer");
+    }
+}
