@@ -92,9 +92,7 @@ fn now_seconds() -> i64 {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|error| ApiError::Internal(format!("password hashing task failed: {error}")))
+    Ok(crate::auth::hashing::run(work).await?)
 }
 
 /// Registers a user; emits `USER_CREATED`, which the bundled routes turn into their customer.

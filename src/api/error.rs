@@ -74,6 +74,14 @@ pub enum ApiError {
     /// A dependency (database) is down.
     #[error("{0}")]
     Unavailable(String),
+    /// Overloaded for now; try again after the given number of seconds.
+    #[error("{message}")]
+    Busy {
+        /// What is busy.
+        message: String,
+        /// Seconds until a retry may succeed (the `Retry-After` header).
+        retry_after: u64,
+    },
     /// A bug or an unexpected failure; details go to the log only.
     #[error("internal error")]
     Internal(String),
@@ -106,7 +114,17 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_entity")
             }
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<crate::auth::hashing::HashingBusy> for ApiError {
+    fn from(busy: crate::auth::hashing::HashingBusy) -> Self {
+        Self::Busy {
+            message: busy.to_string(),
+            retry_after: crate::auth::hashing::RETRY_AFTER_SECONDS,
         }
     }
 }
@@ -169,6 +187,7 @@ impl From<crate::crm::CrmError> for ApiError {
             CrmError::Conflict(message) => Self::Conflict(message),
             CrmError::Database(error) => error.into(),
             CrmError::Internal(detail) => Self::Internal(detail),
+            CrmError::Busy(busy) => busy.into(),
         }
     }
 }
@@ -186,7 +205,7 @@ impl IntoResponse for ApiError {
             }
         }
         let mut response = (status, Json(json!({ "error": error }))).into_response();
-        if let Self::TooManyRequests { retry_after, .. } = &self {
+        if let Self::TooManyRequests { retry_after, .. } | Self::Busy { retry_after, .. } = &self {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from(*retry_after),

@@ -3,6 +3,7 @@
 //! Nothing here knows HTTP: `api` turns headers into a [`token::Claims`] through
 //! [`token::TokenKeys`] and maps [`AuthError`] to status codes.
 
+pub mod hashing;
 pub mod login_limit;
 pub mod password;
 pub mod role;

@@ -50,6 +50,9 @@ pub enum CrmError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// Password hashing is at its bound; the caller should come back shortly.
+    #[error(transparent)]
+    Busy(#[from] crate::auth::hashing::HashingBusy),
     /// Something that is not the caller's fault (details for the log only).
     #[error("{0}")]
     Internal(String),

@@ -94,9 +94,8 @@ pub async fn register(
 ) -> Result<(User, Published), CrmError> {
     let role = registration.role;
     let manager_id = registration.manager_id.clone();
-    let (email, name, hash) = tokio::task::spawn_blocking(move || validate_and_hash(&registration))
-        .await
-        .map_err(|error| CrmError::Internal(format!("password hashing failed: {error}")))??;
+    let (email, name, hash) =
+        crate::auth::hashing::run(move || validate_and_hash(&registration)).await??;
     let mut transaction = store.begin().await?;
     let mut published = Published::default();
     let user = insert(

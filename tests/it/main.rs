@@ -12,6 +12,7 @@ mod crm_authz;
 mod crm_flows;
 mod dead_letters;
 mod faults;
+mod flood;
 mod hostile;
 mod http_errors;
 mod kafka;

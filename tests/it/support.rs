@@ -362,6 +362,11 @@ impl Daemon {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
