@@ -100,6 +100,7 @@ async fn blocking<T: Send + 'static>(
     request_body = RegisterRequest,
     responses(
         (status = 201, body = RegisterResponse),
+        (status = 503, description = "password hashing is at its bound; see Retry-After"),
         (status = 400, description = "invalid email, name or password (fields say which)"),
         (status = 403, description = "MANAGER/ADMIN or managerId without an ADMIN's token"),
         (status = 409, description = "the email is taken"),
@@ -170,6 +171,7 @@ const BAD_CREDENTIALS: &str = "invalid email or password";
         (status = 200, body = LoginResponse),
         (status = 401, description = "unknown email or wrong password (one message for both)"),
         (status = 429, description = "too many attempts; see Retry-After"),
+        (status = 503, description = "password hashing is at its bound; see Retry-After"),
     ))]
 pub async fn login(
     State(state): State<AppState>,

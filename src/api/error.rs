@@ -120,11 +120,14 @@ impl ApiError {
     }
 }
 
-impl From<crate::auth::hashing::HashingBusy> for ApiError {
-    fn from(busy: crate::auth::hashing::HashingBusy) -> Self {
-        Self::Busy {
-            message: busy.to_string(),
-            retry_after: crate::auth::hashing::RETRY_AFTER_SECONDS,
+impl From<crate::auth::hashing::HashingError> for ApiError {
+    fn from(error: crate::auth::hashing::HashingError) -> Self {
+        match error {
+            crate::auth::hashing::HashingError::Busy => Self::Busy {
+                message: error.to_string(),
+                retry_after: crate::auth::hashing::RETRY_AFTER_SECONDS,
+            },
+            crate::auth::hashing::HashingError::Failed => Self::Internal(error.to_string()),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! gigabyte and kept much of it.
 //!
 //! Hashes run on a fixed set of threads of their own, one per core, fed by a short queue; a
-//! caller who finds the queue full is refused at once with [`HashingBusy`]. Fixed threads
+//! caller who finds the queue full is refused at once with [`HashingError::Busy`]. Fixed threads
 //! matter as much as the count: tokio's blocking pool would run each hash on whichever thread
 //! is free, and the allocator keeps a freed 19 MiB block in that thread's arena, so memory grew
 //! with the number of threads ever used; here each thread reuses its own.
@@ -20,18 +20,38 @@ const QUEUE_PER_THREAD: usize = 32;
 /// Seconds a refused caller is told to wait (`Retry-After`).
 pub const RETRY_AFTER_SECONDS: u64 = 1;
 
-/// Every hashing thread is busy and the queue is full.
+/// Most hashing threads, whatever the machine: each keeps about 19 MiB of working memory.
+const MAX_THREADS: usize = 4;
+
+/// Why a hash did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the server is busy hashing passwords; try again in a second")]
-pub struct HashingBusy;
+pub enum HashingError {
+    /// Every hashing thread is busy and the queue is full.
+    #[error("the server is busy hashing passwords; try again in a second")]
+    Busy,
+    /// The hash panicked (a bug; the panic is logged).
+    #[error("password hashing failed")]
+    Failed,
+}
+
+/// The number of hashing threads: one per core, at most [`MAX_THREADS`].
+pub fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_THREADS)
+}
+
+/// How many hashes may be running or waiting before callers are refused.
+pub fn capacity() -> usize {
+    threads() * (1 + QUEUE_PER_THREAD)
+}
 
 type Job = Box<dyn FnOnce() + Send>;
 
 static QUEUE: LazyLock<SyncSender<Job>> = LazyLock::new(|| {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let (sender, receiver) = sync_channel::<Job>(threads * QUEUE_PER_THREAD);
+    let (sender, receiver) = sync_channel::<Job>(threads() * QUEUE_PER_THREAD);
     let receiver = Arc::new(Mutex::new(receiver));
-    for index in 0..threads {
+    for index in 0..threads() {
         let receiver = receiver.clone();
         std::thread::Builder::new()
             .name(format!("password-hash-{index}"))
@@ -50,8 +70,11 @@ fn work(receiver: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        // A panic in a hash is a bug; it must not take a hashing thread with it.
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+        // A panic in a hash is a bug; it must not take a hashing thread with it. The caller
+        // sees its answer dropped: `HashingError::Failed`.
+        if std::panic::catch_unwind(AssertUnwindSafe(job)).is_err() {
+            tracing::error!("a password hash panicked");
+        }
     }
 }
 
@@ -59,13 +82,16 @@ fn work(receiver: &Mutex<Receiver<Job>>) {
 /// the queue is full.
 pub async fn run<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, HashingBusy> {
+) -> Result<T, HashingError> {
     let (answer, answered) = tokio::sync::oneshot::channel();
     let job: Job = Box::new(move || {
-        let _ = answer.send(work());
+        // A caller who went away (the client hung up) needs no hash.
+        if !answer.is_closed() {
+            let _ = answer.send(work());
+        }
     });
-    QUEUE.try_send(job).map_err(|_| HashingBusy)?;
-    answered.await.map_err(|_| HashingBusy)
+    QUEUE.try_send(job).map_err(|_| HashingError::Busy)?;
+    answered.await.map_err(|_| HashingError::Failed)
 }
 
 #[cfg(test)]
@@ -74,8 +100,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn past_the_queue_callers_are_refused_and_the_threads_stay() {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let capacity = threads * (1 + QUEUE_PER_THREAD);
+        let capacity = capacity();
         let mut calls = Vec::new();
         for _ in 0..capacity * 3 {
             calls.push(tokio::spawn(run(|| {
@@ -89,7 +114,7 @@ mod tests {
             }
         }
         assert!(refused >= capacity, "{refused} of {} refused", capacity * 3);
-        assert_eq!(run(|| panic!("a bug")).await, Err(HashingBusy));
+        assert_eq!(run(|| panic!("a bug")).await, Err(HashingError::Failed));
         assert_eq!(run(|| 7).await, Ok(7));
     }
 }

@@ -16,6 +16,10 @@ use super::AuthError;
 /// The largest working memory a stored hash may ask for (64 MiB); a hash asking for more is
 /// treated as not matching rather than allocated.
 const MAX_BLOCKS: usize = 64 * 1024;
+/// The most passes a stored hash may ask for (the recommended parameters use 2).
+const MAX_PASSES: u32 = 16;
+/// The most lanes a stored hash may ask for (the recommended parameters use 1).
+const MAX_LANES: u32 = 16;
 
 thread_local! {
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
@@ -91,7 +95,11 @@ pub fn verify(password: &str, stored: &str) -> bool {
     let Ok(params) = Params::try_from(&parsed) else {
         return false;
     };
-    if params.block_count() > MAX_BLOCKS {
+    // A stored hash may not make a login take minutes or gigabytes.
+    if params.block_count() > MAX_BLOCKS
+        || params.t_cost() > MAX_PASSES
+        || params.p_cost() > MAX_LANES
+    {
         return false;
     }
     let argon = Argon2::new(algorithm, version, params.clone());
@@ -139,5 +147,7 @@ mod tests {
             .is_ok());
         let greedy = stored.replace("m=19456", "m=4194304");
         assert!(!verify("Password123!", &greedy));
+        let slow = stored.replace("t=2", "t=100000");
+        assert!(!verify("Password123!", &slow));
     }
 }

@@ -72,7 +72,10 @@ impl IsolatedDatabase {
                     })?;
                 let _ = server.close().await;
                 let mut url = url::Url::parse(postgres_url).map_err(|error| {
-                    BenchError::Postgres(format!("{postgres_url:?} is not a URL: {error}"))
+                    BenchError::Postgres(format!(
+                        "{:?} is not a URL: {error}",
+                        crate::store::redact_url(postgres_url)
+                    ))
                 })?;
                 url.set_path(&name);
                 Ok(Self {

@@ -85,7 +85,7 @@ pub(crate) const FIELDS: &[super::JsonField] = &[
     super::field("requesterId", "requester_id"),
     super::field("approverId", "approver_id"),
     super::field("title", "title"),
-    super::field("amount", "amount"),
+    super::float("amount", "amount"),
     super::field("status", "status"),
     super::field("comment", "comment"),
     super::field("requestedAt", "requested_at"),

@@ -52,7 +52,7 @@ pub enum CrmError {
     Database(#[from] sqlx::Error),
     /// Password hashing is at its bound; the caller should come back shortly.
     #[error(transparent)]
-    Busy(#[from] crate::auth::hashing::HashingBusy),
+    Busy(#[from] crate::auth::hashing::HashingError),
     /// Something that is not the caller's fault (details for the log only).
     #[error("{0}")]
     Internal(String),
@@ -110,8 +110,18 @@ impl<T: serde::Serialize> JsonPage<T> {
 pub(crate) struct JsonField {
     key: &'static str,
     column: &'static str,
-    /// An integer 0/1 column shown as a boolean.
-    flag: bool,
+    shown: Shown,
+}
+
+/// How a column's value is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// As it is (text, integers).
+    AsIs,
+    /// An integer 0/1 as `true`/`false`.
+    Flag,
+    /// A double, to the last digit.
+    Float,
 }
 
 /// A field shown as its column's value.
@@ -119,7 +129,7 @@ pub(crate) const fn field(key: &'static str, column: &'static str) -> JsonField 
     JsonField {
         key,
         column,
-        flag: false,
+        shown: Shown::AsIs,
     }
 }
 
@@ -128,7 +138,19 @@ pub(crate) const fn flag(key: &'static str, column: &'static str) -> JsonField {
     JsonField {
         key,
         column,
-        flag: true,
+        shown: Shown::Flag,
+    }
+}
+
+/// A floating-point column. SQLite's `json_object` prints a double with 15 significant digits
+/// (0.1 + 0.2 became 0.3, which serde prints as 0.30000000000000004), so there it is printed
+/// with 17, which reads back as the same double; infinities, which JSON cannot hold, are
+/// `null` as serde writes them.
+pub(crate) const fn float(key: &'static str, column: &'static str) -> JsonField {
+    JsonField {
+        key,
+        column,
+        shown: Shown::Float,
     }
 }
 
@@ -138,12 +160,16 @@ fn json_object_sql(dialect: Dialect, fields: &[JsonField]) -> String {
         .iter()
         .map(|field| {
             let column = format!("\"{}\"", field.column);
-            let value = match (field.flag, dialect) {
-                (false, _) => column,
-                (true, Dialect::Sqlite) => {
+            let value = match (field.shown, dialect) {
+                (Shown::AsIs, _) | (Shown::Float, Dialect::Postgres) => column,
+                (Shown::Flag, Dialect::Sqlite) => {
                     format!("json(CASE WHEN {column} <> 0 THEN 'true' ELSE 'false' END)")
                 }
-                (true, Dialect::Postgres) => format!("({column} <> 0)"),
+                (Shown::Flag, Dialect::Postgres) => format!("({column} <> 0)"),
+                (Shown::Float, Dialect::Sqlite) => format!(
+                    "CASE WHEN {column} IS NULL OR abs({column}) > 1.7976931348623157e308 \
+                     THEN NULL ELSE json(printf('%!.17g', {column})) END"
+                ),
             };
             format!("'{}', {value}", field.key)
         })
@@ -300,9 +326,29 @@ mod tests {
             .unwrap();
         assert_eq!(page.total, typed.len() as i64);
         (
-            serde_json::from_str(&page.json).unwrap(),
-            serde_json::to_value(&typed).unwrap(),
+            numbers_as_doubles(serde_json::from_str(&page.json).unwrap()),
+            numbers_as_doubles(serde_json::to_value(&typed).unwrap()),
         )
+    }
+
+    /// JSON numbers compared by value: `1500000` and `1500000.0` are the same double.
+    fn numbers_as_doubles(value: Value) -> Value {
+        match value {
+            Value::Number(number) => number
+                .as_f64()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Value::Null, Value::Number),
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(numbers_as_doubles).collect())
+            }
+            Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(key, value)| (key, numbers_as_doubles(value)))
+                    .collect(),
+            ),
+            other => other,
+        }
     }
 
     #[tokio::test]
@@ -317,7 +363,9 @@ mod tests {
                  INSERT INTO tasks (id, title, due_date, created_at, updated_at) VALUES \
                  ('t1', 'Call', '2026-02-01', 'a', 'b'); \
                  INSERT INTO opportunities (id, name, amount, activity_count, created_at, updated_at) VALUES \
-                 ('o1', 'Deal', 1500000.0, 3, 'a', 'b'), ('o2', 'Small', 0.1, 0, 'a', 'b'); \
+                 ('o1', 'Deal', 1500000.0, 3, 'a', 'b'), ('o2', 'Small', 0.1, 0, 'a', 'b'), \
+                 ('o3', 'Sum', 0.1 + 0.2, 0, 'a', 'b'), ('o4', 'Long', 123456789.123456789, 0, 'a', 'b'), \
+                 ('o5', 'Huge', 1e308 * 10, 0, 'a', 'b'); \
                  INSERT INTO approvals (id, requester_id, title, amount, requested_at) VALUES \
                  ('a1', 'u1', 'Discount', 12.5, 'a'), ('a2', 'u1', 'No amount', NULL, 'b'); \
                  INSERT INTO notifications (id, user_id, type, title, message, read, created_at) VALUES \

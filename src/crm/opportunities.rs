@@ -73,7 +73,7 @@ pub(crate) const FIELDS: &[super::JsonField] = &[
     super::field("id", "id"),
     super::field("customerId", "customer_id"),
     super::field("name", "name"),
-    super::field("amount", "amount"),
+    super::float("amount", "amount"),
     super::field("stage", "stage"),
     super::field("ownerId", "owner_id"),
     super::field("activityCount", "activity_count"),

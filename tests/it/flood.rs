@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::support::{Daemon, Project};
 
-/// Concurrent sign-ups and logins, half each.
+/// Concurrent sign-ups and logins, half each: more than the hashing queue holds on any machine
+/// (at most 4 threads with 33 places each).
 const FLOOD: usize = 500;
 
 /// The daemon's peak resident memory so far, in MiB (`VmHWM`).
