@@ -4,6 +4,8 @@
 //! labels are defined in one place. Without an installed recorder (unit tests, the CLI) they
 //! cost next to nothing.
 
+use std::collections::HashSet;
+use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -32,19 +34,53 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Distinct (topic, type) label pairs the event counters keep before new pairs are counted as
+/// `other`: topics and types come from whoever submits events, and each pair is a series.
+const MAX_EVENT_LABELS: usize = 1_000;
+
+/// The (topic, type) pairs with series of their own, as `topic\ntype`.
+static EVENT_LABELS: LazyLock<RwLock<HashSet<String>>> = LazyLock::new(RwLock::default);
+
+/// The labels an event is counted under: its own topic and type while fewer than
+/// [`MAX_EVENT_LABELS`] pairs have been seen, else `other`/`other`.
+fn event_labels(topic: &str, event_type: &str) -> (String, String) {
+    let key = format!("{topic}\n{event_type}");
+    let known = EVENT_LABELS
+        .read()
+        .map(|seen| seen.contains(&key))
+        .unwrap_or(false);
+    let admitted = known
+        || EVENT_LABELS.write().is_ok_and(|mut seen| {
+            seen.len() < MAX_EVENT_LABELS && {
+                seen.insert(key);
+                true
+            }
+        });
+    if admitted {
+        (topic.to_owned(), event_type.to_owned())
+    } else {
+        ("other".to_owned(), "other".to_owned())
+    }
+}
+
 /// An event entered the routes (first attempt only).
 pub fn event_received(topic: &str, event_type: &str) {
-    metrics::counter!("crm_router_events_received_total", "topic" => topic.to_owned(), "type" => event_type.to_owned()).increment(1);
+    let (topic, event_type) = event_labels(topic, event_type);
+    metrics::counter!("crm_router_events_received_total", "topic" => topic, "type" => event_type)
+        .increment(1);
 }
 
 /// An event was handled: every matching route applied.
 pub fn event_routed(topic: &str, event_type: &str) {
-    metrics::counter!("crm_router_events_routed_total", "topic" => topic.to_owned(), "type" => event_type.to_owned()).increment(1);
+    let (topic, event_type) = event_labels(topic, event_type);
+    metrics::counter!("crm_router_events_routed_total", "topic" => topic, "type" => event_type)
+        .increment(1);
 }
 
 /// An event (or one route's handling of it) was dead-lettered.
 pub fn event_dead_lettered(topic: &str, event_type: &str) {
-    metrics::counter!("crm_router_events_dead_lettered_total", "topic" => topic.to_owned(), "type" => event_type.to_owned()).increment(1);
+    let (topic, event_type) = event_labels(topic, event_type);
+    metrics::counter!("crm_router_events_dead_lettered_total", "topic" => topic, "type" => event_type).increment(1);
 }
 
 /// A route ran for an event: `applied`, `retry` or `dead_lettered`.

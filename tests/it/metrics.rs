@@ -143,3 +143,42 @@ async fn made_up_methods_share_one_label() {
         after.len()
     );
 }
+
+/// Topics and event types come from whoever submits events; past 1,000 distinct pairs, new
+/// ones are counted under `other` instead of adding series without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_labels_stop_growing_past_their_bound() {
+    let project = Project::empty();
+    let daemon = std::sync::Arc::new(project.start());
+    let mut posts = tokio::task::JoinSet::new();
+    for worker in 0..16 {
+        let daemon = daemon.clone();
+        posts.spawn(async move {
+            for n in (worker..1_100).step_by(16) {
+                let event = json!({"eventType": format!("MADE_UP_{n}"), "data": {}});
+                assert_eq!(daemon.post_event("test.events", event).await.0, 202);
+            }
+        });
+    }
+    while let Some(posted) = posts.join_next().await {
+        posted.unwrap();
+    }
+    let db = project.database().await;
+    drained(&db).await;
+    let metrics = scrape(&daemon).await;
+    let received: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("crm_router_events_received_total{"))
+        .collect();
+    assert!(
+        received.len() <= 1_001,
+        "{} received series",
+        received.len()
+    );
+    assert!(
+        received
+            .iter()
+            .any(|line| line.contains("topic=\"other\"") && line.contains("type=\"other\"")),
+        "{metrics}"
+    );
+}
