@@ -23,7 +23,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Executor as _;
 use thiserror::Error;
 
@@ -202,7 +202,10 @@ impl Store {
                 let options = SqliteConnectOptions::from_str(&url).map_err(connect_error)?;
                 let options = match access {
                     Access::ReadOnly => options.read_only(true).create_if_missing(false),
-                    Access::ReadWrite => options.journal_mode(SqliteJournalMode::Wal),
+                    // WAL is switched on by `migrate`, in turn with other processes: switching
+                    // while connecting, several processes on a new file failed to open it
+                    // with "database is locked".
+                    Access::ReadWrite => options,
                 };
                 let options = options
                     // FULL: an acknowledged write survives power loss; batching keeps this to
@@ -265,6 +268,12 @@ impl Store {
         // tables and the others find them applied.
         let _turn = self.wait_for_file_lock(exclusive::Job::Migrate).await?;
         let mut connection = self.writer.acquire().await?;
+        if self.dialect == Dialect::Sqlite {
+            // Readers then never block the writer; the mode stays with the file.
+            connection
+                .execute_batch("PRAGMA journal_mode = WAL")
+                .await?;
+        }
         migrate::run(&mut connection, self.dialect, user_migrations).await
     }
 
