@@ -4,7 +4,7 @@
 //! labels are defined in one place. Without an installed recorder (unit tests, the CLI) they
 //! cost next to nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, RwLock};
 use std::time::Duration;
 
@@ -38,23 +38,38 @@ pub fn install() -> PrometheusHandle {
 /// `other`: topics and types come from whoever submits events, and each pair is a series.
 const MAX_EVENT_LABELS: usize = 1_000;
 
-/// The (topic, type) pairs with series of their own, as `topic\ntype`.
-static EVENT_LABELS: LazyLock<RwLock<HashSet<String>>> = LazyLock::new(RwLock::default);
+/// The (topic, type) pairs with series of their own, and how many there are.
+#[derive(Default)]
+struct EventLabels {
+    types_by_topic: HashMap<String, HashSet<String>>,
+    pairs: usize,
+}
+
+static EVENT_LABELS: LazyLock<RwLock<EventLabels>> = LazyLock::new(RwLock::default);
 
 /// The labels an event is counted under: its own topic and type while fewer than
-/// [`MAX_EVENT_LABELS`] pairs have been seen, else `other`/`other`.
+/// [`MAX_EVENT_LABELS`] pairs have been seen, else `other`/`other`. A known pair costs a
+/// shared read and no allocation beyond the labels themselves.
 fn event_labels(topic: &str, event_type: &str) -> (String, String) {
-    let key = format!("{topic}\n{event_type}");
-    let known = EVENT_LABELS
-        .read()
-        .map(|seen| seen.contains(&key))
-        .unwrap_or(false);
+    let known = EVENT_LABELS.read().is_ok_and(|seen| {
+        seen.types_by_topic
+            .get(topic)
+            .is_some_and(|types| types.contains(event_type))
+    });
     let admitted = known
         || EVENT_LABELS.write().is_ok_and(|mut seen| {
-            seen.len() < MAX_EVENT_LABELS && {
-                seen.insert(key);
-                true
+            if seen.pairs >= MAX_EVENT_LABELS {
+                return false;
             }
+            if seen
+                .types_by_topic
+                .entry(topic.to_owned())
+                .or_default()
+                .insert(event_type.to_owned())
+            {
+                seen.pairs += 1;
+            }
+            true
         });
     if admitted {
         (topic.to_owned(), event_type.to_owned())
