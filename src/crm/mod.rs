@@ -276,7 +276,7 @@ pub(crate) async fn fetch_visible<T: FromRow>(
 ) -> Result<T, CrmError> {
     statement
         .finish()
-        .query()
+        .into_query()
         .fetch_optional_as(&mut *connection)
         .await?
         .ok_or(CrmError::NotFound(what))

@@ -249,14 +249,14 @@ pub async fn list(
 ) -> Result<(Vec<DeadLetter>, i64), sqlx::Error> {
     let total: i64 = {
         let statement = filter.statement("COUNT(*)").finish();
-        statement.query().fetch_one(pool).await?.try_get(0)?
+        statement.into_query().fetch_one(pool).await?.try_get(0)?
     };
     let mut statement = filter.statement(COLUMNS);
     statement.push(" ORDER BY last_failed_at DESC, id LIMIT ");
     statement.push_param(limit);
     statement.push(" OFFSET ");
     statement.push_param(offset);
-    let rows = statement.finish().query().fetch_all(pool).await?;
+    let rows = statement.finish().into_query().fetch_all(pool).await?;
     let letters = rows.iter().map(from_row).collect::<Result<_, _>>()?;
     Ok((letters, total))
 }
@@ -265,7 +265,7 @@ pub async fn list(
 pub async fn ids(pool: &Pool, filter: &Filter) -> Result<Vec<String>, sqlx::Error> {
     let mut statement = filter.statement("id");
     statement.push(" ORDER BY first_failed_at, id");
-    let rows = statement.finish().query().fetch_all(pool).await?;
+    let rows = statement.finish().into_query().fetch_all(pool).await?;
     rows.iter().map(|row| row.try_get::<String, _>(0)).collect()
 }
 

@@ -24,13 +24,6 @@ pub struct Statement {
 
 impl Statement {
     /// The statement as a query with all parameters bound.
-    pub fn query(&self) -> db::Query<'_> {
-        db::query(&self.sql)
-            .bind_all(self.params.iter().cloned())
-            .persistent(self.cacheable)
-    }
-
-    /// Like [`Statement::query`], handing the parameters over instead of copying them.
     pub fn into_query(self) -> db::Query<'static> {
         db::query_owned(self.sql)
             .bind_all(self.params)
