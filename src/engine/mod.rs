@@ -300,6 +300,10 @@ impl Engine {
         mut guarded: bool,
     ) -> Result<Result<BatchOutcome, usize>, StoreError> {
         let mut transaction = self.store.begin().await?;
+        // The whole pass runs on the transaction's connection without a round trip per
+        // statement to another thread (see store::db::Inline); it goes back before the commit.
+        let mut lock = transaction.lock().await?;
+        let mut connection = lock.conn();
         let mut done = position;
         let mut published = Vec::new();
         let mut applied = Vec::new();
@@ -324,7 +328,7 @@ impl Engine {
             .map(|(id, _)| id.as_str())
             .collect();
         let mut claimed =
-            log::claim_events(&mut transaction, &self.options.consumer, &claimable).await?;
+            log::claim_events(&mut connection, &self.options.consumer, &claimable).await?;
         for (index, record) in records.iter().enumerate() {
             if let Some((event_id, event_type)) = &envelopes[index] {
                 // Removed once applied, so a second copy in the same batch is skipped too.
@@ -342,7 +346,7 @@ impl Engine {
                 ..Attempt::first()
             };
             let result = if guarded {
-                let mut savepoint = transaction.begin().await?;
+                let mut savepoint = connection.begin().await?;
                 let result =
                     handle_record(&mut savepoint, record, routes, &self.http, attempt, None).await;
                 match result {
@@ -351,7 +355,7 @@ impl Engine {
                 }
                 result
             } else {
-                handle_record(&mut transaction, record, routes, &self.http, attempt, None).await
+                handle_record(&mut connection, record, routes, &self.http, attempt, None).await
             };
             match result {
                 Ok(mut handled) => {
@@ -367,6 +371,8 @@ impl Engine {
                     published.extend(handled.emitted);
                 }
                 Err(retry) if retry.unguarded => {
+                    drop(connection);
+                    drop(lock);
                     transaction.rollback().await?;
                     return Ok(Err(index));
                 }
@@ -375,16 +381,16 @@ impl Engine {
                     // records after it go back too.
                     let mut unused: Vec<&str> = claimed.iter().map(String::as_str).collect();
                     unused.extend(envelopes[index].as_ref().map(|(id, _)| id.as_str()));
-                    log::release_claims(&mut transaction, &unused).await?;
+                    log::release_claims(&mut connection, &unused).await?;
                     pending_retry = Some((record.clone(), retry));
                     break;
                 }
             }
         }
-        log::append_all(&mut transaction, &published).await?;
+        log::append_all(&mut connection, &published).await?;
         if done != position {
             log::advance_position(
-                &mut transaction,
+                &mut connection,
                 &self.options.consumer,
                 &stream.name,
                 stream.partition,
@@ -393,6 +399,8 @@ impl Engine {
             )
             .await?;
         }
+        drop(connection);
+        drop(lock);
         transaction.commit().await?;
         // Only now for the first pass, so an abandoned one counts nothing.
         for (topic, event_type, event_id) in &received {

@@ -67,6 +67,12 @@ async fn run_on(migrator: &Migrator, connection: &mut Conn<'_>) -> Result<(), St
     match connection {
         Conn::Sqlite(native) => migrator.run(native_connection(native)).await?,
         Conn::Postgres(native) => migrator.run(native_connection(native)).await?,
+        // Migrations run through sqlx's own connection, never on a locked handle.
+        Conn::SqliteInline(_) => {
+            return Err(StoreError::Query(sqlx::Error::Protocol(
+                "migrations cannot run on an inline SQLite connection".into(),
+            )))
+        }
     }
     Ok(())
 }

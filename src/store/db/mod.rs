@@ -5,6 +5,7 @@
 //! This is the only place that matches on the backend to run a statement; everything above it
 //! writes `db::query(sql).bind(..).fetch_all(&mut *connection)` once for both.
 
+mod inline;
 mod param;
 mod query;
 mod row;
@@ -16,6 +17,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{Connection as _, PgPool, Postgres, Sqlite, SqlitePool};
 
+pub use inline::{Inline, InlineRow};
 pub use param::{IntoParam, Kind, Param};
 pub use query::{query, query_owned, Done, Query};
 pub use row::{Decode, FromRow, Index, Row};
@@ -72,6 +74,8 @@ pub enum Native<'c, DB: sqlx::Database> {
     Pooled(PoolConnection<DB>),
     /// A transaction (or savepoint) on a connection.
     Tx(sqlx::Transaction<'c, DB>),
+    /// Another's connection, lent for a while (see [`Conn::lock`]).
+    Borrowed(&'c mut DB::Connection),
 }
 
 impl<DB: sqlx::Database> Deref for Native<'_, DB> {
@@ -80,6 +84,7 @@ impl<DB: sqlx::Database> Deref for Native<'_, DB> {
         match self {
             Self::Pooled(connection) => connection,
             Self::Tx(transaction) => transaction,
+            Self::Borrowed(connection) => connection,
         }
     }
 }
@@ -89,6 +94,7 @@ impl<DB: sqlx::Database> DerefMut for Native<'_, DB> {
         match self {
             Self::Pooled(connection) => connection,
             Self::Tx(transaction) => transaction,
+            Self::Borrowed(connection) => connection,
         }
     }
 }
@@ -101,6 +107,8 @@ pub enum Conn<'c> {
     Sqlite(Native<'c, Sqlite>),
     /// PostgreSQL.
     Postgres(Native<'c, Postgres>),
+    /// SQLite on the caller's thread (see [`Conn::lock`]).
+    SqliteInline(InlineConn<'c>),
 }
 
 impl Conn<'_> {
@@ -109,13 +117,26 @@ impl Conn<'_> {
         Ok(Tx(match self {
             Self::Sqlite(native) => Conn::Sqlite(Native::Tx((**native).begin().await?)),
             Self::Postgres(native) => Conn::Postgres(Native::Tx((**native).begin().await?)),
+            Self::SqliteInline(inline) => Conn::SqliteInline(inline.savepoint()?),
         }))
+    }
+
+    /// This connection for a run of statements. On SQLite, the statements then run on the
+    /// caller's thread instead of one round trip each to sqlx's worker thread (see
+    /// [`Inline`]); hold the returned [`Lock`] only while statements run, never across a wait
+    /// for something else than this connection. On PostgreSQL it is the connection itself.
+    pub async fn lock(&mut self) -> Result<Lock<'_>, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(native) => Lock::Sqlite(Inline::lock(native).await?),
+            Self::Postgres(native) => Lock::Postgres(native),
+            Self::SqliteInline(inline) => Lock::Nested(inline.reborrow()),
+        })
     }
 
     /// Which database.
     pub fn dialect(&self) -> Dialect {
         match self {
-            Self::Sqlite(_) => Dialect::Sqlite,
+            Self::Sqlite(_) | Self::SqliteInline(_) => Dialect::Sqlite,
             Self::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -126,6 +147,113 @@ impl Conn<'_> {
         match self {
             Self::Sqlite(native) => (**native).execute(sql).await.map(|_| ()),
             Self::Postgres(native) => (**native).execute(sql).await.map(|_| ()),
+            Self::SqliteInline(inline) => inline::run_batch(inline.connection, sql),
+        }
+    }
+}
+
+/// A connection taken for a run of statements (see [`Conn::lock`]); [`Lock::conn`] runs them.
+#[derive(Debug)]
+pub enum Lock<'c> {
+    /// A SQLite handle taken from its worker thread.
+    Sqlite(Inline<'c>),
+    /// A PostgreSQL connection.
+    Postgres(&'c mut PgConnection),
+    /// A SQLite connection that was inline already.
+    Nested(InlineConn<'c>),
+}
+
+impl Lock<'_> {
+    /// The connection to run statements on.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Self::Sqlite(inline) => Conn::SqliteInline(InlineConn {
+                connection: inline.connection(),
+                savepoint: None,
+                depth: 0,
+            }),
+            Self::Postgres(connection) => Conn::Postgres(Native::Borrowed(&mut **connection)),
+            Self::Nested(inline) => Conn::SqliteInline(inline.reborrow()),
+        }
+    }
+}
+
+/// A SQLite connection running statements inline, possibly inside a savepoint of its own.
+pub struct InlineConn<'c> {
+    connection: &'c mut rusqlite::Connection,
+    /// The savepoint this holds open, rolled back if it is dropped without a commit.
+    savepoint: Option<u32>,
+    /// How many savepoints enclose this one.
+    depth: u32,
+}
+
+impl std::fmt::Debug for InlineConn<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("InlineConn")
+            .field("savepoint", &self.savepoint)
+            .finish()
+    }
+}
+
+impl InlineConn<'_> {
+    fn reborrow(&mut self) -> InlineConn<'_> {
+        InlineConn {
+            connection: &mut *self.connection,
+            savepoint: None,
+            depth: self.depth,
+        }
+    }
+
+    fn savepoint(&mut self) -> Result<InlineConn<'_>, sqlx::Error> {
+        let depth = self.depth + 1;
+        inline::run_batch(
+            self.connection,
+            &format!("SAVEPOINT crm_router_inline_{depth}"),
+        )?;
+        Ok(InlineConn {
+            connection: &mut *self.connection,
+            savepoint: Some(depth),
+            depth,
+        })
+    }
+
+    fn release(mut self) -> Result<(), sqlx::Error> {
+        match self.savepoint.take() {
+            Some(depth) => inline::run_batch(
+                self.connection,
+                &format!("RELEASE SAVEPOINT crm_router_inline_{depth}"),
+            ),
+            None => Err(not_a_transaction()),
+        }
+    }
+
+    fn roll_back(mut self) -> Result<(), sqlx::Error> {
+        match self.savepoint.take() {
+            Some(depth) => roll_back_savepoint(self.connection, depth),
+            None => Err(not_a_transaction()),
+        }
+    }
+}
+
+fn roll_back_savepoint(connection: &rusqlite::Connection, depth: u32) -> Result<(), sqlx::Error> {
+    inline::run_batch(
+        connection,
+        &format!(
+            "ROLLBACK TO SAVEPOINT crm_router_inline_{depth}; \
+             RELEASE SAVEPOINT crm_router_inline_{depth}"
+        ),
+    )
+}
+
+impl Drop for InlineConn<'_> {
+    fn drop(&mut self) {
+        if let Some(depth) = self.savepoint.take() {
+            // As sqlx's transactions do: a savepoint dropped without a commit is undone. A
+            // failure here leaves it to the enclosing transaction's rollback.
+            if let Err(error) = roll_back_savepoint(self.connection, depth) {
+                tracing::warn!(%error, "rolling back an abandoned savepoint failed");
+            }
         }
     }
 }
@@ -140,9 +268,8 @@ impl Tx<'_> {
         match self.0 {
             Conn::Sqlite(Native::Tx(transaction)) => transaction.commit().await,
             Conn::Postgres(Native::Tx(transaction)) => transaction.commit().await,
-            Conn::Sqlite(Native::Pooled(_)) | Conn::Postgres(Native::Pooled(_)) => {
-                Err(not_a_transaction())
-            }
+            Conn::SqliteInline(inline) => inline.release(),
+            _ => Err(not_a_transaction()),
         }
     }
 
@@ -151,9 +278,8 @@ impl Tx<'_> {
         match self.0 {
             Conn::Sqlite(Native::Tx(transaction)) => transaction.rollback().await,
             Conn::Postgres(Native::Tx(transaction)) => transaction.rollback().await,
-            Conn::Sqlite(Native::Pooled(_)) | Conn::Postgres(Native::Pooled(_)) => {
-                Err(not_a_transaction())
-            }
+            Conn::SqliteInline(inline) => inline.roll_back(),
+            _ => Err(not_a_transaction()),
         }
     }
 }
@@ -186,6 +312,8 @@ pub enum Target<'e> {
     PgConnection(&'e mut PgConnection),
     /// A PostgreSQL pool.
     PgPool(&'e PgPool),
+    /// A SQLite connection running statements inline.
+    SqliteInline(&'e mut rusqlite::Connection),
 }
 
 /// What a [`Query`] can run on: `&mut Conn`, `&mut Tx` or `&Pool`.
@@ -199,6 +327,7 @@ impl<'e> Executor<'e> for &'e mut Conn<'_> {
         match self {
             Conn::Sqlite(native) => Target::SqliteConnection(native),
             Conn::Postgres(native) => Target::PgConnection(native),
+            Conn::SqliteInline(inline) => Target::SqliteInline(&mut *inline.connection),
         }
     }
 }

@@ -102,23 +102,39 @@ impl Param<'static> {
 type Encoded = Result<(), sqlx::error::BoxDynError>;
 
 impl Param<'_> {
+    /// The value SQLite stores: it has no types of its own for numeric, uuid, dates and times,
+    /// JSON and arrays, so those are text (see [`crate::store::column_type`] for the formats).
+    pub(super) fn sqlite_value(&self) -> Result<SqliteValue<'_>, serde_json::Error> {
+        Ok(match self {
+            Self::Null(_) => SqliteValue::Null,
+            Self::Bool(flag) => SqliteValue::Int(i64::from(*flag)),
+            Self::Int(integer) => SqliteValue::Int(*integer),
+            Self::Float(float) => SqliteValue::Float(*float),
+            Self::Text(text) => SqliteValue::Text(Cow::Borrowed(text)),
+            Self::Bytes(bytes) => SqliteValue::Blob(bytes),
+            Self::Numeric(decimal) => SqliteValue::Text(Cow::Owned(decimal.to_string())),
+            Self::Uuid(uuid) => SqliteValue::Text(Cow::Owned(uuid.hyphenated().to_string())),
+            Self::Date(date) => SqliteValue::Text(Cow::Owned(date.format("%Y-%m-%d").to_string())),
+            Self::Time(time) => SqliteValue::Text(Cow::Owned(sqlite_time_text(time))),
+            Self::Timestamp(timestamp) => {
+                SqliteValue::Text(Cow::Owned(sqlite_timestamp_text(timestamp)))
+            }
+            Self::TimestampTz(instant) => {
+                SqliteValue::Text(Cow::Owned(sqlite_instant_text(instant)))
+            }
+            Self::Json(value) => SqliteValue::Text(Cow::Owned(value.to_string())),
+            Self::TextArray(items) => SqliteValue::Text(Cow::Owned(serde_json::to_string(items)?)),
+            Self::IntArray(items) => SqliteValue::Text(Cow::Owned(serde_json::to_string(items)?)),
+        })
+    }
+
     pub(super) fn add_to_sqlite<'a>(&'a self, arguments: &mut SqliteArguments<'a>) -> Encoded {
-        match self {
-            Self::Null(_) => arguments.add(None::<i64>),
-            Self::Bool(flag) => arguments.add(*flag),
-            Self::Int(integer) => arguments.add(*integer),
-            Self::Float(float) => arguments.add(*float),
-            Self::Text(text) => arguments.add(text.as_ref()),
-            Self::Numeric(decimal) => arguments.add(decimal.to_string()),
-            Self::Uuid(uuid) => arguments.add(uuid.hyphenated().to_string()),
-            Self::Date(date) => arguments.add(date.format("%Y-%m-%d").to_string()),
-            Self::Time(time) => arguments.add(sqlite_time_text(time)),
-            Self::Timestamp(timestamp) => arguments.add(sqlite_timestamp_text(timestamp)),
-            Self::TimestampTz(instant) => arguments.add(sqlite_instant_text(instant)),
-            Self::Json(value) => arguments.add(value.to_string()),
-            Self::Bytes(bytes) => arguments.add(bytes.as_slice()),
-            Self::TextArray(items) => arguments.add(serde_json::to_string(items)?),
-            Self::IntArray(items) => arguments.add(serde_json::to_string(items)?),
+        match self.sqlite_value()? {
+            SqliteValue::Null => arguments.add(None::<i64>),
+            SqliteValue::Int(integer) => arguments.add(integer),
+            SqliteValue::Float(float) => arguments.add(float),
+            SqliteValue::Text(text) => arguments.add(text),
+            SqliteValue::Blob(bytes) => arguments.add(bytes),
         }
     }
 
@@ -156,6 +172,15 @@ impl Param<'_> {
             Self::IntArray(items) => arguments.add(items),
         }
     }
+}
+
+/// A parameter as one of SQLite's storage classes.
+pub(super) enum SqliteValue<'a> {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(Cow<'a, str>),
+    Blob(&'a [u8]),
 }
 
 /// A Rust value that binds as a parameter; `None` binds a NULL of the value's type.

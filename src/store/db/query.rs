@@ -37,7 +37,7 @@ pub fn query_owned(sql: String) -> Query<'static> {
 /// What a statement changed.
 #[derive(Debug, Clone, Copy)]
 pub struct Done {
-    rows_affected: u64,
+    pub(super) rows_affected: u64,
 }
 
 impl Done {
@@ -99,6 +99,7 @@ impl<'q> Query<'q> {
                 self.postgres()?.execute(connection).await?.rows_affected()
             }
             Target::PgPool(pool) => self.postgres()?.execute(pool).await?.rows_affected(),
+            Target::SqliteInline(connection) => self.inline(connection, Some(0))?.0.rows_affected,
         };
         Ok(Done {
             rows_affected: result,
@@ -116,6 +117,7 @@ impl<'q> Query<'q> {
                 postgres_rows(self.postgres()?.fetch_all(connection).await?)
             }
             Target::PgPool(pool) => postgres_rows(self.postgres()?.fetch_all(pool).await?),
+            Target::SqliteInline(connection) => self.inline(connection, None)?.1,
         })
     }
 
@@ -141,6 +143,7 @@ impl<'q> Query<'q> {
                 .fetch_optional(pool)
                 .await?
                 .map(Row::Postgres),
+            Target::SqliteInline(connection) => self.inline(connection, Some(1))?.1.pop(),
         })
     }
 
@@ -180,6 +183,14 @@ impl<'q> Query<'q> {
             .iter()
             .map(T::from_row)
             .collect()
+    }
+
+    fn inline(
+        &self,
+        connection: &rusqlite::Connection,
+        limit: Option<usize>,
+    ) -> Result<(Done, Vec<Row>), sqlx::Error> {
+        super::inline::run(connection, &self.sql, &self.params, self.persistent, limit)
     }
 
     fn sqlite(

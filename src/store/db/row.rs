@@ -3,10 +3,13 @@
 use base64::Engine as _;
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use rusqlite::types::ValueRef;
 use serde_json::Value as Json;
 use sqlx::postgres::{PgRow, PgValueRef};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Column as _, ColumnIndex, Row as _, TypeInfo as _, ValueRef as _};
+
+use super::InlineRow;
 
 use crate::store::catalog::Column;
 use crate::store::column_type::{
@@ -19,6 +22,8 @@ pub enum Row {
     Sqlite(SqliteRow),
     /// From PostgreSQL.
     Postgres(PgRow),
+    /// From SQLite, read on the caller's thread.
+    Inline(InlineRow),
 }
 
 impl std::fmt::Debug for Row {
@@ -31,8 +36,23 @@ impl std::fmt::Debug for Row {
 }
 
 /// A column index by position or name, on both databases.
-pub trait Index: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Copy {}
-impl<T: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + Copy> Index for T {}
+pub trait Index:
+    ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + ColumnIndex<InlineRow> + Copy
+{
+}
+impl<T: ColumnIndex<SqliteRow> + ColumnIndex<PgRow> + ColumnIndex<InlineRow> + Copy> Index for T {}
+
+impl ColumnIndex<InlineRow> for usize {
+    fn index(&self, row: &InlineRow) -> Result<usize, sqlx::Error> {
+        row.value(*self).map(|_| *self)
+    }
+}
+
+impl ColumnIndex<InlineRow> for &str {
+    fn index(&self, row: &InlineRow) -> Result<usize, sqlx::Error> {
+        row.position(self)
+    }
+}
 
 impl Row {
     /// The value at `index` as `T`.
@@ -40,6 +60,11 @@ impl Row {
         match self {
             Self::Sqlite(row) => T::from_sqlite(row, index.index(row)?),
             Self::Postgres(row) => T::from_postgres(row, index.index(row)?),
+            Self::Inline(row) => {
+                let index = index.index(row)?;
+                T::from_sqlite_value(row.value(index)?)
+                    .map_err(|message| decode_error(index, message))
+            }
         }
     }
 
@@ -48,6 +73,7 @@ impl Row {
         match self {
             Self::Sqlite(row) => row.columns().iter().map(|c| c.name()).collect(),
             Self::Postgres(row) => row.columns().iter().map(|c| c.name()).collect(),
+            Self::Inline(row) => row.columns().iter().map(String::as_str).collect(),
         }
     }
 
@@ -64,12 +90,7 @@ impl Row {
             Self::Sqlite(row) => {
                 let mut object = serde_json::Map::with_capacity(row.columns().len());
                 for (index, column) in row.columns().iter().enumerate() {
-                    let declared = columns.and_then(|columns| {
-                        columns
-                            .iter()
-                            .find(|known| known.name == column.name())
-                            .map(|known| &known.column_type)
-                    });
+                    let declared = declared_type(columns, column.name());
                     object.insert(column.name().to_owned(), sqlite_json(row, index, declared)?);
                 }
                 Ok(object)
@@ -81,6 +102,41 @@ impl Row {
                 }
                 Ok(object)
             }
+            Self::Inline(row) => {
+                let mut object = serde_json::Map::with_capacity(row.columns().len());
+                for (index, name) in row.columns().iter().enumerate() {
+                    let declared = declared_type(columns, name);
+                    object.insert(name.clone(), sqlite_value_json(row.value(index)?, declared));
+                }
+                Ok(object)
+            }
+        }
+    }
+}
+
+fn declared_type<'c>(columns: Option<&'c [Column]>, name: &str) -> Option<&'c ColumnType> {
+    columns?
+        .iter()
+        .find(|known| known.name == name)
+        .map(|known| &known.column_type)
+}
+
+/// A SQLite value read inline as JSON, by the rules of [`sqlite_json`].
+fn sqlite_value_json(value: ValueRef<'_>, declared: Option<&ColumnType>) -> Json {
+    match (value, declared) {
+        (ValueRef::Null, _) => Json::Null,
+        (ValueRef::Integer(integer), Some(ColumnType::Boolean)) => Json::Bool(integer != 0),
+        (ValueRef::Integer(integer), _) => Json::from(integer),
+        (ValueRef::Real(float), _) => float_json(float),
+        (ValueRef::Text(text), declared) => {
+            let text = String::from_utf8_lossy(text).into_owned();
+            match declared {
+                Some(declared) => sqlite_text_json(declared, text),
+                None => Json::String(text),
+            }
+        }
+        (ValueRef::Blob(bytes), _) => {
+            Json::String(base64::engine::general_purpose::STANDARD.encode(bytes))
         }
     }
 }
@@ -194,10 +250,25 @@ pub trait Decode: Sized {
     fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error>;
     /// From a PostgreSQL row.
     fn from_postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error>;
+    /// From a SQLite value read inline; the error says what the value was instead.
+    fn from_sqlite_value(value: ValueRef<'_>) -> Result<Self, String>;
+}
+
+fn unexpected(value: ValueRef<'_>, wanted: &str) -> String {
+    format!(
+        "expected {wanted}, found a SQLite {}",
+        match value.data_type() {
+            rusqlite::types::Type::Null => "NULL",
+            rusqlite::types::Type::Integer => "INTEGER",
+            rusqlite::types::Type::Real => "REAL",
+            rusqlite::types::Type::Text => "TEXT",
+            rusqlite::types::Type::Blob => "BLOB",
+        }
+    )
 }
 
 macro_rules! decode_natively {
-    ($($type:ty),*) => {
+    ($($type:ty => |$value:ident| $inline:expr;)*) => {
         $(impl Decode for $type {
             fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error> {
                 row.try_get(index)
@@ -205,11 +276,27 @@ macro_rules! decode_natively {
             fn from_postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
                 row.try_get(index)
             }
+            fn from_sqlite_value($value: ValueRef<'_>) -> Result<Self, String> {
+                $inline
+            }
         })*
     };
 }
 
-decode_natively!(String, bool, Vec<u8>);
+decode_natively! {
+    String => |value| match value {
+        ValueRef::Text(text) => String::from_utf8(text.to_vec()).map_err(|error| error.to_string()),
+        other => Err(unexpected(other, "text")),
+    };
+    bool => |value| match value {
+        ValueRef::Integer(integer) => Ok(integer != 0),
+        other => Err(unexpected(other, "a boolean")),
+    };
+    Vec<u8> => |value| match value {
+        ValueRef::Blob(bytes) | ValueRef::Text(bytes) => Ok(bytes.to_vec()),
+        other => Err(unexpected(other, "bytes")),
+    };
+}
 
 impl Decode for i64 {
     fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error> {
@@ -222,6 +309,12 @@ impl Decode for i64 {
             _ => row.try_get(index),
         }
     }
+    fn from_sqlite_value(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Integer(integer) => Ok(integer),
+            other => Err(unexpected(other, "an integer")),
+        }
+    }
 }
 
 impl Decode for f64 {
@@ -232,6 +325,14 @@ impl Decode for f64 {
         match row.try_get_raw(index)?.type_info().name() {
             "FLOAT4" => row.try_get::<f32, _>(index).map(f64::from),
             _ => row.try_get(index),
+        }
+    }
+    fn from_sqlite_value(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Real(float) => Ok(float),
+            // As SQLite's own conversion: an integer in a REAL column is stored as one.
+            ValueRef::Integer(integer) => Ok(integer as f64),
+            other => Err(unexpected(other, "a number")),
         }
     }
 }
@@ -248,6 +349,12 @@ impl<T: Decode> Decode for Option<T> {
             return Ok(None);
         }
         T::from_postgres(row, index).map(Some)
+    }
+    fn from_sqlite_value(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Null => Ok(None),
+            value => T::from_sqlite_value(value).map(Some),
+        }
     }
 }
 
