@@ -72,13 +72,63 @@ pub enum ValueTemplate {
     /// A value without template syntax, passed through as is.
     Literal(serde_json::Value),
     /// `{{ expr }}` alone: renders to the expression's own JSON type.
-    Expression(String),
+    Expression(Expression),
     /// Any other template: renders to a string.
     Text(String),
     /// A list whose items are templates.
     List(Vec<ValueTemplate>),
     /// A map whose values are templates (keys are literal).
     Map(Vec<(String, ValueTemplate)>),
+}
+
+/// A compiled sole `{{ expression }}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expression {
+    /// The template that evaluates it.
+    name: String,
+    /// When the expression is only a variable path (`data.name`, `steps.customer.id`), its
+    /// segments: the value is then looked up in the context without running the template,
+    /// which is what most route values are. The template still runs whenever the lookup
+    /// finds nothing, so an undefined value fails with minijinja's own error.
+    path: Option<Vec<String>>,
+}
+
+/// The segments of `expression` when it is a plain dotted path of identifiers.
+fn plain_path(expression: &str) -> Option<Vec<String>> {
+    // Names the parser reads as literals or operators, never as variables.
+    const RESERVED: &[&str] = &[
+        "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
+        "else",
+    ];
+    let segments: Vec<String> = expression.split('.').map(str::to_owned).collect();
+    let identifier = |segment: &str| {
+        let mut characters = segment.chars();
+        characters
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+            && characters.all(|rest| rest.is_ascii_alphanumeric() || rest == '_')
+            && !RESERVED.contains(&segment)
+    };
+    segments
+        .iter()
+        .all(|segment| identifier(segment))
+        .then_some(segments)
+}
+
+/// The value at `path` in `context`, if every segment is there.
+fn look_up(context: &TemplateValue, path: &[String]) -> Option<serde_json::Value> {
+    let mut value = context.clone();
+    for segment in path {
+        // Only maps: on anything else the template decides what `.name` means.
+        if value.kind() != minijinja::value::ValueKind::Map {
+            return None;
+        }
+        value = value.get_attr(segment).ok()?;
+        if value.is_undefined() {
+            return None;
+        }
+    }
+    serde_json::to_value(&value).ok()
 }
 
 /// Serialises an expression's value as JSON, refusing undefined (which `tojson` would accept).
@@ -174,7 +224,10 @@ impl TemplateEnvironment {
             self.env
                 .add_template_owned(name.clone(), source)
                 .map_err(|error| compile_error(&error, ""))?;
-            return Ok(ValueTemplate::Expression(name));
+            return Ok(ValueTemplate::Expression(Expression {
+                name,
+                path: plain_path(expression),
+            }));
         }
         self.env
             .add_template_owned(name.clone(), text.to_owned())
@@ -261,8 +314,15 @@ impl TemplateEnvironment {
     ) -> Result<serde_json::Value, RenderError> {
         match template {
             ValueTemplate::Literal(value) => Ok(value.clone()),
-            ValueTemplate::Expression(name) => {
-                let json = self.render_named(name, context)?;
+            ValueTemplate::Expression(expression) => {
+                if let Some(value) = expression
+                    .path
+                    .as_deref()
+                    .and_then(|path| look_up(context, path))
+                {
+                    return Ok(value);
+                }
+                let json = self.render_named(&expression.name, context)?;
                 Ok(serde_json::from_str(&json)?)
             }
             ValueTemplate::Text(name) => {
@@ -399,6 +459,59 @@ mod tests {
             env.render(&value, &event_context()).unwrap(),
             json!({"type": "CUSTOMER_CREATED", "customer": "c1", "region": "eu", "n": 5, "list": [3]})
         );
+    }
+
+    #[test]
+    fn plain_paths_are_looked_up_exactly_as_the_template_renders_them() {
+        let expressions = [
+            "data.name",
+            "data.amount",
+            "data.count",
+            "data.missing",
+            "data",
+            "event",
+            "event.data.name",
+            "steps.customer.id",
+            "env.REGION",
+            "steps.customer.id.nothing",
+            "data.name.upper",
+            "none",
+            "true",
+        ];
+        let context = event_context();
+        for text in expressions {
+            let mut env = environment();
+            let ValueTemplate::Expression(compiled) =
+                env.compile_text("e", &format!("{{{{ {text} }}}}")).unwrap()
+            else {
+                panic!("{text} is an expression");
+            };
+            let fast = env.render(&ValueTemplate::Expression(compiled.clone()), &context);
+            let slow = env.render(
+                &ValueTemplate::Expression(Expression {
+                    path: None,
+                    ..compiled.clone()
+                }),
+                &context,
+            );
+            match (fast, slow) {
+                (Ok(fast), Ok(slow)) => assert_eq!(fast, slow, "{text}"),
+                (Err(fast), Err(slow)) => assert_eq!(fast.to_string(), slow.to_string(), "{text}"),
+                (fast, slow) => panic!("{text}: {fast:?} but the template gives {slow:?}"),
+            }
+        }
+        assert_eq!(plain_path("steps.customer.id").unwrap().len(), 3);
+        for not_plain in [
+            "none",
+            "data.none",
+            "data.count + 1",
+            "data['name']",
+            "now()",
+            "a..b",
+            "",
+        ] {
+            assert_eq!(plain_path(not_plain), None, "{not_plain}");
+        }
     }
 
     #[test]
