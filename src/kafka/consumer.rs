@@ -80,6 +80,9 @@ impl ConsumerContext for PartitionTracker {
 /// The consumer crm-router uses.
 pub type RouteConsumer = StreamConsumer<PartitionTracker>;
 
+/// The consumer's default `fetch.wait.max.ms` (librdkafka's is 500).
+pub const FETCH_WAIT_MAX_MS: &str = "10";
+
 /// Builds the group consumer and subscribes to the configured topics.
 pub fn subscribe(settings: &KafkaSettings) -> Result<RouteConsumer, KafkaError> {
     let mut config = settings.client_config();
@@ -89,6 +92,13 @@ pub fn subscribe(settings: &KafkaSettings) -> Result<RouteConsumer, KafkaError> 
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
+    if config.get("fetch.wait.max.ms").is_none() {
+        // How long a fetch may wait for new messages. Kafka answers a fetch as soon as one
+        // message is there, so this only bounds idle polling (a fetch per partition leader
+        // every 10 ms while nothing arrives); brokers that hold every fetch for the whole wait
+        // (tansu) otherwise add librdkafka's default 500 ms to every hop of a cascade.
+        config.set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS);
+    }
     if config.get("statistics.interval.ms").is_none() {
         // For the consumer lag in `/metrics`.
         config.set("statistics.interval.ms", "5000");

@@ -110,10 +110,12 @@ pub fn producer(
             "message.max.bytes",
             settings.topics.max_message_bytes.to_string(),
         )
-        .set("linger.ms", "5")
         // The partitioner of the Java and KafkaJS clients, so one key lands in one partition
         // whoever produced it.
         .set("partitioner", "murmur2_random");
+    if config.get("linger.ms").is_none() {
+        config.set("linger.ms", "5");
+    }
     config.create_with_context(ReportingContext { health })
 }
 
