@@ -185,7 +185,7 @@ pub async fn find_for_login(pool: &Pool, email: &str) -> Result<Option<(User, St
         "SELECT id, email, name, role, manager_id, created_at, updated_at, password_hash \
          FROM users WHERE email = $1",
     )
-    .bind(email.trim().to_lowercase())
+    .bind(super::validate::normalise_email(email))
     .fetch_optional(pool)
     .await?;
     match row {

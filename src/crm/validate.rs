@@ -74,11 +74,19 @@ impl Problems {
 
     /// An email address, lower-cased.
     pub fn email(&mut self, field: &str, value: &str) -> String {
-        let trimmed = value.trim();
-        if !email_address::EmailAddress::is_valid(trimmed) || trimmed.len() > 254 {
+        let email = normalise_email(value);
+        if let Some(hidden) = email.chars().find(|character| is_invisible(*character)) {
+            self.add(
+                field,
+                format!(
+                    "must not contain invisible, control or direction characters (found U+{:04X})",
+                    u32::from(hidden)
+                ),
+            );
+        } else if !email_address::EmailAddress::is_valid(&email) || email.len() > 254 {
             self.add(field, "must be an email address like name@example.com");
         }
-        trimmed.to_lowercase()
+        email
     }
 
     /// One of the allowed words.
@@ -116,6 +124,32 @@ impl Problems {
     }
 }
 
+/// An email as it is stored and compared: trimmed, in Unicode NFC (so a precomposed and a
+/// decomposed `é` are one address), lowercase (so uniqueness ignores case).
+pub fn normalise_email(value: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    value.trim().nfc().collect::<String>().to_lowercase()
+}
+
+/// A character that shows as nothing, or changes how its neighbours show: controls (U+0085),
+/// format characters (U+200B, the bidi overrides U+202A–U+202E and isolates), separators
+/// other than a plain space, and code points with no character. An address containing one
+/// would look exactly like another in every list.
+fn is_invisible(character: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
+    matches!(
+        character.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::SpaceSeparator
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::PrivateUse
+            | GeneralCategory::Unassigned
+            | GeneralCategory::Surrogate
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +183,32 @@ mod tests {
             "2026-12-01T00:00:00.000Z"
         );
         assert_eq!(problems.optional_text("p", Some("  "), 5), None);
+        assert_eq!(
+            problems.email("email", "Rene\u{301}@example.com"),
+            "ren\u{e9}@example.com"
+        );
         assert!(problems.into_result().is_ok());
+    }
+
+    #[test]
+    fn look_alike_emails_are_refused_with_the_character() {
+        for (email, code) in [
+            ("\u{200B}kate@example.com", "U+200B"),
+            ("ka\u{0085}te@example.com", "U+0085"),
+            ("kate@\u{202E}moc.elpmaxe", "U+202E"),
+            ("kate\u{2066}@example.com", "U+2066"),
+            ("kate\u{00A0}x@example.com", "U+00A0"),
+            ("kate\u{00AD}@example.com", "U+00AD"),
+        ] {
+            let mut problems = Problems::default();
+            problems.email("email", email);
+            let problem = &problems.0[0];
+            assert_eq!(problem.field, "email", "{email:?}");
+            assert!(
+                problem.message.contains(code),
+                "{email:?}: {}",
+                problem.message
+            );
+        }
     }
 }

@@ -645,3 +645,45 @@ async fn errors_have_statuses_and_a_json_body(backend: Backend) {
         );
     }
 }
+
+#[tokio::test]
+async fn look_alike_emails_are_refused_and_equivalent_spellings_are_one_account() {
+    let Some(project) = Project::bundled_on(Backend::Sqlite) else {
+        return;
+    };
+    let daemon = project.start();
+    let anonymous = Client::anonymous(&daemon);
+    let register = |email: &str| json!({"email": email, "password": "Password123!", "name": "Kate", "role": "USER"});
+
+    for (email, code) in [
+        ("\u{200B}kate@example.com", "U+200B"),
+        ("ka\u{0085}te@example.com", "U+0085"),
+        ("kate@\u{202E}moc.elpmaxe", "U+202E"),
+    ] {
+        let refused = anonymous.post("/api/auth/register", register(email)).await;
+        assert_eq!(refused.status, 400, "{email:?}: {}", refused.body);
+        let fields = refused.body["error"]["fields"].as_array().unwrap();
+        assert!(
+            fields.iter().any(|field| field["field"] == "email"
+                && field["message"].as_str().unwrap().contains(code)),
+            "{email:?}: {}",
+            refused.body
+        );
+    }
+
+    // A decomposed é (e + U+0301) is stored precomposed, so the precomposed capital É is the
+    // same address, and either spelling signs in.
+    let created = anonymous
+        .post("/api/auth/register", register("Rene\u{301}@example.com"))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["email"], "ren\u{e9}@example.com");
+    let taken = anonymous
+        .post("/api/auth/register", register("REN\u{c9}@example.com"))
+        .await;
+    assert_eq!(taken.status, 409, "{}", taken.body);
+    let login = anonymous
+        .login(" rene\u{301}@Example.com ", "Password123!")
+        .await;
+    assert_eq!(login.status, 200, "{}", login.body);
+}
