@@ -14,6 +14,7 @@ pub mod json;
 mod metrics;
 mod openapi;
 mod path;
+mod query_guard;
 mod routes;
 
 use std::sync::Arc;
@@ -197,6 +198,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
+        .route_layer(axum::middleware::from_fn(query_guard::refuse_unread_query))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .with_state(state);
     // Outermost, so preflight requests are answered before authentication sees them.

@@ -687,3 +687,54 @@ async fn look_alike_emails_are_refused_and_equivalent_spellings_are_one_account(
         .await;
     assert_eq!(login.status, 200, "{}", login.body);
 }
+
+#[tokio::test]
+async fn query_parameters_an_endpoint_does_not_read_are_refused() {
+    let Some(project) = Project::bundled_on(Backend::Sqlite) else {
+        return;
+    };
+    let daemon = project.start();
+    let anonymous = Client::anonymous(&daemon);
+    let (user, _) = anonymous
+        .register("query@example.com", "Query", "USER")
+        .await;
+    let customer = user.post("/api/customers", json!({"name": "Acme"})).await;
+    assert_eq!(customer.status, 201, "{}", customer.body);
+    let id = customer.body["id"].as_str().unwrap();
+
+    for (answer, parameter) in [
+        (user.get("/api/auth/me?role=ADMIN").await, "role"),
+        (
+            user.get(&format!("/api/customers/{id}?expand=all")).await,
+            "expand",
+        ),
+        (
+            user.post("/api/customers?dryRun=true", json!({"name": "Beta"}))
+                .await,
+            "dryRun",
+        ),
+        (user.get("/api/analytics/summary?days=7").await, "days"),
+    ] {
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        assert_eq!(answer.body["error"]["code"], "bad_request");
+        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{parameter}`")), "{message}");
+    }
+    // Nothing was created by the refused request.
+    let list = user.get("/api/customers?limit=10").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let names: Vec<&str> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|customer| customer["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"Acme") && !names.contains(&"Beta"),
+        "{names:?}"
+    );
+    // Lists still take theirs, and refuse unknown ones themselves.
+    assert_eq!(user.get("/api/customers?limitt=10").await.status, 400);
+    assert_eq!(anonymous.get("/api/openapi.json?v=2").await.status, 200);
+}
