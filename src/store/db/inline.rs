@@ -83,12 +83,10 @@ pub(super) fn run(
         &mut fresh
     };
     bind(statement, params)?;
-    let columns: Arc<[String]> = statement
-        .column_names()
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
     let mut rows = Vec::new();
+    // Named once per statement, and only when it returns a row that is kept: most of a
+    // batch's statements return none.
+    let mut columns: Option<Arc<[String]>> = None;
     {
         let mut cursor = statement.raw_query();
         // Every row is stepped through even past `limit`, so that a statement's writes all
@@ -97,12 +95,20 @@ pub(super) fn run(
             if limit.is_some_and(|limit| rows.len() >= limit) {
                 continue;
             }
+            let columns = columns.get_or_insert_with(|| {
+                let statement: &rusqlite::Statement<'_> = row.as_ref();
+                statement
+                    .column_names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect()
+            });
             let values = (0..columns.len())
                 .map(|index| row.get_ref(index).map(Value::from))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(into_sqlx)?;
             rows.push(Row::Inline(InlineRow {
-                columns: Arc::clone(&columns),
+                columns: Arc::clone(columns),
                 values,
             }));
         }
