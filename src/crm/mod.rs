@@ -354,8 +354,8 @@ mod tests {
     #[tokio::test]
     async fn database_rendered_lists_match_the_records_serialisation() {
         let project = load_project(&[]).await;
-        let mut connection = project.store.reader().acquire().await.unwrap();
-        connection
+        let mut transaction = project.store.begin().await.unwrap();
+        transaction
             .execute_batch(
                 "INSERT INTO customers (id, name, email, owner_id, created_at, updated_at) VALUES \
                  ('c1', 'Ünïcode \"quoted\"\n名前', NULL, 'u1', '2026-01-01T00:00:00.000Z', 'x'), \
@@ -373,7 +373,7 @@ mod tests {
             )
             .await
             .unwrap();
-        drop(connection);
+        transaction.commit().await.unwrap();
         let pool = project.store.reader();
         let (rendered, serialised) =
             both_renderings::<customers::Customer>(pool, "customers", customers::FIELDS).await;

@@ -361,7 +361,7 @@ impl ExclusiveLock {
 }
 
 /// The file behind a normalised SQLite URL, or `None` for an in-memory database.
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub(super) fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite://").unwrap_or(url);
     let path = rest.split('?').next().unwrap_or(rest);
     if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {

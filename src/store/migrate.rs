@@ -68,9 +68,9 @@ async fn run_on(migrator: &Migrator, connection: &mut Conn<'_>) -> Result<(), St
         Conn::Sqlite(native) => migrator.run(native_connection(native)).await?,
         Conn::Postgres(native) => migrator.run(native_connection(native)).await?,
         // Migrations run through sqlx's own connection, never on a locked handle.
-        Conn::SqliteInline(_) => {
+        Conn::SqliteInline(_) | Conn::SqliteReader(_) => {
             return Err(StoreError::Query(sqlx::Error::Protocol(
-                "migrations cannot run on an inline SQLite connection".into(),
+                "migrations run only on sqlx's own SQLite connection".into(),
             )))
         }
     }

@@ -20,6 +20,7 @@ pub mod sql;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -96,8 +97,9 @@ pub struct Store {
     reader: Pool,
     dialect: Dialect,
     /// The normalised URL, credentials included (for the exclusive locks' own sessions).
-    url: String,
-    display_url: String,
+    // Shared, not copied: the API clones the store with its state for every request.
+    url: Arc<str>,
+    display_url: Arc<str>,
 }
 
 // By hand, so the password in `url` never reaches a log line.
@@ -211,7 +213,7 @@ impl Store {
                     // FULL: an acknowledged write survives power loss; batching keeps this to
                     // one fsync per batch, not per event.
                     .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(10))
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .foreign_keys(true)
                     // Every statement of a multi-statement transaction that can fail half-way
                     // (an insert into a table with a unique index) keeps the pages it changes in
@@ -225,16 +227,28 @@ impl Store {
                     .connect_with(options.clone())
                     .await
                     .map_err(connect_error)?;
-                let reader = sqlite_pool(4)
-                    .connect_with(options)
-                    .await
-                    .map_err(connect_error)?;
+                // The reads run inline on connections of their own (db::Readers); an
+                // in-memory database exists only inside sqlx's connections, so it keeps
+                // sqlx's.
+                let reader = match exclusive::sqlite_file(&url) {
+                    Some(file) => Pool::SqliteReaders(db::Readers::new(
+                        file,
+                        access == Access::ReadOnly,
+                        SQLITE_BUSY_TIMEOUT,
+                    )),
+                    None => Pool::Sqlite(
+                        sqlite_pool(4)
+                            .connect_with(options)
+                            .await
+                            .map_err(connect_error)?,
+                    ),
+                };
                 Self {
                     writer: Pool::Sqlite(writer),
-                    reader: Pool::Sqlite(reader),
+                    reader,
                     dialect,
-                    url: url.clone(),
-                    display_url,
+                    url: url.as_str().into(),
+                    display_url: display_url.into(),
                 }
             }
             Dialect::Postgres => {
@@ -260,8 +274,8 @@ impl Store {
                     writer: Pool::Postgres(pool.clone()),
                     reader: Pool::Postgres(pool),
                     dialect,
-                    url: url.clone(),
-                    display_url,
+                    url: url.as_str().into(),
+                    display_url: display_url.into(),
                 }
             }
         };
@@ -341,6 +355,9 @@ impl Store {
         self.reader.close().await;
     }
 }
+
+/// How long a SQLite statement waits for a lock another connection holds.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn sqlite_pool(connections: u32) -> SqlitePoolOptions {
     SqlitePoolOptions::new()

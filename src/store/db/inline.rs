@@ -291,7 +291,7 @@ impl DatabaseError for InlineError {
     }
 }
 
-fn into_sqlx(error: rusqlite::Error) -> sqlx::Error {
+pub(super) fn into_sqlx(error: rusqlite::Error) -> sqlx::Error {
     match error {
         rusqlite::Error::SqliteFailure(failure, message) => {
             let message = message.unwrap_or_else(|| failure.to_string());

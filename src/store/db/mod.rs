@@ -8,6 +8,7 @@
 mod inline;
 mod param;
 mod query;
+mod readers;
 mod row;
 
 use std::ops::{Deref, DerefMut};
@@ -20,6 +21,7 @@ use sqlx::{Connection as _, PgPool, Postgres, Sqlite, SqlitePool};
 pub use inline::{Inline, InlineRow};
 pub use param::{IntoParam, Kind, Param};
 pub use query::{query, query_owned, Done, Query};
+pub use readers::{Reader, Readers};
 pub use row::{Decode, FromRow, Index, Row};
 
 use super::Dialect;
@@ -29,6 +31,8 @@ use super::Dialect;
 pub enum Pool {
     /// SQLite.
     Sqlite(SqlitePool),
+    /// SQLite's read connections, whose statements run on the caller's thread.
+    SqliteReaders(Readers),
     /// PostgreSQL.
     Postgres(PgPool),
 }
@@ -38,22 +42,31 @@ impl Pool {
     pub async fn acquire(&self) -> Result<Conn<'static>, sqlx::Error> {
         Ok(match self {
             Self::Sqlite(pool) => Conn::Sqlite(Native::Pooled(pool.acquire().await?)),
+            Self::SqliteReaders(readers) => Conn::SqliteReader(readers.get().await?),
             Self::Postgres(pool) => Conn::Postgres(Native::Pooled(pool.acquire().await?)),
         })
     }
 
-    /// Begins a transaction with `statement` (`BEGIN IMMEDIATE` on SQLite).
+    /// Begins a transaction with `statement` (`BEGIN IMMEDIATE` on SQLite). The read
+    /// connections take none: they only read, one statement at a time.
     pub async fn begin_with(&self, statement: &'static str) -> Result<Tx<'static>, sqlx::Error> {
         Ok(Tx(match self {
             Self::Sqlite(pool) => Conn::Sqlite(Native::Tx(pool.begin_with(statement).await?)),
+            Self::SqliteReaders(_) => {
+                return Err(sqlx::Error::Protocol(
+                    "a transaction was begun on SQLite's read connections".into(),
+                ))
+            }
             Self::Postgres(pool) => Conn::Postgres(Native::Tx(pool.begin_with(statement).await?)),
         }))
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pool, waiting for connections to be returned (SQLite's read connections
+    /// close as they come back).
     pub async fn close(&self) {
         match self {
             Self::Sqlite(pool) => pool.close().await,
+            Self::SqliteReaders(readers) => readers.close(),
             Self::Postgres(pool) => pool.close().await,
         }
     }
@@ -61,7 +74,7 @@ impl Pool {
     /// Which database.
     pub fn dialect(&self) -> Dialect {
         match self {
-            Self::Sqlite(_) => Dialect::Sqlite,
+            Self::Sqlite(_) | Self::SqliteReaders(_) => Dialect::Sqlite,
             Self::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -109,6 +122,8 @@ pub enum Conn<'c> {
     Postgres(Native<'c, Postgres>),
     /// SQLite on the caller's thread (see [`Conn::lock`]).
     SqliteInline(InlineConn<'c>),
+    /// One of SQLite's read connections, on the caller's thread too (see [`Readers`]).
+    SqliteReader(Reader),
 }
 
 impl Conn<'_> {
@@ -118,6 +133,9 @@ impl Conn<'_> {
             Self::Sqlite(native) => Conn::Sqlite(Native::Tx((**native).begin().await?)),
             Self::Postgres(native) => Conn::Postgres(Native::Tx((**native).begin().await?)),
             Self::SqliteInline(inline) => Conn::SqliteInline(inline.savepoint()?),
+            Self::SqliteReader(reader) => {
+                Conn::SqliteInline(InlineConn::open_savepoint(reader, 1)?)
+            }
         }))
     }
 
@@ -130,13 +148,14 @@ impl Conn<'_> {
             Self::Sqlite(native) => Lock::Sqlite(Inline::lock(native).await?),
             Self::Postgres(native) => Lock::Postgres(native),
             Self::SqliteInline(inline) => Lock::Nested(inline.reborrow()),
+            Self::SqliteReader(reader) => Lock::Nested(InlineConn::new(reader)),
         })
     }
 
     /// Which database.
     pub fn dialect(&self) -> Dialect {
         match self {
-            Self::Sqlite(_) | Self::SqliteInline(_) => Dialect::Sqlite,
+            Self::Sqlite(_) | Self::SqliteInline(_) | Self::SqliteReader(_) => Dialect::Sqlite,
             Self::Postgres(_) => Dialect::Postgres,
         }
     }
@@ -148,6 +167,7 @@ impl Conn<'_> {
             Self::Sqlite(native) => (**native).execute(sql).await.map(|_| ()),
             Self::Postgres(native) => (**native).execute(sql).await.map(|_| ()),
             Self::SqliteInline(inline) => inline::run_batch(inline.connection, sql),
+            Self::SqliteReader(reader) => inline::run_batch(reader, sql),
         }
     }
 }
@@ -196,6 +216,30 @@ impl std::fmt::Debug for InlineConn<'_> {
     }
 }
 
+impl<'c> InlineConn<'c> {
+    /// A connection outside any savepoint of its own.
+    fn new(connection: &'c mut rusqlite::Connection) -> Self {
+        Self {
+            connection,
+            savepoint: None,
+            depth: 0,
+        }
+    }
+
+    /// Opens savepoint number `depth` on `connection`.
+    fn open_savepoint(
+        connection: &'c mut rusqlite::Connection,
+        depth: u32,
+    ) -> Result<Self, sqlx::Error> {
+        inline::run_batch(connection, &format!("SAVEPOINT crm_router_inline_{depth}"))?;
+        Ok(Self {
+            connection,
+            savepoint: Some(depth),
+            depth,
+        })
+    }
+}
+
 impl InlineConn<'_> {
     fn reborrow(&mut self) -> InlineConn<'_> {
         InlineConn {
@@ -206,16 +250,7 @@ impl InlineConn<'_> {
     }
 
     fn savepoint(&mut self) -> Result<InlineConn<'_>, sqlx::Error> {
-        let depth = self.depth + 1;
-        inline::run_batch(
-            self.connection,
-            &format!("SAVEPOINT crm_router_inline_{depth}"),
-        )?;
-        Ok(InlineConn {
-            connection: &mut *self.connection,
-            savepoint: Some(depth),
-            depth,
-        })
+        InlineConn::open_savepoint(&mut *self.connection, self.depth + 1)
     }
 
     fn release(mut self) -> Result<(), sqlx::Error> {
@@ -314,6 +349,8 @@ pub enum Target<'e> {
     PgPool(&'e PgPool),
     /// A SQLite connection running statements inline.
     SqliteInline(&'e mut rusqlite::Connection),
+    /// SQLite's read connections (each statement inline on one of them).
+    SqliteReaders(&'e Readers),
 }
 
 /// What a [`Query`] can run on: `&mut Conn`, `&mut Tx` or `&Pool`.
@@ -328,6 +365,7 @@ impl<'e> Executor<'e> for &'e mut Conn<'_> {
             Conn::Sqlite(native) => Target::SqliteConnection(native),
             Conn::Postgres(native) => Target::PgConnection(native),
             Conn::SqliteInline(inline) => Target::SqliteInline(&mut *inline.connection),
+            Conn::SqliteReader(reader) => Target::SqliteInline(reader),
         }
     }
 }
@@ -342,6 +380,7 @@ impl<'e> Executor<'e> for &'e Pool {
     fn target(self) -> Target<'e> {
         match self {
             Pool::Sqlite(pool) => Target::SqlitePool(pool),
+            Pool::SqliteReaders(readers) => Target::SqliteReaders(readers),
             Pool::Postgres(pool) => Target::PgPool(pool),
         }
     }

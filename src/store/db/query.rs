@@ -100,6 +100,11 @@ impl<'q> Query<'q> {
             }
             Target::PgPool(pool) => self.postgres()?.execute(pool).await?.rows_affected(),
             Target::SqliteInline(connection) => self.inline(connection, Some(0))?.0.rows_affected,
+            Target::SqliteReaders(readers) => {
+                self.inline(&*readers.get().await?, Some(0))?
+                    .0
+                    .rows_affected
+            }
         };
         Ok(Done {
             rows_affected: result,
@@ -118,6 +123,7 @@ impl<'q> Query<'q> {
             }
             Target::PgPool(pool) => postgres_rows(self.postgres()?.fetch_all(pool).await?),
             Target::SqliteInline(connection) => self.inline(connection, None)?.1,
+            Target::SqliteReaders(readers) => self.inline(&*readers.get().await?, None)?.1,
         })
     }
 
@@ -144,6 +150,7 @@ impl<'q> Query<'q> {
                 .await?
                 .map(Row::Postgres),
             Target::SqliteInline(connection) => self.inline(connection, Some(1))?.1.pop(),
+            Target::SqliteReaders(readers) => self.inline(&*readers.get().await?, Some(1))?.1.pop(),
         })
     }
 
