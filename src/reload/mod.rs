@@ -20,6 +20,10 @@ use crate::route::{Diagnostic, RouteDiff};
 use crate::store::Store;
 use crate::template::{TemplateLimits, TemplateValue};
 
+/// How often the reload loop checks whether a watched directory was replaced (a rename or a
+/// symlink swap over it), which the file watcher itself does not see.
+const REPLACEMENT_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Requests to the reload loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -171,9 +175,18 @@ impl Reloader {
         mut watcher: Option<watcher::SourceWatcher>,
         shutdown: CancellationToken,
     ) {
+        // How often the watched directories are checked for having been replaced.
+        let mut replacements = tokio::time::interval(REPLACEMENT_CHECK);
+        replacements.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let signal = tokio::select! {
                 signal = signals.recv() => signal,
+                _ = replacements.tick(), if watcher.is_some() => {
+                    if !watcher.as_mut().is_some_and(watcher::SourceWatcher::refresh) {
+                        continue;
+                    }
+                    Some(Signal::Reload("watcher"))
+                }
                 _ = shutdown.cancelled() => None,
             };
             let Some(Signal::Reload(origin)) = signal else {

@@ -1,8 +1,11 @@
 //! Watches route and schema directories and asks for a reload when something in them changes.
 //!
-//! Each directory is watched recursively, and its parent non-recursively so that replacing the
-//! directory (a rename, or a symlink swapped to a new release) is noticed too; after such a
-//! swap [`SourceWatcher::refresh`] re-attaches the recursive watch to the new target.
+//! Each directory is watched recursively. Replacing the directory itself (a rename over it, or
+//! a symlink swapped to a new release) is found by [`SourceWatcher::refresh`], which the
+//! reload loop calls every second: it compares what the path resolves to (file system and
+//! inode) and re-attaches the watch to the new target. The parent directory is not watched:
+//! the default SQLite file and its WAL sit there, and every commit woke the watcher's thread
+//! (7% of a core under load, measured by `crm-router bench`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,8 +23,34 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 struct Watched {
     /// The directory as configured (absolute, may be a symlink).
     path: PathBuf,
-    /// Where it pointed when the recursive watch was attached.
-    target: Option<PathBuf>,
+    /// What it resolved to when the recursive watch was attached.
+    target: Option<Identity>,
+}
+
+/// Which directory a path resolves to: a rename over it changes the inode even where the
+/// canonical path stays the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    canonical: PathBuf,
+    #[cfg(unix)]
+    inode: (u64, u64),
+}
+
+impl Identity {
+    fn of(path: &Path) -> Option<Self> {
+        let canonical = std::fs::canonicalize(path).ok()?;
+        #[cfg(unix)]
+        let inode = {
+            use std::os::unix::fs::MetadataExt as _;
+            let metadata = std::fs::metadata(&canonical).ok()?;
+            (metadata.dev(), metadata.ino())
+        };
+        Some(Self {
+            canonical,
+            #[cfg(unix)]
+            inode,
+        })
+    }
 }
 
 /// A running watcher; dropping it stops watching.
@@ -58,23 +87,23 @@ impl SourceWatcher {
         let mut watched = Vec::new();
         for directory in directories {
             let path = absolute(directory);
-            if let Some(parent) = path.parent() {
-                debouncer.watch(parent, RecursiveMode::NonRecursive)?;
-            }
-            let target = std::fs::canonicalize(&path).ok();
+            let target = Identity::of(&path);
             debouncer.watch(&path, RecursiveMode::Recursive)?;
             watched.push(Watched { path, target });
         }
         Ok(Self { debouncer, watched })
     }
 
-    /// Re-attaches recursive watches whose directory now resolves somewhere else.
-    pub fn refresh(&mut self) {
+    /// Re-attaches recursive watches whose directory now resolves to another one, and says
+    /// whether any did (the routes in it are then new to the daemon).
+    pub fn refresh(&mut self) -> bool {
+        let mut replaced = false;
         for watched in &mut self.watched {
-            let target = std::fs::canonicalize(&watched.path).ok();
+            let target = Identity::of(&watched.path);
             if target == watched.target {
                 continue;
             }
+            replaced = true;
             let _ = self.debouncer.unwatch(&watched.path);
             if target.is_some() {
                 if let Err(error) = self
@@ -87,5 +116,6 @@ impl SourceWatcher {
             tracing::info!(path = %watched.path.display(), "watched directory was replaced; watching the new one");
             watched.target = target;
         }
+        replaced
     }
 }

@@ -161,3 +161,46 @@ async fn a_routes_directory_replaced_by_a_symlink_swap_is_followed(backend: Back
     post(&daemon, "ITEM").await;
     assert_eq!(labels(&project).await, ["v1", "v2", "v3"]);
 }
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[tokio::test]
+async fn a_routes_directory_renamed_over_is_followed(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    project.write("migrations/20270101000000_items.sql", MIGRATION);
+    project.write("routes/items.yaml", &route("item", "ITEM", "v1"));
+    project.write("routes.next/items.yaml", &route("item", "ITEM", "v2"));
+    let daemon = project.start();
+    post(&daemon, "ITEM").await;
+    assert_eq!(labels(&project).await, ["v1"]);
+
+    // A real directory, not a link, replaced by renames: the path resolves to itself before
+    // and after, only the directory behind it changed.
+    std::fs::rename(
+        project.path().join("routes"),
+        project.path().join("routes.old"),
+    )
+    .unwrap();
+    std::fs::rename(
+        project.path().join("routes.next"),
+        project.path().join("routes"),
+    )
+    .unwrap();
+    eventually(Duration::from_secs(5), "the renamed-in routes", || async {
+        daemon.log().contains("(+0 ~1 -0)").then_some(())
+    })
+    .await;
+    post(&daemon, "ITEM").await;
+    assert_eq!(labels(&project).await, ["v1", "v2"]);
+
+    project.write("routes/items.yaml", &route("item", "ITEM", "v3"));
+    eventually(
+        Duration::from_secs(5),
+        "the edit after the rename",
+        || async { (daemon.log().matches("(+0 ~1 -0)").count() >= 2).then_some(()) },
+    )
+    .await;
+    post(&daemon, "ITEM").await;
+    assert_eq!(labels(&project).await, ["v1", "v2", "v3"]);
+}
