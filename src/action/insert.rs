@@ -70,7 +70,10 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &InsertDef) 
         &table,
         &column_refs,
         &conflict,
-        &row_columns(&table_columns),
+        as_name
+            .is_some()
+            .then(|| row_columns(&table_columns))
+            .as_deref(),
     );
     Some(Insert {
         table_columns,
@@ -89,17 +92,17 @@ impl Insert {
     ) -> Result<(), ActionError> {
         let context = scope.context();
         let params = super::typed_params(&self.values, run.templates, &context)?;
-        let row = db::query(&self.sql)
-            .bind_all(params)
-            .fetch_optional(&mut *run.connection)
-            .await?;
-        if let Some(name) = &self.as_name {
-            let value = match row {
-                Some(row) => serde_json::Value::Object(row.to_json(Some(&self.table_columns))?),
-                None => serde_json::Value::Null,
-            };
-            scope.set_step(name, &value);
-        }
+        let statement = db::query(&self.sql).bind_all(params);
+        // Without `as:` nothing reads the row, and the statement returns none.
+        let Some(name) = &self.as_name else {
+            statement.execute(&mut *run.connection).await?;
+            return Ok(());
+        };
+        let value = match statement.fetch_optional(&mut *run.connection).await? {
+            Some(row) => serde_json::Value::Object(row.to_json(Some(&self.table_columns))?),
+            None => serde_json::Value::Null,
+        };
+        scope.set_step(name, &value);
         Ok(())
     }
 }

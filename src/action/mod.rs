@@ -251,20 +251,26 @@ pub struct Scope {
 
 impl Scope {
     /// The scope at the start of a route: the event, its data and the allowed environment.
+    ///
+    /// The event's data is converted once and shared by `data` and `event.data`; cloning a
+    /// scope shares them too, so the routes of one event start from one conversion.
     pub fn new(event: &Event, env: Value) -> Self {
         let envelope = &event.envelope;
-        let event_value = Value::from_serialize(serde_json::json!({
-            "topic": event.topic.as_str(),
-            "key": event.key,
-            "eventId": envelope.event_id,
-            "eventType": envelope.event_type,
-            "timestamp": envelope.timestamp,
-            "source": envelope.source,
-            "data": envelope.data,
-        }));
+        let data = Value::from_serialize(&envelope.data);
+        let event_value: Value = [
+            ("topic", Value::from(event.topic.as_str())),
+            ("key", Value::from(event.key.as_str())),
+            ("eventId", Value::from(envelope.event_id.as_str())),
+            ("eventType", Value::from(envelope.event_type.as_str())),
+            ("timestamp", Value::from(envelope.timestamp.as_str())),
+            ("source", Value::from(envelope.source.as_str())),
+            ("data", data.clone()),
+        ]
+        .into_iter()
+        .collect();
         Self {
             event: event_value,
-            data: Value::from_serialize(&envelope.data),
+            data,
             env,
             steps: BTreeMap::new(),
             row: None,

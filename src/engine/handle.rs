@@ -233,19 +233,27 @@ pub async fn handle_record(
         key: record.key.clone(),
         envelope,
     };
+    // Built for the first matching route; the others start from a clone of it.
+    let mut start: Option<Scope> = None;
     for route in routes.matching(event.topic.as_str(), &event.envelope.event_type) {
         if only_route.is_some_and(|name| name != route.name.as_str()) {
             continue;
         }
         handled.routes_run += 1;
+        let scope = start
+            .get_or_insert_with(|| Scope::new(&event, routes.env.clone()))
+            .clone();
         run_route(
             connection,
             record,
             &event,
             route,
             routes,
-            http,
-            attempt,
+            RouteRun {
+                http,
+                attempt,
+                scope,
+            },
             &mut handled,
         )
         .await?;
@@ -278,18 +286,28 @@ async fn steps_of(
     run_steps(&mut run, &route.steps, scope).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How one route runs for one event: the HTTP client, which attempt, and the scope it starts
+/// from.
+struct RouteRun<'a> {
+    http: &'a reqwest::Client,
+    attempt: Attempt<'a>,
+    scope: Scope,
+}
+
 async fn run_route(
     connection: &mut Conn<'_>,
     record: &LogRecord,
     event: &Event,
     route: &Route,
     routes: &RouteSet,
-    http: &reqwest::Client,
-    attempt: Attempt<'_>,
+    how: RouteRun<'_>,
     handled: &mut Handled,
 ) -> Result<(), Retry> {
-    let mut scope = Scope::new(event, routes.env.clone());
+    let RouteRun {
+        http,
+        attempt,
+        mut scope,
+    } = how;
     let event_id = &event.envelope.event_id;
     let event_type = &event.envelope.event_type;
     if let Some(condition) = &route.trigger.when {

@@ -124,12 +124,12 @@ pub fn row_columns(columns: &[Column]) -> String {
     listed.map_or_else(|| "*".to_owned(), |names| names.join(", "))
 }
 
-/// `INSERT INTO t (cols) VALUES ($1..) [ON CONFLICT ...] RETURNING <returning>`.
+/// `INSERT INTO t (cols) VALUES ($1..) [ON CONFLICT ...] [RETURNING <returning>]`.
 pub fn insert_sql(
     table: &Ident,
     columns: &[&Ident],
     conflict: &Conflict,
-    returning: &str,
+    returning: Option<&str>,
 ) -> String {
     let mut sql = format!(
         "INSERT INTO {} ({}) VALUES ({})",
@@ -162,7 +162,7 @@ pub fn insert_sql(
             }
         }
     }
-    let _ = write!(sql, " RETURNING {returning}");
+    push_returning(&mut sql, returning);
     sql
 }
 
@@ -172,7 +172,7 @@ pub fn upsert_sql(
     keys: &[&Ident],
     set: &[&Ident],
     increment: &[&Ident],
-    returning: &str,
+    returning: Option<&str>,
 ) -> String {
     let all: Vec<&Ident> = keys.iter().chain(set).chain(increment).copied().collect();
     let mut updates: Vec<String> = set
@@ -191,15 +191,23 @@ pub fn upsert_sql(
     } else {
         format!("DO UPDATE SET {}", updates.join(", "))
     };
-    format!(
-        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {} RETURNING {}",
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}",
         table.quoted(),
         column_list(&all),
         placeholders(all.len()),
         column_list(keys),
         action,
-        returning
-    )
+    );
+    push_returning(&mut sql, returning);
+    sql
+}
+
+/// Appends `RETURNING <columns>` when the caller keeps the row.
+fn push_returning(sql: &mut String, returning: Option<&str>) {
+    if let Some(columns) = returning {
+        let _ = write!(sql, " RETURNING {columns}");
+    }
 }
 
 /// A comparison in a `where:`.
@@ -415,12 +423,17 @@ mod tests {
     fn insert_with_conflict_handling() {
         let (t, a, b) = (ident("customers"), ident("email"), ident("name"));
         assert_eq!(
-            insert_sql(&t, &[&a, &b], &Conflict::Ignore(vec![a.clone()]), "*"),
+            insert_sql(&t, &[&a, &b], &Conflict::Ignore(vec![a.clone()]), Some("*")),
             "INSERT INTO \"customers\" (\"email\", \"name\") VALUES ($1, $2) ON CONFLICT (\"email\") DO NOTHING RETURNING *"
         );
         assert_eq!(
-            insert_sql(&t, &[&a, &b], &Conflict::Update(vec![a.clone()]), "*"),
+            insert_sql(&t, &[&a, &b], &Conflict::Update(vec![a.clone()]), Some("*")),
             "INSERT INTO \"customers\" (\"email\", \"name\") VALUES ($1, $2) ON CONFLICT (\"email\") DO UPDATE SET \"name\" = excluded.\"name\" RETURNING *"
+        );
+        // A row nobody keeps (no `as:`) is not returned.
+        assert_eq!(
+            insert_sql(&t, &[&a], &Conflict::Fail, None),
+            "INSERT INTO \"customers\" (\"email\") VALUES ($1)"
         );
     }
 
@@ -428,7 +441,7 @@ mod tests {
     fn upsert_increments_counters() {
         let (t, day, count) = (ident("analytics_daily"), ident("day"), ident("count"));
         assert_eq!(
-            upsert_sql(&t, &[&day], &[], &[&count], "*"),
+            upsert_sql(&t, &[&day], &[], &[&count], Some("*")),
             "INSERT INTO \"analytics_daily\" (\"day\", \"count\") VALUES ($1, $2) ON CONFLICT (\"day\") DO UPDATE SET \"count\" = COALESCE(\"analytics_daily\".\"count\", 0) + excluded.\"count\" RETURNING *"
         );
     }
