@@ -23,7 +23,6 @@ pub mod validate;
 use std::marker::PhantomData;
 
 use crate::store::db::{self, Conn, FromRow, Pool};
-use crate::store::Dialect;
 
 use crate::store::sql::StatementBuilder;
 use thiserror::Error;
@@ -31,6 +30,8 @@ use thiserror::Error;
 pub use publish::Published;
 pub use scope::Viewer;
 pub use validate::{FieldProblem, Problems};
+
+pub(crate) use crate::store::db::page::{field, flag, float, JsonField};
 
 /// Why a CRM operation was refused or failed.
 #[derive(Debug, Error)]
@@ -104,91 +105,10 @@ impl<T: serde::Serialize> JsonPage<T> {
     }
 }
 
-/// How one field of a record appears in the API's JSON, for the lists the database renders
-/// (they must match the record's `Serialize`; a unit test compares them).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct JsonField {
-    key: &'static str,
-    column: &'static str,
-    shown: Shown,
-}
-
-/// How a column's value is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shown {
-    /// As it is (text, integers).
-    AsIs,
-    /// An integer 0/1 as `true`/`false`.
-    Flag,
-    /// A double, to the last digit.
-    Float,
-}
-
-/// A field shown as its column's value.
-pub(crate) const fn field(key: &'static str, column: &'static str) -> JsonField {
-    JsonField {
-        key,
-        column,
-        shown: Shown::AsIs,
-    }
-}
-
-/// An integer 0/1 column shown as `true`/`false`.
-pub(crate) const fn flag(key: &'static str, column: &'static str) -> JsonField {
-    JsonField {
-        key,
-        column,
-        shown: Shown::Flag,
-    }
-}
-
-/// A floating-point column. SQLite's `json_object` prints a double with 15 significant digits
-/// (0.1 + 0.2 became 0.3, which serde prints as 0.30000000000000004), so there it is printed
-/// with 17, which reads back as the same double; infinities, which JSON cannot hold, are
-/// `null` as serde writes them.
-pub(crate) const fn float(key: &'static str, column: &'static str) -> JsonField {
-    JsonField {
-        key,
-        column,
-        shown: Shown::Float,
-    }
-}
-
-/// The SQL expression of one row as a JSON object of `fields`.
-fn json_object_sql(dialect: Dialect, fields: &[JsonField]) -> String {
-    let pairs: Vec<String> = fields
-        .iter()
-        .map(|field| {
-            let column = format!("\"{}\"", field.column);
-            let value = match (field.shown, dialect) {
-                (Shown::AsIs, _) | (Shown::Float, Dialect::Postgres) => column,
-                (Shown::Flag, Dialect::Sqlite) => {
-                    format!("json(CASE WHEN {column} <> 0 THEN 'true' ELSE 'false' END)")
-                }
-                (Shown::Flag, Dialect::Postgres) => format!("({column} <> 0)"),
-                (Shown::Float, Dialect::Sqlite) => format!(
-                    "CASE WHEN {column} IS NULL OR abs({column}) > 1.7976931348623157e308 \
-                     THEN NULL ELSE json(printf('%!.17g', {column})) END"
-                ),
-            };
-            format!("'{}', {value}", field.key)
-        })
-        .collect();
-    match dialect {
-        Dialect::Sqlite => format!("json_object({})", pairs.join(", ")),
-        Dialect::Postgres => format!("json_build_object({})", pairs.join(", ")),
-    }
-}
-
-/// A list as the API answers it: one page of the rows `build` selects, in `order`, rendered by
-/// the database as one JSON array, and how many rows it selects in all. `build(select)`
-/// returns `SELECT <select> FROM … WHERE …` with its filters; `columns` must include the
-/// fields' and the order's columns.
-///
-/// One statement, one row: the count is an uncorrelated subquery (evaluated once, through the
-/// index), and the page is aggregated into its JSON text inside the database (as PostgREST
-/// does). Reading fifty rows through the driver costs a copy of every value and, on SQLite, a
-/// message between threads per row; this reads one text.
+/// A list as the API answers it: one page of the rows `build` selects, in `order`, as one
+/// JSON array of `fields` (see [`db::page`]), and how many rows it selects in all.
+/// `build(select)` returns `SELECT <select> FROM … WHERE …` with its filters; `columns` must
+/// be the fields' columns in their order.
 pub(crate) async fn fetch_json_page<T>(
     pool: &Pool,
     build: impl Fn(&str) -> StatementBuilder,
@@ -197,7 +117,6 @@ pub(crate) async fn fetch_json_page<T>(
     order: &'static str,
     paging: Paging,
 ) -> Result<JsonPage<T>, CrmError> {
-    let dialect = pool.dialect();
     let count = build("COUNT(*)").finish();
     let mut page = build(columns);
     page.push(&format!(" ORDER BY {order} LIMIT "));
@@ -212,21 +131,19 @@ pub(crate) async fn fetch_json_page<T>(
             "a list's filters depend on its select list".into(),
         ));
     }
-    let object = json_object_sql(dialect, fields);
-    let aggregate = match dialect {
-        Dialect::Sqlite => format!("json_group_array({object} ORDER BY {order})"),
-        Dialect::Postgres => {
-            format!("COALESCE(json_agg({object} ORDER BY {order}), '[]'::json)::text")
-        }
-    };
-    let sql = format!(
-        "SELECT ({}) AS total, (SELECT {aggregate} FROM ({}) AS page) AS items",
-        count.sql, page.sql
-    );
-    let (total, json): (i64, String) = db::query(&sql)
-        .bind_all(page.params)
-        .fetch_one_as(pool)
-        .await?;
+    let (total, json) = db::page::fetch(
+        pool,
+        db::page::PageQuery {
+            count: &count.sql,
+            count_params: &count.params,
+            page: &page.sql,
+            page_params: &page.params,
+            cacheable: count.cacheable && page.cacheable,
+            fields,
+            order,
+        },
+    )
+    .await?;
     Ok(JsonPage {
         json,
         total,
@@ -309,7 +226,7 @@ mod tests {
         table: &str,
         fields: &[JsonField],
     ) -> (Value, Value) {
-        let columns: Vec<&str> = fields.iter().map(|field| field.column).collect();
+        let columns: Vec<&str> = fields.iter().map(|field| field.column()).collect();
         let columns = columns
             .iter()
             .map(|column| format!("\"{column}\""))

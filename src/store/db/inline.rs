@@ -72,6 +72,49 @@ pub(super) fn run(
     persistent: bool,
     limit: Option<usize>,
 ) -> Result<(Done, Vec<Row>), sqlx::Error> {
+    let mut rows = Vec::new();
+    // Named once per statement, and only when it returns a row that is kept: most of a
+    // batch's statements return none.
+    let mut columns: Option<Arc<[String]>> = None;
+    // Every row is stepped through even past `limit`, so that a statement's writes all
+    // happen, as sqlx's `fetch_optional` does.
+    for_each_row(connection, sql, params, persistent, |row| {
+        if limit.is_some_and(|limit| rows.len() >= limit) {
+            return Ok(());
+        }
+        let columns = columns.get_or_insert_with(|| {
+            let statement: &rusqlite::Statement<'_> = row.as_ref();
+            statement
+                .column_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        });
+        let values = (0..columns.len())
+            .map(|index| row.get_ref(index).map(Value::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(into_sqlx)?;
+        rows.push(Row::Inline(InlineRow {
+            columns: Arc::clone(columns),
+            values,
+        }));
+        Ok(())
+    })?;
+    let done = Done {
+        rows_affected: connection.changes(),
+    };
+    Ok((done, rows))
+}
+
+/// Runs `sql` and hands each row to `visit` with its values still in SQLite's buffers, so a
+/// caller that only writes them somewhere copies nothing in between.
+pub(super) fn for_each_row(
+    connection: &rusqlite::Connection,
+    sql: &str,
+    params: &[Param<'_>],
+    persistent: bool,
+    mut visit: impl FnMut(&rusqlite::Row<'_>) -> Result<(), sqlx::Error>,
+) -> Result<(), sqlx::Error> {
     let sql = numbered_placeholders(sql);
     let mut cached;
     let mut fresh;
@@ -83,40 +126,11 @@ pub(super) fn run(
         &mut fresh
     };
     bind(statement, params)?;
-    let mut rows = Vec::new();
-    // Named once per statement, and only when it returns a row that is kept: most of a
-    // batch's statements return none.
-    let mut columns: Option<Arc<[String]>> = None;
-    {
-        let mut cursor = statement.raw_query();
-        // Every row is stepped through even past `limit`, so that a statement's writes all
-        // happen, as sqlx's `fetch_optional` does.
-        while let Some(row) = cursor.next().map_err(into_sqlx)? {
-            if limit.is_some_and(|limit| rows.len() >= limit) {
-                continue;
-            }
-            let columns = columns.get_or_insert_with(|| {
-                let statement: &rusqlite::Statement<'_> = row.as_ref();
-                statement
-                    .column_names()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect()
-            });
-            let values = (0..columns.len())
-                .map(|index| row.get_ref(index).map(Value::from))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(into_sqlx)?;
-            rows.push(Row::Inline(InlineRow {
-                columns: Arc::clone(columns),
-                values,
-            }));
-        }
+    let mut rows = statement.raw_query();
+    while let Some(row) = rows.next().map_err(into_sqlx)? {
+        visit(row)?;
     }
-    let done = Done {
-        rows_affected: connection.changes(),
-    };
-    Ok((done, rows))
+    Ok(())
 }
 
 /// Runs statements without parameters, one after another.

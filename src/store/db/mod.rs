@@ -6,6 +6,7 @@
 //! writes `db::query(sql).bind(..).fetch_all(&mut *connection)` once for both.
 
 mod inline;
+pub mod page;
 mod param;
 mod query;
 mod readers;

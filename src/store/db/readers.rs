@@ -11,20 +11,31 @@
 //! here: in WAL mode a reader never waits for the writer, the API's reads are paged and
 //! indexed, and a long one costs its own thread what it cost sqlx's worker. The connections
 //! are `query_only`, so a write sent here by mistake fails instead of racing the writer.
+//!
+//! Each connection also remembers the counts of the list pages it served
+//! ([`ReadConnection::count`]) for as long as SQLite's `data_version` says that no
+//! connection, in this process or another, committed anything since: counting every matching
+//! row was a quarter of a list request.
 
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleResult};
 use rusqlite::OpenFlags;
 
-use super::inline::into_sqlx;
+use super::inline::{self, into_sqlx};
+use super::Param;
 
 /// Read connections a process opens at most: beyond the async threads, more only queue.
 const CONNECTIONS: usize = 4;
 
 /// Prepared statements each connection keeps: the API's lists and lookups.
 const STATEMENT_CACHE: usize = 64;
+
+/// Counts each connection remembers at most (a list and a viewer's filter each); past it, the
+/// connection forgets them all and starts again.
+const COUNTS: usize = 64;
 
 /// A pool of read-only SQLite connections that run statements inline.
 #[derive(Clone)]
@@ -43,6 +54,88 @@ impl std::fmt::Debug for Readers {
 
 /// One read connection, back to the pool when dropped.
 pub type Reader = managed::Object<Opener>;
+
+/// A read connection and the counts it remembers.
+pub struct ReadConnection {
+    connection: rusqlite::Connection,
+    counts: Vec<Count>,
+}
+
+/// A count, and the `data_version` it was read at.
+struct Count {
+    version: i64,
+    sql: String,
+    params: Vec<Param<'static>>,
+    total: i64,
+}
+
+impl ReadConnection {
+    /// What `sql` (a `SELECT COUNT(*) …`) counts. A count read before is answered again while
+    /// the database has not changed: `data_version` moves whenever another connection commits
+    /// a change, and this one, being query-only, makes none, so an unchanged version means the
+    /// very same rows. `cacheable` false (a statement whose text varies with its values)
+    /// keeps nothing.
+    pub fn count(
+        &mut self,
+        sql: &str,
+        params: &[Param<'static>],
+        cacheable: bool,
+    ) -> Result<i64, sqlx::Error> {
+        // Read first: a commit landing between this and the count leaves an entry that is
+        // merely older than it looks, and is counted again next time.
+        let version: i64 = self
+            .connection
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+            .map_err(into_sqlx)?;
+        if let Some(count) = self.counts.iter().find(|count| {
+            count.version == version && count.sql == sql && count.params.as_slice() == params
+        }) {
+            return Ok(count.total);
+        }
+        let mut total = None;
+        inline::for_each_row(&self.connection, sql, params, cacheable, |row| {
+            total = Some(row.get::<_, i64>(0).map_err(into_sqlx)?);
+            Ok(())
+        })?;
+        let total = total.ok_or(sqlx::Error::RowNotFound)?;
+        if cacheable {
+            self.counts.retain(|count| count.version == version);
+            if self.counts.len() >= COUNTS {
+                self.counts.clear();
+            }
+            self.counts.push(Count {
+                version,
+                sql: sql.to_owned(),
+                params: params.to_vec(),
+                total,
+            });
+        }
+        Ok(total)
+    }
+}
+
+impl std::fmt::Debug for ReadConnection {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ReadConnection")
+            .field("counts", &self.counts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deref for ReadConnection {
+    type Target = rusqlite::Connection;
+    fn deref(&self) -> &rusqlite::Connection {
+        &self.connection
+    }
+}
+
+impl DerefMut for ReadConnection {
+    fn deref_mut(&mut self) -> &mut rusqlite::Connection {
+        &mut self.connection
+    }
+}
 
 impl Readers {
     /// Readers of the SQLite file at `file`; `read_only` opens it without write access at all
@@ -84,7 +177,7 @@ pub struct Opener {
 }
 
 impl Opener {
-    fn open(&self) -> Result<rusqlite::Connection, sqlx::Error> {
+    fn open(&self) -> Result<ReadConnection, sqlx::Error> {
         let access = if self.read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY
         } else {
@@ -106,21 +199,24 @@ impl Opener {
             .execute_batch("PRAGMA temp_store = MEMORY; PRAGMA query_only = ON;")
             .map_err(into_sqlx)?;
         connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(connection)
+        Ok(ReadConnection {
+            connection,
+            counts: Vec::new(),
+        })
     }
 }
 
 impl managed::Manager for Opener {
-    type Type = rusqlite::Connection;
+    type Type = ReadConnection;
     type Error = sqlx::Error;
 
-    async fn create(&self) -> Result<rusqlite::Connection, sqlx::Error> {
+    async fn create(&self) -> Result<ReadConnection, sqlx::Error> {
         self.open()
     }
 
     async fn recycle(
         &self,
-        _connection: &mut rusqlite::Connection,
+        _connection: &mut ReadConnection,
         _metrics: &Metrics,
     ) -> RecycleResult<sqlx::Error> {
         // A local file's connection does not go stale as a network one does; a failing
@@ -199,5 +295,50 @@ mod tests {
         let missing = directory.path().join("missing.db").display().to_string();
         assert!(Store::connect_read_only(&missing).await.is_err());
         assert!(!directory.path().join("missing.db").exists());
+    }
+
+    #[tokio::test]
+    async fn a_count_is_remembered_until_anything_commits() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = store(&directory).await;
+        let Pool::SqliteReaders(readers) = store.reader() else {
+            panic!("a SQLite file is read through the inline readers");
+        };
+        let insert = |name: &'static str| {
+            let store = store.clone();
+            async move {
+                let mut transaction = store.begin().await.unwrap();
+                db::query("INSERT INTO settings (name, value) VALUES ($1, 'v')")
+                    .bind(name)
+                    .execute(&mut transaction)
+                    .await
+                    .unwrap();
+                transaction.commit().await.unwrap();
+            }
+        };
+        let sql = "SELECT COUNT(*) FROM settings WHERE name LIKE $1";
+        let params = [db::Param::Text("count-%".into())];
+        let mut reader = readers.get().await.unwrap();
+        assert_eq!(reader.count(sql, &params, true).unwrap(), 0);
+        insert("count-1").await;
+        // Another connection committed: the remembered 0 is not answered again.
+        assert_eq!(reader.count(sql, &params, true).unwrap(), 1);
+        assert_eq!(reader.count(sql, &params, true).unwrap(), 1);
+        // Other parameters are another count.
+        let other = [db::Param::Text("none-%".into())];
+        assert_eq!(reader.count(sql, &other, true).unwrap(), 0);
+        insert("count-2").await;
+        assert_eq!(reader.count(sql, &params, true).unwrap(), 2);
+        assert_eq!(reader.count(sql, &params, false).unwrap(), 2);
+
+        // A commit by another process (here: a connection outside this store) counts too.
+        let outside = rusqlite::Connection::open(directory.path().join("crm.db")).unwrap();
+        outside
+            .execute(
+                "INSERT INTO settings (name, value) VALUES ('count-3', 'v')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(reader.count(sql, &params, true).unwrap(), 3);
     }
 }
