@@ -85,7 +85,7 @@ impl Emit {
             topic: self.topic.clone(),
             key,
             envelope: Envelope {
-                event_id: uuid::Uuid::new_v4().to_string(),
+                event_id: crate::event::new_event_id(),
                 event_type: self.event_type.clone(),
                 timestamp: now_rfc3339(),
                 source: EMIT_SOURCE.to_owned(),

@@ -28,7 +28,7 @@ impl Published {
             topic: TopicName::parse(topic).expect("the CRM's topic names are valid"),
             key: key.to_owned(),
             envelope: Envelope {
-                event_id: uuid::Uuid::new_v4().to_string(),
+                event_id: crate::event::new_event_id(),
                 event_type: event_type.to_owned(),
                 timestamp: now_rfc3339(),
                 source: SOURCE.to_owned(),

@@ -420,6 +420,24 @@ mod tests {
     }
 
     #[test]
+    fn uuids_are_version_7_in_the_order_they_were_made() {
+        let mut env = environment();
+        let id = env.compile_text("id", "{{ uuid() }}").unwrap();
+        let ids: Vec<uuid::Uuid> = (0..200)
+            .map(|_| {
+                let rendered = env.render(&id, &event_context()).unwrap();
+                uuid::Uuid::parse_str(rendered.as_str().unwrap()).unwrap()
+            })
+            .collect();
+        assert!(ids.iter().all(|id| id.get_version_num() == 7));
+        assert!(
+            ids.windows(2)
+                .all(|pair| pair[0].to_string() < pair[1].to_string()),
+            "each id sorts after the one before, as text too"
+        );
+    }
+
+    #[test]
     fn mixed_text_renders_to_a_string_and_event_data_is_never_evaluated() {
         let mut env = environment();
         let title = env
