@@ -113,6 +113,14 @@ struct BenchArgs {
     /// The daemon's batch_size.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     batch_size: u64,
+    /// After the variants, run the old CRM services' re-implementation from this directory
+    /// (`DIR/run.sh N`, e.g. `../shared/seed-services`) and print how many times their
+    /// cascades per second kafka-postgres-cascade did.
+    #[arg(long, value_name = "DIR")]
+    seed_services: Option<PathBuf>,
+    /// `USER_CREATED` events the old services get (they manage about 150-180 a second).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    seed_events: u64,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -688,23 +696,45 @@ async fn run_bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Variant::ALL.to_vec()
     };
     let outcomes = bench::run(&variants, &options, explicit).await;
+    let mut side_by_side = None;
+    let mut side_by_side_failed = false;
+    if let Some(directory) = &args.seed_services {
+        let compared = bench::seed::run_seed_services(directory, args.seed_events as usize)
+            .await
+            .map_err(|error| error.to_string())
+            .and_then(|seed| bench::seed::compare(seed, &outcomes));
+        match compared {
+            Ok(compared) => side_by_side = Some(compared),
+            Err(error) => {
+                eprintln!("bench: side by side: {error}");
+                side_by_side_failed = true;
+            }
+        }
+    }
+    let mut table = bench::report::render(&outcomes);
+    if let Some(compared) = &side_by_side {
+        table.push('\n');
+        table.push_str(&bench::seed::render(compared));
+    }
     if args.json {
         // The table too, for the person watching; stdout stays pure JSON.
-        eprintln!("{}", bench::report::render(&outcomes));
+        eprintln!("{table}");
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "machine": bench::report::machine(),
                 "options": options,
                 "results": outcomes,
+                "side_by_side": side_by_side,
             }))?
         );
     } else {
-        println!("{}", bench::report::render(&outcomes));
+        println!("{table}");
     }
-    let failed = outcomes
-        .iter()
-        .any(|outcome| matches!(outcome, Outcome::Failed { .. }));
+    let failed = side_by_side_failed
+        || outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, Outcome::Failed { .. }));
     Ok(if failed {
         ExitCode::FAILURE
     } else {

@@ -11,6 +11,7 @@ mod broker;
 pub mod report;
 mod rest;
 mod scenario;
+pub mod seed;
 mod tracker;
 mod workload;
 
