@@ -6,6 +6,7 @@
 
 mod emit;
 mod filter;
+pub mod fold;
 mod http;
 mod insert;
 mod query;
@@ -342,6 +343,9 @@ pub struct Run<'a, 'c> {
     /// Events emitted so far. The caller appends them to the event log before it commits
     /// (one multi-row insert for the whole transaction) and logs them after.
     pub emitted: &'a mut Vec<Event>,
+    /// Where foldable increments are summed, in a batch's first pass; `None` runs every
+    /// statement at once.
+    pub folds: Option<&'a mut fold::Folds>,
 }
 
 /// Which action failed and why.

@@ -15,8 +15,14 @@ pub struct Upsert {
     pub table: Ident,
     table_columns: Vec<Column>,
     values: Vec<ColumnValue>,
+    /// How many of `values` are the `where:` keys, then the `set:` columns (the rest are the
+    /// increments).
+    keys: usize,
+    sets: usize,
     sql: String,
     as_name: Option<String>,
+    /// Whether its increments may be summed across a batch ([`super::fold`]).
+    foldable: bool,
 }
 
 pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpsertDef) -> Option<Upsert> {
@@ -61,17 +67,40 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &UpsertDef) 
             .then(|| row_columns(&table_columns))
             .as_deref(),
     );
+    let (key_count, set_count) = (keys.len(), set.len());
     let values = keys.into_iter().chain(set).chain(increment).collect();
     Some(Upsert {
         table_columns,
         table,
         values,
+        keys: key_count,
+        sets: set_count,
         sql,
         as_name,
+        foldable: false,
     })
 }
 
 impl Upsert {
+    /// Whether it only adds to counters: no `set:` and no `as:`.
+    pub(super) fn only_increments(&self) -> bool {
+        self.as_name.is_none() && self.sets == 0 && self.values.len() > self.keys
+    }
+
+    /// Its statement.
+    pub(super) fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    pub(super) fn set_foldable(&mut self, foldable: bool) {
+        self.foldable = foldable;
+    }
+
+    /// Whether its increments are summed across a batch.
+    pub fn foldable(&self) -> bool {
+        self.foldable
+    }
+
     pub(super) async fn execute(
         &self,
         run: &mut Run<'_, '_>,
@@ -79,6 +108,14 @@ impl Upsert {
     ) -> Result<(), ActionError> {
         let context = scope.context();
         let params = super::typed_params(&self.values, run.templates, &context)?;
+        if let (true, Some(folds)) = (self.foldable, run.folds.as_deref_mut()) {
+            let (key, increments) = params.split_at(self.keys);
+            if folds.add(&self.sql, key, increments).is_ok() {
+                return Ok(());
+            }
+            // Not summable: what is pending goes first, so the rows change in event order.
+            folds.write(&mut *run.connection).await?;
+        }
         let statement = db::query(&self.sql).bind_all(params);
         // Without `as:` nothing reads the row, and the statement returns none.
         let Some(name) = &self.as_name else {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::store::db::Conn;
 
+use crate::action::fold::Folds;
 use crate::action::{run_steps, Run, Scope};
 use crate::event::{Event, TopicName};
 use crate::route::{Route, RouteName, RouteSet};
@@ -163,6 +164,7 @@ pub async fn handle_record(
     http: &reqwest::Client,
     attempt: Attempt<'_>,
     only_route: Option<&str>,
+    mut folds: Option<&mut Folds>,
 ) -> Result<Handled, Retry> {
     let mut handled = Handled::default();
     // A replay of one route's letter keeps naming that route, so replaying it later cannot
@@ -253,6 +255,7 @@ pub async fn handle_record(
                 http,
                 attempt,
                 scope,
+                folds: folds.as_deref_mut(),
             },
             &mut handled,
         )
@@ -264,34 +267,43 @@ pub async fn handle_record(
     Ok(handled)
 }
 
-/// Runs `route`'s steps for `event` on `connection`, collecting what they emit.
+/// A route to run for an event, with what its steps need from the route set.
+#[derive(Clone, Copy)]
+struct RouteFor<'a> {
+    route: &'a Route,
+    routes: &'a RouteSet,
+    http: &'a reqwest::Client,
+    event: &'a Event,
+}
+
+/// Runs the route's steps on `connection`, collecting what they emit.
 async fn steps_of(
     connection: &mut Conn<'_>,
-    route: &Route,
-    routes: &RouteSet,
-    http: &reqwest::Client,
-    event: &Event,
+    route: RouteFor<'_>,
     emitted: &mut Vec<Event>,
     scope: &mut Scope,
+    folds: Option<&mut Folds>,
 ) -> Result<(), crate::action::StepFailure> {
     let mut run = Run {
         connection,
-        templates: &routes.templates,
-        schemas: &routes.schemas,
-        http,
-        event,
-        route: &route.name,
+        templates: &route.routes.templates,
+        schemas: &route.routes.schemas,
+        http: route.http,
+        event: route.event,
+        route: &route.route.name,
         emitted,
+        folds,
     };
-    run_steps(&mut run, &route.steps, scope).await
+    run_steps(&mut run, &route.route.steps, scope).await
 }
 
-/// How one route runs for one event: the HTTP client, which attempt, and the scope it starts
-/// from.
+/// How one route runs for one event: the HTTP client, which attempt, the scope it starts
+/// from, and (in a batch's unguarded pass) where its increments are folded.
 struct RouteRun<'a> {
     http: &'a reqwest::Client,
     attempt: Attempt<'a>,
     scope: Scope,
+    folds: Option<&'a mut Folds>,
 }
 
 async fn run_route(
@@ -307,6 +319,7 @@ async fn run_route(
         http,
         attempt,
         mut scope,
+        folds,
     } = how;
     let event_id = &event.envelope.event_id;
     let event_type = &event.envelope.event_type;
@@ -328,19 +341,17 @@ async fn run_route(
             }
         }
     }
+    let route_for = RouteFor {
+        route,
+        routes,
+        http,
+        event,
+    };
     let mut route_emitted = Vec::new();
     if !attempt.guarded {
         // No savepoint: on failure the caller discards the whole transaction (see
         // `Attempt::guarded`).
-        let ran = steps_of(
-            connection,
-            route,
-            routes,
-            http,
-            event,
-            &mut route_emitted,
-            &mut scope,
-        );
+        let ran = steps_of(connection, route_for, &mut route_emitted, &mut scope, folds);
         return match ran.await {
             Ok(()) => {
                 handled.applied.push(route.name.clone());
@@ -358,12 +369,10 @@ async fn run_route(
     let mut savepoint = connection.begin().await.map_err(store_retry)?;
     let result = steps_of(
         &mut savepoint,
-        route,
-        routes,
-        http,
-        event,
+        route_for,
         &mut route_emitted,
         &mut scope,
+        None,
     )
     .await;
     match result {
@@ -506,10 +515,17 @@ mod tests {
                 may_retry: true,
                 guarded: true,
             };
-            let outcome =
-                handle_record(&mut transaction, record, &self.routes, &http, attempt, None)
-                    .await
-                    .map(|handled| handled.emitted);
+            let outcome = handle_record(
+                &mut transaction,
+                record,
+                &self.routes,
+                &http,
+                attempt,
+                None,
+                None,
+            )
+            .await
+            .map(|handled| handled.emitted);
             match outcome {
                 Ok(_) => transaction.commit().await.unwrap(),
                 Err(_) => transaction.rollback().await.unwrap(),

@@ -21,6 +21,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::action::fold::Folds;
 use crate::event::Event;
 use crate::route::RouteSet;
 use crate::store::log::{self, LogRecord, EMBEDDED_STREAM};
@@ -329,6 +330,9 @@ impl Engine {
             .collect();
         let mut claimed =
             log::claim_events(&mut connection, &self.options.consumer, &claimable).await?;
+        // The unguarded pass sums foldable increments here and writes them before it turns
+        // guarded and before the commit (see action::fold).
+        let mut folds = Folds::default();
         for (index, record) in records.iter().enumerate() {
             if let Some((event_id, event_type)) = &envelopes[index] {
                 // Removed once applied, so a second copy in the same batch is skipped too.
@@ -341,21 +345,45 @@ impl Engine {
                         .matching(&record.topic, event_type)
                         .any(|route| crate::action::calls_http(&route.steps));
             }
+            if guarded && !folds.is_empty() && folds.write(&mut connection).await.is_err() {
+                drop(connection);
+                drop(lock);
+                transaction.rollback().await?;
+                return Ok(Err(index));
+            }
             let attempt = Attempt {
                 guarded,
                 ..Attempt::first()
             };
             let result = if guarded {
                 let mut savepoint = connection.begin().await?;
-                let result =
-                    handle_record(&mut savepoint, record, routes, &self.http, attempt, None).await;
+                let result = handle_record(
+                    &mut savepoint,
+                    record,
+                    routes,
+                    &self.http,
+                    attempt,
+                    None,
+                    None,
+                )
+                .await;
                 match result {
                     Ok(_) => savepoint.commit().await?,
                     Err(_) => savepoint.rollback().await?,
                 }
                 result
             } else {
-                handle_record(&mut connection, record, routes, &self.http, attempt, None).await
+                let folds = Some(&mut folds);
+                handle_record(
+                    &mut connection,
+                    record,
+                    routes,
+                    &self.http,
+                    attempt,
+                    None,
+                    folds,
+                )
+                .await
             };
             match result {
                 Ok(mut handled) => {
@@ -386,6 +414,14 @@ impl Engine {
                     break;
                 }
             }
+        }
+        // A folded statement that fails abandons the first pass like any failing route; the
+        // guarded pass then finds the event it belongs to, one by one.
+        if !folds.is_empty() && folds.write(&mut connection).await.is_err() {
+            drop(connection);
+            drop(lock);
+            transaction.rollback().await?;
+            return Ok(Err(records.len()));
         }
         log::append_all(&mut connection, &published).await?;
         if done != position {
@@ -484,9 +520,17 @@ impl Engine {
                         may_retry: true,
                         guarded: true,
                     };
-                    handle_record(&mut transaction, record, &routes, &self.http, attempt, None)
-                        .await
-                        .map(Some)
+                    handle_record(
+                        &mut transaction,
+                        record,
+                        &routes,
+                        &self.http,
+                        attempt,
+                        None,
+                        None,
+                    )
+                    .await
+                    .map(Some)
                 };
                 match result {
                     Ok(handled) => {

@@ -165,6 +165,7 @@ impl Replayer {
             &self.http,
             attempt,
             letter.route.as_deref(),
+            None,
         )
         .await
         .map_err(|retry| ReplayError::Interrupted(retry.error))?;

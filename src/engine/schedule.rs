@@ -295,6 +295,7 @@ impl Scheduler {
                 event: &event,
                 route: &route.name,
                 emitted: &mut emitted,
+                folds: None,
             };
             run_steps(&mut run, &route.steps, &mut scope).await
         };

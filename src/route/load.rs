@@ -317,6 +317,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<RouteSet, Vec<Diagnostic>> {
     if !diagnostics.is_empty() {
         return Err(diagnostics);
     }
+    crate::action::fold::mark_foldable(&mut routes);
     Ok(RouteSet {
         routes,
         templates,

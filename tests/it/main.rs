@@ -13,6 +13,7 @@ mod crm_flows;
 mod dead_letters;
 mod faults;
 mod flood;
+mod folding;
 mod hostile;
 mod http_errors;
 mod kafka;

@@ -1,0 +1,155 @@
+//! Counter increments folded across a batch leave exactly the rows the events leave one by
+//! one: sums per key, skipped events skipped, and a failing sum found event by event.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use test_case::test_case;
+
+use crate::support::{drained, Backend, Project};
+
+const MIGRATION: &str = "CREATE TABLE hits (\n  day TEXT NOT NULL,\n  kind TEXT NOT NULL,\n  \
+    n INTEGER NOT NULL DEFAULT 0 CHECK (n <= 500),\n  events INTEGER NOT NULL DEFAULT 0,\n  \
+    PRIMARY KEY (day, kind)\n);\n";
+
+const ROUTE: &str = r#"routes:
+  - name: count-hits
+    on: {topic: test.events, type: HIT}
+    actions:
+      - upsert:
+          when: "data.n != 0"
+          table: hits
+          where: {day: "{{ data.day }}", kind: "{{ data.kind }}"}
+          increment: {n: "{{ data.n }}", events: 1}
+"#;
+
+/// `count` HIT events, appended to the log in one statement so that the consumer reads them
+/// in batches of its `batch_size`: twelve keys (day, kind), increments from -3 to 9
+/// (0 is skipped by the step's `when:`).
+fn hits(count: usize) -> Vec<(String, String, i64)> {
+    (0..count)
+        .map(|i| {
+            let day = format!("2026-12-0{}", 1 + i % 2);
+            let kind = ["a", "b", "c", "d", "e", "f"][(i / 2) % 6].to_owned();
+            let n = ((i * 7) % 13) as i64 - 3;
+            (day, kind, n)
+        })
+        .collect()
+}
+
+async fn append(project: &Project, events: &[(String, String, i64)]) {
+    let db = project.database().await;
+    let mut sql = String::from(
+        "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) VALUES ",
+    );
+    for (index, (day, kind, n)) in events.iter().enumerate() {
+        let id = format!("hit-{index:05}");
+        let envelope = json!({
+            "eventId": id, "eventType": "HIT", "timestamp": "2026-12-04T00:00:00.000Z",
+            "source": "test", "data": {"day": day, "kind": kind, "n": n}
+        });
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "('{id}', 'test.events', '{kind}', 'HIT', '{}', '2026-12-04T00:00:00.000Z')",
+            envelope.to_string().replace('\'', "''")
+        ));
+    }
+    sqlx::query(&sql).execute(&db).await.unwrap();
+}
+
+/// Each key's row: (day, kind) → (n, events).
+type Rows = BTreeMap<(String, String), (i64, i64)>;
+
+async fn rows(project: &Project) -> Rows {
+    let db = project.database().await;
+    drained(&db).await;
+    sqlx::query_as::<_, (String, String, i64, i64)>("SELECT day, kind, n, events FROM hits")
+        .fetch_all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(day, kind, n, events)| ((day, kind), (n, events)))
+        .collect()
+}
+
+/// What the events leave one by one, and which of them fail: an increment that would take a
+/// key past the CHECK is refused and changes nothing.
+fn one_by_one(events: &[(String, String, i64)]) -> (Rows, Vec<String>) {
+    let mut expected = Rows::new();
+    let mut refused = Vec::new();
+    for (index, (day, kind, n)) in events.iter().enumerate() {
+        if *n == 0 {
+            continue;
+        }
+        let row = expected
+            .entry((day.clone(), kind.clone()))
+            .or_insert((0, 0));
+        if row.0 + n > 500 {
+            refused.push(format!("hit-{index:05}"));
+            if row.1 == 0 {
+                expected.remove(&(day.clone(), kind.clone()));
+            }
+            continue;
+        }
+        *row = (row.0 + n, row.1 + 1);
+    }
+    (expected, refused)
+}
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn folded_increments_equal_the_events_one_by_one(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    project.write("migrations/20270101000000_hits.sql", MIGRATION);
+    project.write("routes/hits.yaml", ROUTE);
+    let _daemon = project.start();
+    // 1,200 events: two full batches of 500 and a partial one, twelve keys, skipped zeros.
+    let events = hits(1_200);
+    append(&project, &events).await;
+    let (expected, refused) = one_by_one(&events);
+    assert!(refused.is_empty(), "this stream stays below the CHECK");
+    assert_eq!(rows(&project).await, expected);
+    let db = project.database().await;
+    assert_eq!(
+        crate::support::count(&db, "SELECT COUNT(*) FROM dead_letters").await,
+        0
+    );
+}
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn a_folded_sum_that_fails_is_found_event_by_event(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    project.write("migrations/20270101000000_hits.sql", MIGRATION);
+    project.write("routes/hits.yaml", ROUTE);
+    let _daemon = project.start();
+    // One key takes 9 a time until it would pass 500: its sum fails the CHECK as one
+    // statement, so the batch is handled again one event at a time, and exactly the events
+    // that would cross the limit are dead-lettered.
+    let mut events = hits(300);
+    events.extend((0..70).map(|_| ("2026-12-09".to_owned(), "hot".to_owned(), 9)));
+    events.extend(hits(30));
+    append(&project, &events).await;
+    let (expected, refused) = one_by_one(&events);
+    assert_eq!(
+        refused.len(),
+        70 - 55,
+        "55 × 9 = 495 fit, the 56th would make 504"
+    );
+    assert_eq!(rows(&project).await, expected);
+    let db = project.database().await;
+    let letters: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM dead_letters ORDER BY event_id")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(letters, refused);
+}
