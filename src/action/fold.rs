@@ -37,10 +37,11 @@ struct FoldKey {
     key: Vec<KeyPart>,
 }
 
-/// A key value that can be hashed: what `where:` columns of counters hold.
+/// A key value that can be hashed: what `where:` columns of counters hold. Not NULL: a unique
+/// key never conflicts on a NULL, so each such event inserts a row of its own, which a sum
+/// would merge into one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum KeyPart {
-    Null(db::Kind),
     Bool(bool),
     Int(i64),
     Text(String),
@@ -49,7 +50,6 @@ enum KeyPart {
 impl KeyPart {
     fn of(param: &Param<'_>) -> Option<Self> {
         Some(match param {
-            Param::Null(kind) => Self::Null(*kind),
             Param::Bool(value) => Self::Bool(*value),
             Param::Int(value) => Self::Int(*value),
             Param::Text(text) => Self::Text(text.to_string()),
@@ -300,6 +300,11 @@ mod tests {
         assert_eq!(folds.pending[0].increments, [-3]);
         assert!(folds.add(&sql, &key("a"), &[Param::Float(0.5)]).is_err());
         assert!(folds.add(&sql, &key("b"), &[Param::Int(i64::MAX)]).is_err());
+        let null = [Param::Null(db::Kind::Text)];
+        assert!(
+            folds.add(&sql, &null, &[Param::Int(1)]).is_err(),
+            "NULL keys never conflict: one row per event, not one sum"
+        );
         assert_eq!(
             (
                 folds.pending[0].increments[0],

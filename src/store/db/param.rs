@@ -14,7 +14,7 @@ use crate::store::column_type::{sqlite_instant_text, sqlite_time_text, sqlite_ti
 
 /// The type of a NULL parameter. PostgreSQL refuses a NULL of the wrong type for some columns
 /// (a text NULL in a date column), so even a NULL carries one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `bigint`; PostgreSQL assigns it to integer, floating-point, numeric and text columns.
     Int,
