@@ -93,16 +93,13 @@ impl Insert {
         let context = scope.context();
         let params = super::typed_params(&self.values, run.templates, &context)?;
         let statement = db::query(&self.sql).bind_all(params);
-        // Without `as:` nothing reads the row, and the statement returns none.
-        let Some(name) = &self.as_name else {
-            statement.execute(&mut *run.connection).await?;
-            return Ok(());
-        };
-        let value = match statement.fetch_optional(&mut *run.connection).await? {
-            Some(row) => serde_json::Value::Object(row.to_json(Some(&self.table_columns))?),
-            None => serde_json::Value::Null,
-        };
-        scope.set_step(name, &value);
-        Ok(())
+        super::run_keeping_row(
+            run,
+            statement,
+            self.as_name.as_deref(),
+            &self.table_columns,
+            scope,
+        )
+        .await
     }
 }

@@ -26,7 +26,8 @@ use crate::route::compile::{ColumnValue, Compiler};
 use crate::route::model::ActionDef;
 use crate::route::RouteName;
 use crate::schema::SchemaRegistry;
-use crate::store::db::{Conn, Param};
+use crate::store::catalog::Column;
+use crate::store::db::{self, Conn, Param};
 use crate::store::sql::typed_param;
 use crate::template::{Condition, RenderError, TemplateEnvironment, TemplateValue};
 
@@ -324,6 +325,28 @@ fn typed_params(
                 .map_err(|refused| ActionError::Refused(refused.at(&value.at)))
         })
         .collect()
+}
+
+/// Runs an insert's or upsert's `statement` and keeps the row it returns as `steps.<as_name>`
+/// (`null` when it returns none). Without `as:` nothing reads the row, and the statement was
+/// built to return none.
+async fn run_keeping_row(
+    run: &mut Run<'_, '_>,
+    statement: db::Query<'_>,
+    as_name: Option<&str>,
+    table_columns: &[Column],
+    scope: &mut Scope,
+) -> Result<(), ActionError> {
+    let Some(name) = as_name else {
+        statement.execute(&mut *run.connection).await?;
+        return Ok(());
+    };
+    let value = match statement.fetch_optional(&mut *run.connection).await? {
+        Some(row) => serde_json::Value::Object(row.to_json(Some(table_columns))?),
+        None => serde_json::Value::Null,
+    };
+    scope.set_step(name, &value);
+    Ok(())
 }
 
 /// Everything an action needs while it runs.
