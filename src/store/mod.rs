@@ -231,8 +231,9 @@ impl Store {
                 // in-memory database exists only inside sqlx's connections, so it keeps
                 // sqlx's.
                 let reader = match exclusive::sqlite_file(&url) {
-                    Some(file) => Pool::SqliteReaders(db::Readers::new(
-                        file,
+                    // The file as sqlx opens it (percent-decoded), not as the URL spells it.
+                    Some(_) => Pool::SqliteReaders(db::Readers::new(
+                        options.get_filename().to_owned(),
                         access == Access::ReadOnly,
                         SQLITE_BUSY_TIMEOUT,
                     )),

@@ -123,9 +123,17 @@ pub async fn fetch(pool: &Pool, page: PageQuery<'_>) -> Result<(i64, String), sq
     match pool {
         Pool::SqliteReaders(readers) => {
             let mut reader = readers.get().await?;
-            let total = reader.count(page.count, page.count_params, page.cacheable)?;
-            let json = render_inline(&reader, &page)?;
-            Ok((total, json))
+            // One read transaction: the count and the page describe the same moment, as the
+            // single aggregated statement does.
+            inline::run_batch(&reader, "BEGIN")?;
+            let read = reader
+                .count(page.count, page.count_params, page.cacheable)
+                .and_then(|total| Ok((total, render_inline(&reader, &page)?)));
+            let ended =
+                inline::run_batch(&reader, if read.is_ok() { "COMMIT" } else { "ROLLBACK" });
+            let read = read?;
+            ended?;
+            Ok(read)
         }
         Pool::Sqlite(_) => aggregated(pool, Dialect::Sqlite, &page).await,
         Pool::Postgres(_) => aggregated(pool, Dialect::Postgres, &page).await,

@@ -216,12 +216,19 @@ impl managed::Manager for Opener {
 
     async fn recycle(
         &self,
-        _connection: &mut ReadConnection,
+        connection: &mut ReadConnection,
         _metrics: &Metrics,
     ) -> RecycleResult<sqlx::Error> {
-        // A local file's connection does not go stale as a network one does; a failing
-        // statement reports its own error.
-        Ok(())
+        // A local file's connection does not go stale as a network one does. One left inside a
+        // transaction (a savepoint whose rollback failed) would serve a frozen snapshot and
+        // hold back checkpoints: it is closed instead.
+        if connection.is_autocommit() {
+            Ok(())
+        } else {
+            Err(managed::RecycleError::message(
+                "a read connection was returned inside a transaction",
+            ))
+        }
     }
 }
 
