@@ -345,11 +345,14 @@ impl Engine {
                         .matching(&record.topic, event_type)
                         .any(|route| crate::action::calls_http(&route.steps));
             }
-            if guarded && !folds.is_empty() && folds.write(&mut connection).await.is_err() {
-                drop(connection);
-                drop(lock);
-                transaction.rollback().await?;
-                return Ok(Err(index));
+            if guarded && !folds.is_empty() {
+                if let Err(error) = folds.write(&mut connection).await {
+                    tracing::debug!(%error, "a folded increment failed; the batch runs again event by event");
+                    drop(connection);
+                    drop(lock);
+                    transaction.rollback().await?;
+                    return Ok(Err(index));
+                }
             }
             let attempt = Attempt {
                 guarded,
@@ -417,11 +420,14 @@ impl Engine {
         }
         // A folded statement that fails abandons the first pass like any failing route; the
         // guarded pass then finds the event it belongs to, one by one.
-        if !folds.is_empty() && folds.write(&mut connection).await.is_err() {
-            drop(connection);
-            drop(lock);
-            transaction.rollback().await?;
-            return Ok(Err(records.len()));
+        if !folds.is_empty() {
+            if let Err(error) = folds.write(&mut connection).await {
+                tracing::debug!(%error, "a folded increment failed; the batch runs again event by event");
+                drop(connection);
+                drop(lock);
+                transaction.rollback().await?;
+                return Ok(Err(records.len()));
+            }
         }
         log::append_all(&mut connection, &published).await?;
         if done != position {

@@ -317,7 +317,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<RouteSet, Vec<Diagnostic>> {
     if !diagnostics.is_empty() {
         return Err(diagnostics);
     }
-    crate::action::fold::mark_foldable(&mut routes);
+    crate::action::fold::mark_foldable(&mut routes, options.catalog);
     Ok(RouteSet {
         routes,
         templates,

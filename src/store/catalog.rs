@@ -1,6 +1,6 @@
 //! What tables and columns exist, for `check` and for reload-time validation of routes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::column_type::ColumnType;
 use super::db::{self, Conn};
@@ -33,6 +33,11 @@ impl Column {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     tables: BTreeMap<String, Vec<Column>>,
+    /// Tables where nothing but their rows' final values can be observed: no CHECK, foreign
+    /// key or exclusion constraint, no trigger on them or mentioning them, no view or rule
+    /// reading them, no computed column default. Only there may a batch's increments be
+    /// summed into one statement (`action::fold`).
+    plain: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -40,7 +45,14 @@ impl Catalog {
     pub fn from_tables(tables: impl IntoIterator<Item = (String, Vec<Column>)>) -> Self {
         Self {
             tables: tables.into_iter().collect(),
+            plain: BTreeSet::new(),
         }
+    }
+
+    /// Whether nothing but the final values of `table`'s rows can be observed (see
+    /// [`Catalog`]'s `plain`).
+    pub fn is_plain(&self, table: &str) -> bool {
+        self.plain.contains(table)
     }
 
     /// Columns of `table`, if the table exists.
@@ -90,5 +102,37 @@ pub(super) async fn read(
             row.try_get::<String, _>("column_type")?,
         ));
     }
-    Ok(Catalog { tables })
+    let plain_sql = match dialect {
+        // Conservative by text: any mention of CHECK or REFERENCES in the table's definition,
+        // of the table in a trigger or view, or a default that calls something, disqualifies.
+        Dialect::Sqlite => {
+            "SELECT m.name AS table_name FROM sqlite_master m \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+             AND instr(lower(m.sql), 'check') = 0 AND instr(lower(m.sql), 'references') = 0 \
+             AND NOT EXISTS (SELECT 1 FROM sqlite_master o WHERE o.type IN ('trigger', 'view') \
+                 AND (o.tbl_name = m.name OR instr(lower(o.sql), lower(m.name)) > 0)) \
+             AND NOT EXISTS (SELECT 1 FROM pragma_table_info(m.name) p \
+                 WHERE p.dflt_value IS NOT NULL AND (instr(p.dflt_value, '(') > 0 \
+                     OR upper(p.dflt_value) LIKE 'CURRENT%'))"
+        }
+        Dialect::Postgres => {
+            "SELECT c.relname::text AS table_name FROM pg_class c \
+             WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' \
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid \
+                 AND k.contype IN ('c', 'f', 'x', 't')) \
+             AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE NOT t.tgisinternal \
+                 AND (t.tgrelid = c.oid OR EXISTS (SELECT 1 FROM pg_proc f \
+                     WHERE f.oid = t.tgfoid AND position(c.relname IN f.prosrc) > 0))) \
+             AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid) \
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid \
+                 WHERE d.refobjid = c.oid) \
+             AND NOT EXISTS (SELECT 1 FROM pg_attrdef a WHERE a.adrelid = c.oid \
+                 AND position('(' IN pg_get_expr(a.adbin, a.adrelid)) > 0)"
+        }
+    };
+    let mut plain = BTreeSet::new();
+    for row in db::query(plain_sql).fetch_all(&mut *connection).await? {
+        plain.insert(row.try_get::<String, _>("table_name")?);
+    }
+    Ok(Catalog { tables, plain })
 }

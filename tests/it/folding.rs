@@ -8,9 +8,20 @@ use test_case::test_case;
 
 use crate::support::{drained, Backend, Project};
 
-const MIGRATION: &str = "CREATE TABLE hits (\n  day TEXT NOT NULL,\n  kind TEXT NOT NULL,\n  \
-    n INTEGER NOT NULL DEFAULT 0 CHECK (n <= 500),\n  events INTEGER NOT NULL DEFAULT 0,\n  \
-    PRIMARY KEY (day, kind)\n);\n";
+/// A counter table folding may sum into: no CHECK, trigger, view or computed default. On
+/// SQLite it is STRICT, so that an overflowing count is an error (as on PostgreSQL) instead of
+/// turning into a REAL.
+fn migration(backend: Backend) -> String {
+    let (integer, strict) = match backend {
+        Backend::Sqlite => ("INTEGER", " STRICT"),
+        Backend::Postgres => ("BIGINT", ""),
+    };
+    format!(
+        "CREATE TABLE hits (\n  day TEXT NOT NULL,\n  kind TEXT NOT NULL,\n  \
+         n {integer} NOT NULL DEFAULT 0,\n  events {integer} NOT NULL DEFAULT 0,\n  \
+         PRIMARY KEY (day, kind)\n){strict};\n"
+    )
+}
 
 const ROUTE: &str = r#"routes:
   - name: count-hits
@@ -37,13 +48,13 @@ fn hits(count: usize) -> Vec<(String, String, i64)> {
         .collect()
 }
 
-async fn append(project: &Project, events: &[(String, String, i64)]) {
+async fn append(project: &Project, events: &[(String, String, i64)], first: usize) {
     let db = project.database().await;
     let mut sql = String::from(
         "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) VALUES ",
     );
     for (index, (day, kind, n)) in events.iter().enumerate() {
-        let id = format!("hit-{index:05}");
+        let id = format!("hit-{:05}", first + index);
         let envelope = json!({
             "eventId": id, "eventType": "HIT", "timestamp": "2026-12-04T00:00:00.000Z",
             "source": "test", "data": {"day": day, "kind": kind, "n": n}
@@ -74,8 +85,8 @@ async fn rows(project: &Project) -> Rows {
         .collect()
 }
 
-/// What the events leave one by one, and which of them fail: an increment that would take a
-/// key past the CHECK is refused and changes nothing.
+/// What the events leave one by one, and which of them fail: an increment that would overflow
+/// its key's count is refused and changes nothing.
 fn one_by_one(events: &[(String, String, i64)]) -> (Rows, Vec<String>) {
     let mut expected = Rows::new();
     let mut refused = Vec::new();
@@ -86,7 +97,7 @@ fn one_by_one(events: &[(String, String, i64)]) -> (Rows, Vec<String>) {
         let row = expected
             .entry((day.clone(), kind.clone()))
             .or_insert((0, 0));
-        if row.0 + n > 500 {
+        if row.0.checked_add(*n).is_none() {
             refused.push(format!("hit-{index:05}"));
             if row.1 == 0 {
                 expected.remove(&(day.clone(), kind.clone()));
@@ -105,14 +116,14 @@ async fn folded_increments_equal_the_events_one_by_one(backend: Backend) {
     let Some(project) = Project::empty_on(backend) else {
         return;
     };
-    project.write("migrations/20270101000000_hits.sql", MIGRATION);
+    project.write("migrations/20270101000000_hits.sql", &migration(backend));
     project.write("routes/hits.yaml", ROUTE);
     let _daemon = project.start();
     // 1,200 events: two full batches of 500 and a partial one, twelve keys, skipped zeros.
     let events = hits(1_200);
-    append(&project, &events).await;
+    append(&project, &events, 0).await;
     let (expected, refused) = one_by_one(&events);
-    assert!(refused.is_empty(), "this stream stays below the CHECK");
+    assert!(refused.is_empty(), "this stream overflows nothing");
     assert_eq!(rows(&project).await, expected);
     let db = project.database().await;
     assert_eq!(
@@ -128,21 +139,31 @@ async fn a_folded_sum_that_fails_is_found_event_by_event(backend: Backend) {
     let Some(project) = Project::empty_on(backend) else {
         return;
     };
-    project.write("migrations/20270101000000_hits.sql", MIGRATION);
+    project.write("migrations/20270101000000_hits.sql", &migration(backend));
     project.write("routes/hits.yaml", ROUTE);
     let _daemon = project.start();
-    // One key takes 9 a time until it would pass 500: its sum fails the CHECK as one
-    // statement, so the batch is handled again one event at a time, and exactly the events
-    // that would cross the limit are dead-lettered.
-    let mut events = hits(300);
-    events.extend((0..70).map(|_| ("2026-12-09".to_owned(), "hot".to_owned(), 9)));
-    events.extend(hits(30));
-    append(&project, &events).await;
+    let hot = |n: i64, count: usize| {
+        (0..count).map(move |_| ("2026-12-09".to_owned(), "hot".to_owned(), n))
+    };
+    // First a count near the top of a 64-bit integer...
+    let mut events: Vec<_> = hot(2_000_000_000_000_000_000, 4).collect();
+    append(&project, &events, 0).await;
+    rows(&project).await;
+    // ...then a batch whose sum fits in Rust but overflows the row: the folded statement
+    // fails, the batch is handled again one event at a time, and exactly the events that
+    // would overflow are dead-lettered.
+    let second: Vec<_> = hits(200)
+        .into_iter()
+        .chain(hot(100_000_000_000_000_000, 30))
+        .chain(hits(20))
+        .collect();
+    append(&project, &second, events.len()).await;
+    events.extend(second);
     let (expected, refused) = one_by_one(&events);
     assert_eq!(
         refused.len(),
-        70 - 55,
-        "55 × 9 = 495 fit, the 56th would make 504"
+        30 - 12,
+        "8e18 + 12 × 1e17 fits, one more does not"
     );
     assert_eq!(rows(&project).await, expected);
     let db = project.database().await;
