@@ -288,6 +288,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn readers_open_the_file_sqlx_opens_for_an_encoded_path() {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/my%20crm.db", directory.path().display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate(None).await.unwrap();
+        assert!(directory.path().join("my crm.db").exists());
+        let (tables,): (i64,) =
+            db::query("SELECT COUNT(*) FROM sqlite_master WHERE name = 'event_log'")
+                .fetch_one_as(store.reader())
+                .await
+                .unwrap();
+        assert_eq!(
+            tables, 1,
+            "the readers see the migrated file, not another one"
+        );
+    }
+
+    #[tokio::test]
     async fn a_read_only_store_opens_its_readers_without_write_access() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("crm.db").display().to_string();
