@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use test_case::test_case;
 
-use crate::support::{drained, Backend, Project};
+use crate::support::{drained, Backend, Daemon, Project};
 
 /// A counter table folding may sum into: no CHECK, trigger, view or computed default. On
 /// SQLite it is STRICT, so that an overflowing count is an error (as on PostgreSQL) instead of
@@ -109,39 +109,47 @@ fn one_by_one(events: &[(String, String, i64)]) -> (Rows, Vec<String>) {
     (expected, refused)
 }
 
+/// A project with the counter table and route, and its daemon running.
+fn counting(backend: Backend) -> Option<(Project, Daemon)> {
+    let project = Project::empty_on(backend)?;
+    project.write("migrations/20270101000000_hits.sql", &migration(backend));
+    project.write("routes/hits.yaml", ROUTE);
+    let daemon = project.start();
+    Some((project, daemon))
+}
+
+/// The ids of the dead-lettered events, in order.
+async fn dead_letters(project: &Project) -> Vec<String> {
+    let db = project.database().await;
+    sqlx::query_scalar("SELECT event_id FROM dead_letters ORDER BY event_id")
+        .fetch_all(&db)
+        .await
+        .unwrap()
+}
+
 #[test_case(Backend::Sqlite ; "sqlite")]
 #[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
 async fn folded_increments_equal_the_events_one_by_one(backend: Backend) {
-    let Some(project) = Project::empty_on(backend) else {
+    let Some((project, _daemon)) = counting(backend) else {
         return;
     };
-    project.write("migrations/20270101000000_hits.sql", &migration(backend));
-    project.write("routes/hits.yaml", ROUTE);
-    let _daemon = project.start();
     // 1,200 events: two full batches of 500 and a partial one, twelve keys, skipped zeros.
     let events = hits(1_200);
     append(&project, &events, 0).await;
     let (expected, refused) = one_by_one(&events);
     assert!(refused.is_empty(), "this stream overflows nothing");
     assert_eq!(rows(&project).await, expected);
-    let db = project.database().await;
-    assert_eq!(
-        crate::support::count(&db, "SELECT COUNT(*) FROM dead_letters").await,
-        0
-    );
+    assert_eq!(dead_letters(&project).await, Vec::<String>::new());
 }
 
 #[test_case(Backend::Sqlite ; "sqlite")]
 #[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
 async fn a_folded_sum_that_fails_is_found_event_by_event(backend: Backend) {
-    let Some(project) = Project::empty_on(backend) else {
+    let Some((project, _daemon)) = counting(backend) else {
         return;
     };
-    project.write("migrations/20270101000000_hits.sql", &migration(backend));
-    project.write("routes/hits.yaml", ROUTE);
-    let _daemon = project.start();
     let hot = |n: i64, count: usize| {
         (0..count).map(move |_| ("2026-12-09".to_owned(), "hot".to_owned(), n))
     };
@@ -166,11 +174,5 @@ async fn a_folded_sum_that_fails_is_found_event_by_event(backend: Backend) {
         "8e18 + 12 × 1e17 fits, one more does not"
     );
     assert_eq!(rows(&project).await, expected);
-    let db = project.database().await;
-    let letters: Vec<String> =
-        sqlx::query_scalar("SELECT event_id FROM dead_letters ORDER BY event_id")
-            .fetch_all(&db)
-            .await
-            .unwrap();
-    assert_eq!(letters, refused);
+    assert_eq!(dead_letters(&project).await, refused);
 }
