@@ -6,7 +6,7 @@ use crate::route::model::{ConflictAction, InsertDef};
 use crate::route::Ident;
 use crate::store::catalog::Column;
 use crate::store::db;
-use crate::store::sql::{insert_sql, row_columns, Conflict};
+use crate::store::sql::{insert_rows_sql, insert_sql, row_columns, Conflict};
 
 /// A compiled insert.
 #[derive(Debug, Clone)]
@@ -15,8 +15,12 @@ pub struct Insert {
     pub table: Ident,
     table_columns: Vec<Column>,
     values: Vec<ColumnValue>,
+    conflict: Conflict,
+    returning: Option<String>,
     sql: String,
     as_name: Option<String>,
+    /// Set when a batch's rows of this step may go in as one statement ([`super::bulk`]).
+    bulk: Option<super::bulk::RowKey>,
 }
 
 pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &InsertDef) -> Option<Insert> {
@@ -66,25 +70,77 @@ pub(super) fn compile(compiler: &mut Compiler<'_>, path: &str, def: &InsertDef) 
     }
     let column_refs: Vec<&Ident> = columns.iter().map(|value| &value.column).collect();
     let table_columns = compiler.table_columns(&table);
-    let sql = insert_sql(
-        &table,
-        &column_refs,
-        &conflict,
-        as_name
-            .is_some()
-            .then(|| row_columns(&table_columns))
-            .as_deref(),
-    );
+    let returning = as_name.is_some().then(|| row_columns(&table_columns));
+    let sql = insert_sql(&table, &column_refs, &conflict, returning.as_deref());
     Some(Insert {
         table_columns,
         table,
         values: columns,
+        conflict,
+        returning,
         sql,
         as_name,
+        bulk: None,
     })
 }
 
 impl Insert {
+    /// The values rendered for one event, in column order.
+    pub(super) fn render(
+        &self,
+        templates: &crate::template::TemplateEnvironment,
+        scope: &Scope,
+    ) -> Result<Vec<db::Param<'static>>, ActionError> {
+        super::typed_params(&self.values, templates, &scope.context())
+    }
+
+    /// The statement inserting `rows` rows at once.
+    pub(super) fn rows_sql(&self, rows: usize) -> String {
+        let columns: Vec<&Ident> = self.values.iter().map(|value| &value.column).collect();
+        insert_rows_sql(
+            &self.table,
+            &columns,
+            &self.conflict,
+            self.returning.as_deref(),
+            rows,
+        )
+    }
+
+    /// How many values each row binds.
+    pub(super) fn width(&self) -> usize {
+        self.values.len()
+    }
+
+    /// The kept row's name (`as:`).
+    pub(super) fn as_name(&self) -> Option<&str> {
+        self.as_name.as_deref()
+    }
+
+    /// The table's columns, to read a returned row.
+    pub(super) fn table_columns(&self) -> &[Column] {
+        &self.table_columns
+    }
+
+    /// The columns written, in order, with their types.
+    pub(super) fn values(&self) -> &[ColumnValue] {
+        &self.values
+    }
+
+    /// What the statement does on a unique conflict.
+    pub(super) fn conflict(&self) -> &Conflict {
+        &self.conflict
+    }
+
+    /// How this step's rows are matched to their events when inserted in bulk; `None` when
+    /// they are inserted one by one.
+    pub(super) fn bulk(&self) -> Option<&super::bulk::RowKey> {
+        self.bulk.as_ref()
+    }
+
+    pub(super) fn set_bulk(&mut self, bulk: Option<super::bulk::RowKey>) {
+        self.bulk = bulk;
+    }
+
     pub(super) async fn execute(
         &self,
         run: &mut Run<'_, '_>,

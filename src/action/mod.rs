@@ -4,6 +4,7 @@
 //! Actions run inside the caller's database transaction (a savepoint per route), so their
 //! database effects and emitted events commit or roll back together with the consumer position.
 
+pub mod bulk;
 mod emit;
 mod filter;
 pub mod fold;
@@ -402,57 +403,62 @@ pub fn run_steps<'r, 'a: 'r, 'c: 'r>(
 ) -> Pin<Box<dyn Future<Output = Result<(), StepFailure>> + Send + 'r>> {
     Box::pin(async move {
         for step in steps {
-            // The path is built only when needed (a failure or an HTTP call), not per step.
-            let fail = |scope: &Scope, error: ActionError| StepFailure {
-                path: scope.step_path(&step.path),
-                kind: step.action.kind(),
-                error,
-                retry: step.retry,
-            };
-            if let Some(condition) = &step.when {
-                let context = scope.context();
-                if !run
-                    .templates
-                    .test(condition, &context)
-                    .map_err(|e| fail(scope, e.into()))?
-                {
-                    continue;
-                }
-            }
-            let started = std::time::Instant::now();
-            let result = match &step.action {
-                Action::Insert(action) => action.execute(run, scope).await,
-                Action::Upsert(action) => action.execute(run, scope).await,
-                Action::Update(action) => action.execute(run, scope).await,
-                Action::Query(action) => match action.execute(run, scope).await {
-                    Err(error) => Err(error),
-                    Ok(rows) => {
-                        // Nested failures keep their own path (`1.for_each.0`).
-                        let outer_row = scope.row.take();
-                        for (index, row) in rows.iter().enumerate() {
-                            scope.row = Some(Value::from_serialize(row));
-                            scope.iterations.push(index);
-                            let nested = run_steps(run, &action.for_each, scope).await;
-                            scope.iterations.pop();
-                            nested?;
-                        }
-                        scope.row = outer_row;
-                        Ok(())
-                    }
-                },
-                Action::Emit(action) => action.execute(run, scope).await,
-                Action::Http(action) => {
-                    let path = scope.step_path(&step.path);
-                    action.execute(run, scope, &path).await
-                }
-            };
-            crate::telemetry::action_duration(
-                run.route.as_str(),
-                step.action.kind(),
-                started.elapsed(),
-            );
-            result.map_err(|error| fail(scope, error))?;
+            run_step(run, step, scope).await?;
         }
         Ok(())
     })
+}
+
+/// Runs one step (when its `when:` holds), with the steps nested in its `for_each`.
+pub async fn run_step(
+    run: &mut Run<'_, '_>,
+    step: &Step,
+    scope: &mut Scope,
+) -> Result<(), StepFailure> {
+    // The path is built only when needed (a failure or an HTTP call), not per step.
+    let fail = |scope: &Scope, error: ActionError| StepFailure {
+        path: scope.step_path(&step.path),
+        kind: step.action.kind(),
+        error,
+        retry: step.retry,
+    };
+    if let Some(condition) = &step.when {
+        let context = scope.context();
+        if !run
+            .templates
+            .test(condition, &context)
+            .map_err(|e| fail(scope, e.into()))?
+        {
+            return Ok(());
+        }
+    }
+    let started = std::time::Instant::now();
+    let result = match &step.action {
+        Action::Insert(action) => action.execute(run, scope).await,
+        Action::Upsert(action) => action.execute(run, scope).await,
+        Action::Update(action) => action.execute(run, scope).await,
+        Action::Query(action) => match action.execute(run, scope).await {
+            Err(error) => Err(error),
+            Ok(rows) => {
+                // Nested failures keep their own path (`1.for_each.0`).
+                let outer_row = scope.row.take();
+                for (index, row) in rows.iter().enumerate() {
+                    scope.row = Some(Value::from_serialize(row));
+                    scope.iterations.push(index);
+                    let nested = run_steps(run, &action.for_each, scope).await;
+                    scope.iterations.pop();
+                    nested?;
+                }
+                scope.row = outer_row;
+                Ok(())
+            }
+        },
+        Action::Emit(action) => action.execute(run, scope).await,
+        Action::Http(action) => {
+            let path = scope.step_path(&step.path);
+            action.execute(run, scope, &path).await
+        }
+    };
+    crate::telemetry::action_duration(run.route.as_str(), step.action.kind(), started.elapsed());
+    result.map_err(|error| fail(scope, error))
 }

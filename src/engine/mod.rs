@@ -10,6 +10,7 @@
 
 pub mod commits;
 mod handle;
+mod lockstep;
 pub mod replay;
 pub mod retry;
 pub mod schedule;
@@ -305,45 +306,84 @@ impl Engine {
         // statement to another thread (see store::db::Inline); it goes back before the commit.
         let mut lock = transaction.lock().await?;
         let mut connection = lock.conn();
-        let mut done = position;
-        let mut published = Vec::new();
-        let mut applied = Vec::new();
-        let mut applied_routes = Vec::new();
-        let mut received = Vec::new();
+        let mut effects = PassEffects::from(position, self.observer.is_some());
         let mut pending_retry = None;
         // Every event id claimed for this database in one go; an id that does not come back
         // was handled before (a copy the Kafka relay published twice, or an event that went
         // through the other bus before a switch). A malformed envelope has no id to claim:
         // handle_record dead-letters it.
-        let envelopes: Vec<Option<(String, String)>> = records
+        let mut envelopes: Vec<Option<crate::event::Envelope>> = records
             .iter()
-            .map(|record| {
-                log::decode_envelope(&record.envelope)
-                    .ok()
-                    .map(|envelope| (envelope.event_id, envelope.event_type))
-            })
+            .map(|record| log::decode_envelope(&record.envelope).ok())
             .collect();
         let claimable: Vec<&str> = envelopes
             .iter()
             .flatten()
-            .map(|(id, _)| id.as_str())
+            .map(|envelope| envelope.event_id.as_str())
             .collect();
         let mut claimed =
             log::claim_events(&mut connection, &self.options.consumer, &claimable).await?;
         // The unguarded pass sums foldable increments here and writes them before it turns
         // guarded and before the commit (see action::fold).
         let mut folds = Folds::default();
-        for (index, record) in records.iter().enumerate() {
-            if let Some((event_id, event_type)) = &envelopes[index] {
+        let mut index = 0;
+        while index < records.len() {
+            let record = &records[index];
+            if let Some(envelope) = &envelopes[index] {
                 // Removed once applied, so a second copy in the same batch is skipped too.
-                if !claimed.remove(event_id) {
-                    done = done.max(stream.position_after(record));
+                if !claimed.remove(&envelope.event_id) {
+                    effects.skip(stream, record);
+                    index += 1;
                     continue;
                 }
+                let event_type = envelope.event_type.clone();
+                let matching: Vec<&crate::route::Route> =
+                    routes.matching(&record.topic, &event_type).collect();
                 guarded = guarded
-                    || routes
-                        .matching(&record.topic, event_type)
+                    || matching
+                        .iter()
                         .any(|route| crate::action::calls_http(&route.steps));
+                if !guarded && lockstep::allows(&matching) {
+                    let end = lockstep_end(records, &envelopes, index, &claimed);
+                    if end - index >= lockstep::MIN_RUN {
+                        let mut members = Vec::with_capacity(end - index);
+                        for at in index..end {
+                            let envelope = envelopes[at].take().expect("decoded");
+                            if at > index {
+                                claimed.remove(&envelope.event_id);
+                            }
+                            members.push(lockstep::Member {
+                                record: &records[at],
+                                envelope,
+                            });
+                        }
+                        let ran = lockstep::run(
+                            &mut connection,
+                            members,
+                            &matching,
+                            routes,
+                            &self.http,
+                            &mut folds,
+                        )
+                        .await;
+                        match ran {
+                            Ok(handled) => {
+                                for (record, handled) in records[index..end].iter().zip(handled) {
+                                    effects.add(stream, record, handled);
+                                }
+                                index = end;
+                                continue;
+                            }
+                            Err(lockstep::Abandoned(error)) => {
+                                tracing::debug!(%error, "a run of events failed in lockstep; the batch runs again event by event");
+                                drop(connection);
+                                drop(lock);
+                                transaction.rollback().await?;
+                                return Ok(Err(index));
+                            }
+                        }
+                    }
+                }
             }
             if guarded && !folds.is_empty() {
                 if let Err(error) = folds.write(&mut connection).await {
@@ -389,18 +429,7 @@ impl Engine {
                 .await
             };
             match result {
-                Ok(mut handled) => {
-                    // Never backwards, even if a rebalance repeated a record in the batch.
-                    done = done.max(stream.position_after(record));
-                    applied_routes.append(&mut handled.applied);
-                    if let Some((topic, event_type)) = handled.unannounced.take() {
-                        received.push((topic, event_type, handled.event_id.clone()));
-                    }
-                    if self.observer.is_some() {
-                        applied.push(AppliedEvent::new(handled.event_id, &handled.emitted));
-                    }
-                    published.extend(handled.emitted);
-                }
+                Ok(handled) => effects.add(stream, record, handled),
                 Err(retry) if retry.unguarded => {
                     drop(connection);
                     drop(lock);
@@ -411,12 +440,17 @@ impl Engine {
                     // The record's savepoint is rolled back; the claims of it and of the
                     // records after it go back too.
                     let mut unused: Vec<&str> = claimed.iter().map(String::as_str).collect();
-                    unused.extend(envelopes[index].as_ref().map(|(id, _)| id.as_str()));
+                    unused.extend(
+                        envelopes[index]
+                            .as_ref()
+                            .map(|envelope| envelope.event_id.as_str()),
+                    );
                     log::release_claims(&mut connection, &unused).await?;
                     pending_retry = Some((record.clone(), retry));
                     break;
                 }
             }
+            index += 1;
         }
         // A folded statement that fails abandons the first pass like any failing route; the
         // guarded pass then finds the event it belongs to, one by one.
@@ -429,7 +463,8 @@ impl Engine {
                 return Ok(Err(records.len()));
             }
         }
-        log::append_all(&mut connection, &published).await?;
+        log::append_all(&mut connection, &effects.published).await?;
+        let done = effects.done;
         if done != position {
             log::advance_position(
                 &mut connection,
@@ -444,24 +479,29 @@ impl Engine {
         drop(connection);
         drop(lock);
         transaction.commit().await?;
-        // Only now for the first pass, so an abandoned one counts nothing.
-        for (topic, event_type, event_id) in &received {
-            crate::telemetry::event_received(topic, event_type);
-            crate::telemetry::event_routed(topic, event_type);
-            tracing::info!(topic = %topic, event_id = %event_id, "📥 Event received: {event_type} from topic {topic}");
-        }
-        for route in &applied_routes {
-            crate::telemetry::route_executed(route.as_str(), "applied");
-        }
-        if let Some(observer) = &self.observer {
-            observer.report(applied);
-        }
-        self.health.set(None);
-        self.announce(&published);
+        self.after_commit(effects);
         Ok(Ok(match pending_retry {
             None => BatchOutcome::Done(done),
             Some((record, retry)) => BatchOutcome::Retry(done, record, retry),
         }))
+    }
+
+    /// What follows a pass's commit: counting and logging what it applied (only now, so an
+    /// abandoned pass counts nothing), reporting it, and announcing what it published.
+    fn after_commit(&self, effects: PassEffects) {
+        for (topic, event_type, event_id) in &effects.received {
+            crate::telemetry::event_received(topic, event_type);
+            crate::telemetry::event_routed(topic, event_type);
+            tracing::info!(topic = %topic, event_id = %event_id, "📥 Event received: {event_type} from topic {topic}");
+        }
+        for route in &effects.applied_routes {
+            crate::telemetry::route_executed(route.as_str(), "applied");
+        }
+        if let Some(observer) = &self.observer {
+            observer.report(effects.applied);
+        }
+        self.health.set(None);
+        self.announce(&effects.published);
     }
 
     /// Logs emitted events and, on the embedded bus, wakes the consumer for them (they are
@@ -590,6 +630,81 @@ impl Engine {
             }
         }
     }
+}
+
+/// What a pass did, kept until its commit.
+struct PassEffects {
+    /// The stream position once the handled records are.
+    done: i64,
+    /// Emitted events, appended to the log before the commit.
+    published: Vec<Event>,
+    /// Reported to the commit observer, when there is one.
+    applied: Vec<AppliedEvent>,
+    observed: bool,
+    /// Routes applied, counted after the commit.
+    applied_routes: Vec<crate::route::RouteName>,
+    /// Events of the unguarded pass to log and count as received: topic, type, id.
+    received: Vec<(String, String, String)>,
+}
+
+impl PassEffects {
+    fn from(position: i64, observed: bool) -> Self {
+        Self {
+            done: position,
+            published: Vec::new(),
+            applied: Vec::new(),
+            observed,
+            applied_routes: Vec::new(),
+            received: Vec::new(),
+        }
+    }
+
+    /// A record handled before (its claim did not come back): only the position moves.
+    fn skip(&mut self, stream: &Stream, record: &LogRecord) {
+        self.done = self.done.max(stream.position_after(record));
+    }
+
+    fn add(&mut self, stream: &Stream, record: &LogRecord, mut handled: Handled) {
+        // Never backwards, even if a rebalance repeated a record in the batch.
+        self.skip(stream, record);
+        self.applied_routes.append(&mut handled.applied);
+        if let Some((topic, event_type)) = handled.unannounced.take() {
+            self.received
+                .push((topic, event_type, handled.event_id.clone()));
+        }
+        if self.observed {
+            self.applied
+                .push(AppliedEvent::new(handled.event_id, &handled.emitted));
+        }
+        self.published.extend(handled.emitted);
+    }
+}
+
+/// Where a lockstep run that starts at `start` ends: the records after it of the same topic
+/// and type, with envelopes and claimed (not yet handled), up to the first that is not.
+fn lockstep_end(
+    records: &[LogRecord],
+    envelopes: &[Option<crate::event::Envelope>],
+    start: usize,
+    claimed: &std::collections::HashSet<String>,
+) -> usize {
+    let Some(first) = &envelopes[start] else {
+        return start;
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut end = start + 1;
+    while let Some(Some(envelope)) = envelopes.get(end) {
+        let same = records[end].topic == records[start].topic
+            && envelope.event_type == first.event_type
+            && claimed.contains(&envelope.event_id)
+            // A second copy of an event is skipped one by one, after the run.
+            && seen.insert(envelope.event_id.as_str());
+        if !same {
+            break;
+        }
+        end += 1;
+    }
+    end
 }
 
 /// Sleeps; false when cancelled first.

@@ -318,6 +318,7 @@ pub fn load(options: &LoadOptions<'_>) -> Result<RouteSet, Vec<Diagnostic>> {
         return Err(diagnostics);
     }
     crate::action::fold::mark_foldable(&mut routes, options.catalog);
+    crate::action::bulk::mark_lockstep(&mut routes, options.catalog);
     Ok(RouteSet {
         routes,
         templates,
@@ -394,6 +395,7 @@ fn compile_route(
         },
         retry: retry?,
         steps,
+        lockstep: false,
         definition: definition.clone(),
     })
 }

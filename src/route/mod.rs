@@ -39,6 +39,9 @@ pub struct Route {
     pub retry: RetryPolicy,
     /// What it does.
     pub steps: Vec<Step>,
+    /// Whether it may run for a run of events step by step, all the events at each step
+    /// (`action::bulk`).
+    pub lockstep: bool,
     /// The definition as written, to tell changed routes from unchanged ones on reload.
     pub definition: model::RouteDef,
 }

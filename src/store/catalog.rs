@@ -38,6 +38,13 @@ pub struct Catalog {
     /// reading them, no computed column default. Only there may a batch's increments be
     /// summed into one statement (`action::fold`).
     plain: BTreeSet<String>,
+    /// Tables no trigger or rule watches and whose rows reference no other row (no foreign
+    /// key): only there may a batch's inserts of one step go in as one statement
+    /// (`action::bulk`), since nothing can see the order of the rows in between.
+    bulk: BTreeSet<String>,
+    /// The column sets of each table's unique constraints and indexes (not partial, not on
+    /// expressions), the primary key and SQLite's `INTEGER PRIMARY KEY` included.
+    unique: BTreeMap<String, Vec<BTreeSet<String>>>,
 }
 
 impl Catalog {
@@ -45,7 +52,7 @@ impl Catalog {
     pub fn from_tables(tables: impl IntoIterator<Item = (String, Vec<Column>)>) -> Self {
         Self {
             tables: tables.into_iter().collect(),
-            plain: BTreeSet::new(),
+            ..Self::default()
         }
     }
 
@@ -53,6 +60,23 @@ impl Catalog {
     /// [`Catalog`]'s `plain`).
     pub fn is_plain(&self, table: &str) -> bool {
         self.plain.contains(table)
+    }
+
+    /// Whether a batch's inserts into `table` may go in as one statement (see [`Catalog`]'s
+    /// `bulk`).
+    pub fn takes_bulk_inserts(&self, table: &str) -> bool {
+        self.bulk.contains(table)
+    }
+
+    /// The columns of one of `table`'s unique keys that `columns` include all of, if any: rows
+    /// inserted with different values there are different rows.
+    pub fn covers_unique_key(&self, table: &str, columns: &[&str]) -> Option<Vec<String>> {
+        let given: BTreeSet<&str> = columns.iter().copied().collect();
+        self.unique.get(table)?.iter().find_map(|key| {
+            key.iter()
+                .all(|column| given.contains(column.as_str()))
+                .then(|| key.iter().cloned().collect())
+        })
     }
 
     /// Columns of `table`, if the table exists.
@@ -134,5 +158,83 @@ pub(super) async fn read(
     for row in db::query(plain_sql).fetch_all(&mut *connection).await? {
         plain.insert(row.try_get::<String, _>("table_name")?);
     }
-    Ok(Catalog { tables, plain })
+    let bulk_sql = match dialect {
+        Dialect::Sqlite => {
+            "SELECT m.name AS table_name FROM sqlite_master m \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
+             AND instr(lower(m.sql), 'references') = 0 \
+             AND NOT EXISTS (SELECT 1 FROM sqlite_master o WHERE o.type = 'trigger' \
+                 AND (o.tbl_name = m.name OR instr(lower(o.sql), lower(m.name)) > 0))"
+        }
+        Dialect::Postgres => {
+            "SELECT c.relname::text AS table_name FROM pg_class c \
+             WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' \
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid \
+                 AND k.contype = 'f') \
+             AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE NOT t.tgisinternal \
+                 AND (t.tgrelid = c.oid OR EXISTS (SELECT 1 FROM pg_proc f \
+                     WHERE f.oid = t.tgfoid AND position(c.relname IN f.prosrc) > 0))) \
+             AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid)"
+        }
+    };
+    let mut bulk = BTreeSet::new();
+    for row in db::query(bulk_sql).fetch_all(&mut *connection).await? {
+        bulk.insert(row.try_get::<String, _>("table_name")?);
+    }
+    Ok(Catalog {
+        tables,
+        plain,
+        bulk,
+        unique: unique_keys(connection, dialect).await?,
+    })
+}
+
+/// Each table's unique column sets. An index with a column that is an expression (no name)
+/// is left out.
+async fn unique_keys(
+    connection: &mut Conn<'_>,
+    dialect: Dialect,
+) -> Result<BTreeMap<String, Vec<BTreeSet<String>>>, StoreError> {
+    let sql = match dialect {
+        Dialect::Sqlite => {
+            "SELECT m.name AS table_name, l.name AS index_name, i.name AS column_name \
+             FROM sqlite_master m JOIN pragma_index_list(m.name) l JOIN pragma_index_info(l.name) i \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND l.\"unique\" = 1 AND l.partial = 0 \
+             UNION ALL \
+             SELECT m.name, '', p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND p.pk = 1 \
+             AND lower(p.type) = 'integer' \
+             AND (SELECT count(*) FROM pragma_table_info(m.name) q WHERE q.pk > 0) = 1"
+        }
+        Dialect::Postgres => {
+            "SELECT c.relname::text AS table_name, i.indexrelid::regclass::text AS index_name, \
+             a.attname::text AS column_name \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
+             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) AND a.attnum > 0 \
+             WHERE c.relnamespace = current_schema()::regnamespace AND i.indisunique \
+             AND i.indpred IS NULL AND i.indexprs IS NULL"
+        }
+    };
+    let mut indexes: BTreeMap<(String, String), Option<BTreeSet<String>>> = BTreeMap::new();
+    for row in db::query(sql).fetch_all(&mut *connection).await? {
+        let table: String = row.try_get("table_name")?;
+        let index: String = row.try_get("index_name")?;
+        let column: Option<String> = row.try_get("column_name")?;
+        let entry = indexes
+            .entry((table, index))
+            .or_insert_with(|| Some(BTreeSet::new()));
+        match (entry.as_mut(), column) {
+            (Some(columns), Some(column)) => {
+                columns.insert(column);
+            }
+            _ => *entry = None,
+        }
+    }
+    let mut unique: BTreeMap<String, Vec<BTreeSet<String>>> = BTreeMap::new();
+    for ((table, _), columns) in indexes {
+        if let Some(columns) = columns.filter(|columns| !columns.is_empty()) {
+            unique.entry(table).or_default().push(columns);
+        }
+    }
+    Ok(unique)
 }

@@ -6,6 +6,7 @@
 //! consumer position never skips a row committed later.
 
 use super::db::{self, Conn, Pool};
+use super::sql::placeholder_rows;
 
 use super::StoreError;
 use crate::event::{Envelope, Event};
@@ -299,26 +300,6 @@ pub async fn claim_event(
 
 /// Claims rows per statement: 3 parameters each, within every database's parameter limits.
 const CLAIM_CHUNK: usize = 300;
-
-/// `($1, $2, $3), ($4, $5, $6), ...` for `rows` rows of `width` parameters.
-fn placeholder_rows(rows: usize, width: usize) -> String {
-    let mut sql = String::with_capacity(rows * width * 5);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for column in 0..width {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(row * width + column + 1).to_string());
-        }
-        sql.push(')');
-    }
-    sql
-}
 
 /// [`claim_event`] for a whole batch, one round trip per 300 events: returns the ids this call
 /// claimed. An id missing from the result was handled before (or appears twice in `event_ids`,

@@ -81,11 +81,24 @@ fn column_list(columns: &[&Ident]) -> String {
         .join(", ")
 }
 
-fn placeholders(count: usize) -> String {
-    (1..=count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `($1, $2, $3), ($4, $5, $6), ...` for `rows` rows of `width` parameters.
+pub fn placeholder_rows(rows: usize, width: usize) -> String {
+    let mut sql = String::with_capacity(rows * width * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..width {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * width + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// What an insert does when it hits a unique constraint.
@@ -131,11 +144,22 @@ pub fn insert_sql(
     conflict: &Conflict,
     returning: Option<&str>,
 ) -> String {
+    insert_rows_sql(table, columns, conflict, returning, 1)
+}
+
+/// [`insert_sql`] for `rows` rows, their parameters one row after the other.
+pub fn insert_rows_sql(
+    table: &Ident,
+    columns: &[&Ident],
+    conflict: &Conflict,
+    returning: Option<&str>,
+    rows: usize,
+) -> String {
     let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ({})",
+        "INSERT INTO {} ({}) VALUES {}",
         table.quoted(),
         column_list(columns),
-        placeholders(columns.len())
+        placeholder_rows(rows, columns.len())
     );
     match conflict {
         Conflict::Fail => {}
@@ -192,10 +216,10 @@ pub fn upsert_sql(
         format!("DO UPDATE SET {}", updates.join(", "))
     };
     let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) {}",
+        "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) {}",
         table.quoted(),
         column_list(&all),
-        placeholders(all.len()),
+        placeholder_rows(1, all.len()),
         column_list(keys),
         action,
     );

@@ -164,43 +164,82 @@ fn step_kind() -> impl Strategy<Value = StepKind> {
     ]
 }
 
-fn route() -> impl Strategy<Value = RouteSpec> {
+/// Steps a run of events may take in lockstep (`engine::lockstep`): inserts, emits and
+/// increments, nothing that reads.
+fn lockstep_step_kind() -> impl Strategy<Value = StepKind> {
+    prop_oneof![
+        3 => (any::<bool>(), prop_oneof![Just(OnConflict::Fail), Just(OnConflict::Ignore)], any::<bool>())
+            .prop_map(|(own, conflict, keep)| StepKind::InsertItem { own, conflict, keep }),
+        2 => prop_oneof![Just(OnConflict::Fail), Just(OnConflict::Ignore)]
+            .prop_map(|conflict| StepKind::InsertCode { conflict }),
+        3 => Just(StepKind::Tally),
+        3 => (1..TYPES.len()).prop_map(|to| StepKind::Emit { to }),
+        1 => Just(StepKind::Journal),
+        1 => Just(StepKind::ReadEarlier),
+    ]
+}
+
+fn route_of(
+    kinds: impl Strategy<Value = StepKind>,
+    steps: std::ops::Range<usize>,
+) -> impl Strategy<Value = RouteSpec> {
     (
         prop_oneof![4 => (0..TYPES.len()).prop_map(Some), 1 => Just(None)],
         prop_oneof![5 => Just(None), 1 => Just(Some("data.grp != 'g2'"))],
         prop::collection::vec(
-            (step_kind(), when()).prop_map(|(kind, when)| StepSpec { kind, when }),
-            1..5,
+            (kinds, when()).prop_map(|(kind, when)| StepSpec { kind, when }),
+            steps,
         ),
     )
         .prop_map(|(on, when, steps)| RouteSpec { on, when, steps })
 }
 
-fn event() -> impl Strategy<Value = EventSpec> {
+/// Any route, or (half the time) routes of steps that may run in lockstep.
+fn routes() -> impl Strategy<Value = Vec<RouteSpec>> {
+    prop_oneof![
+        prop::collection::vec(route_of(step_kind(), 1..5), 1..6),
+        prop::collection::vec(route_of(lockstep_step_kind(), 1..4), 1..4),
+    ]
+}
+
+/// A run of 1 to 5 events of one type (so that batches hold runs to handle in lockstep), with
+/// ids from a small pool (so that unique keys meet within a run and across runs).
+fn events_of_a_type() -> impl Strategy<Value = Vec<EventSpec>> {
     (
         prop_oneof![3 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)],
-        0..12u8,
-        0..3u8,
-        0..4u8,
-        -1..5i64,
-        prop::bool::weighted(0.15),
-        prop::bool::weighted(0.1),
+        prop::collection::vec(
+            (
+                0..8u8,
+                0..3u8,
+                0..4u8,
+                -1..5i64,
+                prop::bool::weighted(0.15),
+                prop::bool::weighted(0.1),
+            ),
+            1..6,
+        ),
     )
-        .prop_map(|(event_type, id, grp, code, n, flag, repeat)| EventSpec {
-            event_type,
-            id,
-            grp,
-            code,
-            n,
-            flag,
-            repeat,
+        .prop_map(|(event_type, events)| {
+            events
+                .into_iter()
+                .map(|(id, grp, code, n, flag, repeat)| EventSpec {
+                    event_type,
+                    id,
+                    grp,
+                    code,
+                    n,
+                    flag,
+                    repeat,
+                })
+                .collect()
         })
 }
 
 fn case() -> impl Strategy<Value = Case> {
     (
-        prop::collection::vec(route(), 1..6),
-        prop::collection::vec(event(), 1..40),
+        routes(),
+        prop::collection::vec(events_of_a_type(), 1..12)
+            .prop_map(|runs| runs.into_iter().flatten().collect::<Vec<_>>()),
         prop_oneof![Just(3usize), Just(8), Just(500)],
     )
         .prop_map(|(routes, events, batch)| Case {
@@ -297,8 +336,16 @@ fn routes_yaml(routes: &[RouteSpec]) -> String {
                         // Only later types, so that every cascade ends.
                         journal(&tag)
                     } else {
+                        // What an earlier step kept, so that a row given to the wrong
+                        // event shows in the log.
+                        let from = match &kept {
+                            Some(name) => format!(
+                                "{{{{ steps.{name}.id ~ ':' ~ steps.{name}.n if steps.{name} is defined and steps.{name} else 'none' }}}}"
+                            ),
+                            None => "none".to_owned(),
+                        };
                         format!(
-                            "      - emit:\n          topic: {TOPIC}\n          eventType: {}\n          key: \"{{{{ data.grp }}}}\"\n          data: {{id: \"{{{{ data.id }}}}.{tag}\", grp: \"{{{{ data.grp }}}}\", code: \"{{{{ data.code }}}}\", n: \"{{{{ data.n + 1 }}}}\", flag: \"{{{{ data.flag }}}}\"}}",
+                            "      - emit:\n          topic: {TOPIC}\n          eventType: {}\n          key: \"{{{{ data.grp }}}}\"\n          data: {{id: \"{{{{ data.id }}}}.{tag}\", grp: \"{{{{ data.grp }}}}\", code: \"{{{{ data.code }}}}\", n: \"{{{{ data.n + 1 }}}}\", flag: \"{{{{ data.flag }}}}\", from: \"{from}\"}}",
                             TYPES[*to]
                         )
                     }

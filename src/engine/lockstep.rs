@@ -1,0 +1,139 @@
+//! A run of consecutive events of one topic and type, handled step by step: each step of a
+//! route for all the events, in one statement where the step is an insert
+//! ([`crate::action::bulk`]), then the route's next step. Only in a batch's unguarded pass and
+//! only for routes marked [`Route::lockstep`], which is where the outcome is the one the events
+//! would leave one by one (the bulk module says why). Any failure abandons the pass, as a
+//! failure of any event of the unguarded pass does.
+
+use crate::action::fold::Folds;
+use crate::action::{bulk, run_step, Action, Run, Scope};
+use crate::event::{Envelope, Event, TopicName};
+use crate::route::{Route, RouteSet};
+use crate::store::db::Conn;
+use crate::store::log::LogRecord;
+
+use super::Handled;
+
+/// Fewest events worth a run: a single event goes the usual way.
+pub const MIN_RUN: usize = 2;
+
+/// One event of a run, its envelope decoded.
+pub struct Member<'a> {
+    /// The record as read.
+    pub record: &'a LogRecord,
+    /// Its envelope.
+    pub envelope: Envelope,
+}
+
+/// Whether events matching `routes` may run in lockstep: every route is marked so and no two
+/// of their bulk inserts write one table (one could then see the other's rows of later
+/// events).
+pub fn allows(routes: &[&Route]) -> bool {
+    if routes.is_empty() || !routes.iter().all(|route| route.lockstep) {
+        return false;
+    }
+    let mut tables: Vec<&str> = routes
+        .iter()
+        .flat_map(|route| &route.steps)
+        .filter_map(|step| match &step.action {
+            Action::Insert(insert) => Some(insert.table.as_str()),
+            _ => None,
+        })
+        .collect();
+    let inserts = tables.len();
+    tables.sort_unstable();
+    tables.dedup();
+    tables.len() == inserts
+}
+
+/// Why a run was abandoned: the pass runs again guarded, event by event.
+#[derive(Debug)]
+pub struct Abandoned(pub String);
+
+/// Runs `routes` (those matching the members' topic and type, in order) for every member.
+/// Returns what each member's routes did, in the members' order, as one event's
+/// [`Handled`] of an unguarded pass.
+pub async fn run(
+    connection: &mut Conn<'_>,
+    members: Vec<Member<'_>>,
+    routes: &[&Route],
+    route_set: &RouteSet,
+    http: &reqwest::Client,
+    folds: &mut Folds,
+) -> Result<Vec<Handled>, Abandoned> {
+    let mut events = Vec::with_capacity(members.len());
+    let mut handled = Vec::with_capacity(members.len());
+    for Member { record, envelope } in members {
+        let topic =
+            TopicName::parse(&record.topic).map_err(|error| Abandoned(error.to_string()))?;
+        if let Err(errors) =
+            route_set
+                .schemas
+                .validate(topic.as_str(), &envelope.event_type, &envelope.data)
+        {
+            return Err(Abandoned(format!(
+                "event fails its schema: {}",
+                errors.join("; ")
+            )));
+        }
+        handled.push(Handled {
+            event_id: envelope.event_id.clone(),
+            unannounced: Some((topic.to_string(), envelope.event_type.clone())),
+            ..Handled::default()
+        });
+        events.push(Event {
+            topic,
+            key: record.key.clone(),
+            envelope,
+        });
+    }
+    let starts: Vec<Scope> = events
+        .iter()
+        .map(|event| Scope::new(event, route_set.env.clone()))
+        .collect();
+    let abandon = |failure: crate::action::StepFailure| Abandoned(failure.to_string());
+    for route in routes {
+        let mut scopes = Vec::with_capacity(starts.len());
+        for (start, handled) in starts.iter().zip(handled.iter_mut()) {
+            handled.routes_run += 1;
+            let runs = match &route.trigger.when {
+                None => true,
+                Some(condition) => route_set
+                    .templates
+                    .test(condition, &start.context())
+                    .map_err(|error| Abandoned(format!("on.when: {error}")))?,
+            };
+            scopes.push(runs.then(|| start.clone()));
+        }
+        let mut emitted: Vec<Vec<Event>> = vec![Vec::new(); events.len()];
+        for step in &route.steps {
+            if let Action::Insert(_) = &step.action {
+                bulk::insert_for_all(connection, &route_set.templates, step, &mut scopes)
+                    .await
+                    .map_err(abandon)?;
+                continue;
+            }
+            for ((scope, event), emitted) in scopes.iter_mut().zip(&events).zip(&mut emitted) {
+                let Some(scope) = scope else { continue };
+                let mut run = Run {
+                    connection: &mut *connection,
+                    templates: &route_set.templates,
+                    schemas: &route_set.schemas,
+                    http,
+                    event,
+                    route: &route.name,
+                    emitted,
+                    folds: Some(&mut *folds),
+                };
+                run_step(&mut run, step, scope).await.map_err(abandon)?;
+            }
+        }
+        for ((scope, handled), emitted) in scopes.iter().zip(&mut handled).zip(emitted) {
+            if scope.is_some() {
+                handled.applied.push(route.name.clone());
+                handled.emitted.extend(emitted);
+            }
+        }
+    }
+    Ok(handled)
+}
