@@ -12,6 +12,37 @@ use crate::store::dead_letters::{self, NewDeadLetter};
 use crate::store::log::{decode_envelope, LogRecord};
 use crate::template::now_rfc3339;
 
+/// Why handling an event stopped before it was done.
+#[derive(Debug, Clone)]
+pub enum Interrupt {
+    /// A failure in an unguarded attempt (see [`Attempt::guarded`]), or something it would
+    /// dead-letter: without savepoints nothing can be undone alone, so the caller rolls back
+    /// its whole transaction and handles the events again guarded.
+    Abandon {
+        /// The route that failed (or `engine`).
+        route: String,
+        /// What failed.
+        error: String,
+    },
+    /// The event must be tried again later, alone; the caller rolls back what it did.
+    Retry(Retry),
+}
+
+impl Interrupt {
+    /// The retry this stands for: a guarded attempt is never abandoned, and should one be,
+    /// trying the event again alone (guarded) is the safe answer.
+    pub fn into_retry(self) -> Retry {
+        match self {
+            Self::Retry(retry) => retry,
+            Self::Abandon { route, error } => Retry {
+                route,
+                error,
+                delay: Duration::ZERO,
+            },
+        }
+    }
+}
+
 /// The event must be tried again later; the caller rolls back everything it did.
 #[derive(Debug, Clone)]
 pub struct Retry {
@@ -21,10 +52,6 @@ pub struct Retry {
     pub error: String,
     /// How long to wait.
     pub delay: Duration,
-    /// The failure happened in an unguarded pass, without a savepoint: the caller must roll
-    /// back its whole transaction and handle the events again guarded (see
-    /// [`Attempt::guarded`]), rather than retry this one.
-    pub unguarded: bool,
 }
 
 /// Which attempt at an event this is.
@@ -40,8 +67,7 @@ pub struct Attempt<'a> {
     /// True: every route runs in a savepoint, so a failing route is undone alone and
     /// dead-lettered or retried. False (the consumer's first pass over a batch, for events
     /// without `http` routes): routes run without savepoints, the first failure (or anything
-    /// that would be dead-lettered) returns a [`Retry`] marked `unguarded` with nothing
-    /// written, and the caller must roll back its whole transaction and handle the events
+    /// that would be dead-lettered) returns [`Interrupt::Abandon`] with nothing written, and the caller must roll back its whole transaction and handle the events
     /// again guarded. Receiving and routing are then counted by the caller after its commit
     /// (see [`Handled::unannounced`]), so an abandoned pass counts nothing.
     pub guarded: bool,
@@ -86,13 +112,12 @@ impl Handled {
     }
 }
 
-fn store_retry(error: sqlx::Error) -> Retry {
-    Retry {
+fn store_retry(error: sqlx::Error) -> Interrupt {
+    Interrupt::Retry(Retry {
         route: "engine".into(),
         error: format!("database error: {error}"),
         delay: Duration::from_millis(500),
-        unguarded: false,
-    }
+    })
 }
 
 /// Where a dead letter points.
@@ -111,13 +136,11 @@ async fn dead_letter(
     failure: Failure<'_>,
     attempt: Attempt<'_>,
     handled: &mut Handled,
-) -> Result<(), Retry> {
+) -> Result<(), Interrupt> {
     if !attempt.guarded {
-        return Err(Retry {
+        return Err(Interrupt::Abandon {
             route: failure.route.unwrap_or("engine").to_owned(),
             error: failure.error,
-            delay: Duration::ZERO,
-            unguarded: true,
         });
     }
     let now = now_rfc3339();
@@ -155,8 +178,8 @@ async fn dead_letter(
 }
 
 /// Runs every matching route for `record` (or only the one named `only_route`, for a replay).
-/// Returns what it did, or `Retry` when a route failed in a way worth retrying and has attempts
-/// left.
+/// Returns what it did, or an [`Interrupt`]: a route failed in a way worth retrying and has
+/// attempts left, or an unguarded attempt met a failure.
 pub async fn handle_record(
     connection: &mut Conn<'_>,
     record: &LogRecord,
@@ -165,7 +188,7 @@ pub async fn handle_record(
     attempt: Attempt<'_>,
     only_route: Option<&str>,
     mut folds: Option<&mut Folds>,
-) -> Result<Handled, Retry> {
+) -> Result<Handled, Interrupt> {
     let mut handled = Handled::default();
     // A replay of one route's letter keeps naming that route, so replaying it later cannot
     // run the event's other routes, which committed the first time.
@@ -314,7 +337,7 @@ async fn run_route(
     routes: &RouteSet,
     how: RouteRun<'_>,
     handled: &mut Handled,
-) -> Result<(), Retry> {
+) -> Result<(), Interrupt> {
     let RouteRun {
         http,
         attempt,
@@ -358,11 +381,9 @@ async fn run_route(
                 handled.emitted.extend(route_emitted);
                 Ok(())
             }
-            Err(failure) => Err(Retry {
+            Err(failure) => Err(Interrupt::Abandon {
                 route: route.name.to_string(),
                 error: failure.to_string(),
-                delay: Duration::ZERO,
-                unguarded: true,
             }),
         };
     }
@@ -390,7 +411,7 @@ async fn run_route(
             if attempt.may_retry && failure.error.is_retryable() && attempt.number < policy.attempts
             {
                 crate::telemetry::route_executed(route.name.as_str(), "retry");
-                return Err(Retry {
+                return Err(Interrupt::Retry(Retry {
                     route: route.name.to_string(),
                     error: failure.to_string(),
                     // A server's Retry-After is a floor under the backoff, up to the route's
@@ -403,8 +424,7 @@ async fn run_route(
                             .unwrap_or_default()
                             .min(policy.max),
                     ),
-                    unguarded: false,
-                });
+                }));
             }
             crate::telemetry::route_executed(route.name.as_str(), "dead_lettered");
             let dead = Failure {
@@ -525,7 +545,8 @@ mod tests {
                 None,
             )
             .await
-            .map(|handled| handled.emitted);
+            .map(|handled| handled.emitted)
+            .map_err(Interrupt::into_retry);
             match outcome {
                 Ok(_) => transaction.commit().await.unwrap(),
                 Err(_) => transaction.rollback().await.unwrap(),

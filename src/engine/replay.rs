@@ -168,7 +168,7 @@ impl Replayer {
             None,
         )
         .await
-        .map_err(|retry| ReplayError::Interrupted(retry.error))?;
+        .map_err(|interrupt| ReplayError::Interrupted(interrupt.into_retry().error))?;
         if let Some(route) = &letter.route {
             if handled.routes_run == 0 && handled.dead_lettered.is_empty() {
                 return Err(ReplayError::RouteGone {

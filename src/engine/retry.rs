@@ -1,8 +1,16 @@
-//! How often and how patiently a failing route is retried before it is dead-lettered.
+//! How often and how patiently a failing route is retried before it is dead-lettered, and
+//! the loop that retries one event alone ([`Engine::retry_alone`]).
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::route::model::RetryDef;
+use crate::store::log::{self, LogRecord};
+use crate::store::{Conn, StoreError};
+
+use super::commits::AppliedEvent;
+use super::{handle_record, sleep_or_cancel, Attempt, Engine, Retry, Stream, STORE_RETRY};
 
 /// A compiled retry policy.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,6 +78,126 @@ impl RetryPolicy {
             1.0
         };
         Duration::from_secs_f64((capped * factor).min(self.max.as_secs_f64()))
+    }
+}
+
+impl Engine {
+    /// Claims the record's event id for this database, inside the record's savepoint. False
+    /// when it was handled before: a copy the Kafka relay published twice, or an event that
+    /// went through the other bus before a switch between the embedded bus and Kafka.
+    async fn claim(
+        &self,
+        connection: &mut Conn<'_>,
+        record: &LogRecord,
+    ) -> Result<bool, StoreError> {
+        let Ok(envelope) = log::decode_envelope(&record.envelope) else {
+            // Not an envelope: handle_record dead-letters it.
+            return Ok(true);
+        };
+        Ok(log::claim_event(connection, &self.options.consumer, &envelope.event_id).await?)
+    }
+
+    /// Retries one record (the one after position `from`) until it succeeds or its failing
+    /// routes are dead-lettered. Returns the new position, or `None` when shutting down first or
+    /// when the stored position must be read again.
+    pub async fn retry_alone(
+        &self,
+        stream: &Stream,
+        from: i64,
+        record: &LogRecord,
+        mut retry: Retry,
+        shutdown: &CancellationToken,
+    ) -> Option<i64> {
+        let first_failed_at = crate::template::now_rfc3339();
+        let mut attempt = 1;
+        loop {
+            tracing::warn!(
+                seq = record.seq,
+                route = %retry.route,
+                attempt,
+                error = %retry.error,
+                "route failed; retrying in {:?}",
+                retry.delay
+            );
+            if !sleep_or_cancel(retry.delay, shutdown).await {
+                return None;
+            }
+            attempt += 1;
+            let routes = self.routes.load_full();
+            let outcome = async {
+                let mut transaction = self.store.begin().await?;
+                let result = if !self.claim(&mut transaction, record).await? {
+                    Ok(None)
+                } else {
+                    let attempt = Attempt {
+                        number: attempt,
+                        first_failed_at: Some(&first_failed_at),
+                        may_retry: true,
+                        guarded: true,
+                    };
+                    handle_record(
+                        &mut transaction,
+                        record,
+                        &routes,
+                        &self.http,
+                        attempt,
+                        None,
+                        None,
+                    )
+                    .await
+                    .map(Some)
+                };
+                match result {
+                    Ok(handled) => {
+                        let handled = handled.unwrap_or_default();
+                        let emitted = &handled.emitted;
+                        log::append_all(&mut transaction, emitted).await?;
+                        log::advance_position(
+                            &mut transaction,
+                            &self.options.consumer,
+                            &stream.name,
+                            stream.partition,
+                            from,
+                            stream.position_after(record),
+                        )
+                        .await?;
+                        transaction.commit().await?;
+                        handled.count_applied();
+                        if let Some(observer) = &self.observer {
+                            if !handled.event_id.is_empty() {
+                                observer.report(vec![AppliedEvent::new(
+                                    handled.event_id,
+                                    &handled.emitted,
+                                )]);
+                            }
+                        }
+                        Ok(Ok(handled.emitted))
+                    }
+                    Err(retry) => {
+                        transaction.rollback().await?;
+                        Ok::<_, StoreError>(Err(retry))
+                    }
+                }
+            }
+            .await;
+            match outcome {
+                Ok(Ok(emitted)) => {
+                    self.health.set(None);
+                    self.announce(&emitted);
+                    return Some(stream.position_after(record));
+                }
+                Ok(Err(next)) => retry = next.into_retry(),
+                Err(error @ StoreError::PositionMoved { .. }) => {
+                    self.store_failed(&error);
+                    return None;
+                }
+                Err(error) => {
+                    self.store_failed(&error);
+                    attempt -= 1;
+                    retry.delay = STORE_RETRY;
+                }
+            }
+        }
     }
 }
 
