@@ -652,3 +652,63 @@ fn batches_leave_what_one_event_per_transaction_leaves_on_postgres() {
     }
     differential(Backend::Postgres, 24);
 }
+
+/// What lockstep runs rest on, read from each database's catalog: unique keys (primary keys,
+/// unique constraints and indexes, not partial ones) and the tables that take bulk inserts
+/// (no foreign key, no trigger).
+#[test_case::test_case(Backend::Sqlite; "sqlite")]
+#[test_case::test_case(Backend::Postgres; "postgres")]
+#[tokio::test]
+async fn the_catalog_knows_unique_keys_and_bulk_tables(backend: Backend) {
+    if backend == Backend::Postgres && PostgresDatabase::create().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("migrations")).unwrap();
+    let trigger = match backend {
+        Backend::Sqlite => {
+            "CREATE TRIGGER watched_audit AFTER INSERT ON watched BEGIN INSERT INTO audit VALUES (new.id); END;"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION audit_watched() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit VALUES (NEW.id); RETURN NEW; END $$;
+CREATE TRIGGER watched_audit AFTER INSERT ON watched FOR EACH ROW EXECUTE FUNCTION audit_watched();"
+        }
+    };
+    std::fs::write(
+        dir.path().join("migrations/20270101000000_tables.sql"),
+        format!(
+            "CREATE TABLE people (id TEXT PRIMARY KEY, email TEXT UNIQUE, a TEXT, b TEXT, c TEXT);
+CREATE UNIQUE INDEX people_ab ON people (a, b);
+CREATE UNIQUE INDEX people_c ON people (c) WHERE c IS NOT NULL;
+CREATE TABLE owned (id TEXT PRIMARY KEY, person TEXT REFERENCES people (id));
+CREATE TABLE watched (id TEXT PRIMARY KEY);
+CREATE TABLE audit (id TEXT);
+{trigger}
+"
+        ),
+    )
+    .unwrap();
+    let database = database(backend, dir.path(), "catalog");
+    let store = Store::connect(&database.url).await.unwrap();
+    store
+        .migrate(Some(&dir.path().join("migrations")))
+        .await
+        .unwrap();
+    let catalog = store.catalog().await.unwrap();
+    let key = |columns: &[&str]| catalog.covers_unique_key("people", columns);
+    assert_eq!(key(&["id", "a"]), Some(vec!["id".to_owned()]));
+    assert_eq!(key(&["email"]), Some(vec!["email".to_owned()]));
+    let mut pair = key(&["a", "b"]).unwrap();
+    pair.sort();
+    assert_eq!(pair, ["a", "b"]);
+    assert_eq!(key(&["a"]), None, "half a key is no key");
+    assert_eq!(key(&["c"]), None, "a partial index is no key");
+    assert!(catalog.takes_bulk_inserts("people"));
+    assert!(
+        !catalog.takes_bulk_inserts("audit"),
+        "a trigger's function mentions it"
+    );
+    assert!(!catalog.takes_bulk_inserts("owned"), "a foreign key");
+    assert!(!catalog.takes_bulk_inserts("watched"), "a trigger");
+    store.close().await;
+}
