@@ -86,142 +86,141 @@ impl Engine {
         // The unguarded pass sums foldable increments here and writes them before it turns
         // guarded and before the commit (see action::fold).
         let mut folds = Folds::default();
-        let mut index = 0;
-        while index < records.len() {
-            let record = &records[index];
-            if let Some(envelope) = &envelopes[index] {
-                // Removed once applied, so a second copy in the same batch is skipped too.
-                if !claimed.remove(&envelope.event_id) {
-                    effects.skip(stream, record);
-                    index += 1;
-                    continue;
-                }
-                let event_type = envelope.event_type.clone();
-                let matching: Vec<&crate::route::Route> =
-                    routes.matching(&record.topic, &event_type).collect();
-                guarded = guarded
-                    || matching
-                        .iter()
-                        .any(|route| crate::action::calls_http(&route.steps));
-                if !guarded && lockstep::allows(&matching) {
-                    let end = lockstep_end(records, &envelopes, index, &claimed);
-                    if end - index >= lockstep::MIN_RUN {
-                        let mut members = Vec::with_capacity(end - index);
-                        for at in index..end {
-                            let envelope = envelopes[at].take().expect("decoded");
-                            if at > index {
-                                claimed.remove(&envelope.event_id);
-                            }
-                            members.push(lockstep::Member {
-                                record: &records[at],
-                                envelope,
-                            });
-                        }
-                        let ran = lockstep::run(
-                            &mut connection,
-                            members,
-                            &matching,
-                            routes,
-                            &self.http,
-                            &mut folds,
-                        )
-                        .await;
-                        match ran {
-                            Ok(handled) => {
-                                for (record, handled) in records[index..end].iter().zip(handled) {
-                                    effects.add(stream, record, handled);
+        // True when the pass is abandoned: the caller then rolls back and runs it guarded.
+        let abandoned: Result<bool, StoreError> = async {
+            let mut index = 0;
+            while index < records.len() {
+                let record = &records[index];
+                if let Some(envelope) = &envelopes[index] {
+                    // Removed once applied, so a second copy in the same batch is skipped too.
+                    if !claimed.remove(&envelope.event_id) {
+                        effects.skip(stream, record);
+                        index += 1;
+                        continue;
+                    }
+                    let event_type = envelope.event_type.clone();
+                    let matching: Vec<&crate::route::Route> =
+                        routes.matching(&record.topic, &event_type).collect();
+                    guarded = guarded
+                        || matching
+                            .iter()
+                            .any(|route| crate::action::calls_http(&route.steps));
+                    if !guarded && lockstep::allows(&matching) {
+                        let end = lockstep_end(records, &envelopes, index, &claimed);
+                        if end - index >= lockstep::MIN_RUN {
+                            let mut members = Vec::with_capacity(end - index);
+                            for at in index..end {
+                                let envelope = envelopes[at].take().expect("decoded");
+                                if at > index {
+                                    claimed.remove(&envelope.event_id);
                                 }
-                                index = end;
-                                continue;
+                                members.push(lockstep::Member {
+                                    record: &records[at],
+                                    envelope,
+                                });
                             }
-                            Err(lockstep::Abandoned(error)) => {
-                                tracing::debug!(%error, "a run of events failed in lockstep; the batch runs again event by event");
-                                drop(connection);
-                                drop(lock);
-                                transaction.rollback().await?;
-                                return Ok(Pass::Abandoned);
+                            let ran = lockstep::run(
+                                &mut connection,
+                                members,
+                                &matching,
+                                routes,
+                                &self.http,
+                                &mut folds,
+                            )
+                            .await;
+                            match ran {
+                                Ok(handled) => {
+                                    for (record, handled) in records[index..end].iter().zip(handled) {
+                                        effects.add(stream, record, handled);
+                                    }
+                                    index = end;
+                                    continue;
+                                }
+                                Err(lockstep::Abandoned(error)) => {
+                                    tracing::debug!(%error, "a run of events failed in lockstep; the batch runs again event by event");
+                                    return Ok(true);
+                                }
                             }
                         }
                     }
                 }
+                if guarded && !folds.is_empty() {
+                    if let Err(error) = folds.write(&mut connection).await {
+                        tracing::debug!(%error, "a folded increment failed; the batch runs again event by event");
+                        return Ok(true);
+                    }
+                }
+                let attempt = Attempt {
+                    guarded,
+                    ..Attempt::first()
+                };
+                let result = if guarded {
+                    let mut savepoint = connection.begin().await?;
+                    let result = handle_record(
+                        &mut savepoint,
+                        record,
+                        routes,
+                        &self.http,
+                        attempt,
+                        None,
+                        None,
+                    )
+                    .await;
+                    match result {
+                        Ok(_) => savepoint.commit().await?,
+                        Err(_) => savepoint.rollback().await?,
+                    }
+                    result
+                } else {
+                    let folds = Some(&mut folds);
+                    handle_record(
+                        &mut connection,
+                        record,
+                        routes,
+                        &self.http,
+                        attempt,
+                        None,
+                        folds,
+                    )
+                    .await
+                };
+                match result {
+                    Ok(handled) => effects.add(stream, record, handled),
+                    Err(Interrupt::Abandon { .. }) => {
+                        return Ok(true);
+                    }
+                    Err(Interrupt::Retry(retry)) => {
+                        // The record's savepoint is rolled back; the claims of it and of the
+                        // records after it go back too.
+                        let mut unused: Vec<&str> = claimed.iter().map(String::as_str).collect();
+                        unused.extend(
+                            envelopes[index]
+                                .as_ref()
+                                .map(|envelope| envelope.event_id.as_str()),
+                        );
+                        log::release_claims(&mut connection, &unused).await?;
+                        pending_retry = Some((record.clone(), retry));
+                        break;
+                    }
+                }
+                index += 1;
             }
-            if guarded && !folds.is_empty() {
+            // A folded statement that fails abandons the first pass like any failing route; the
+            // guarded pass then finds the event it belongs to, one by one.
+            if !folds.is_empty() {
                 if let Err(error) = folds.write(&mut connection).await {
                     tracing::debug!(%error, "a folded increment failed; the batch runs again event by event");
-                    drop(connection);
-                    drop(lock);
-                    transaction.rollback().await?;
-                    return Ok(Pass::Abandoned);
+                    return Ok(true);
                 }
             }
-            let attempt = Attempt {
-                guarded,
-                ..Attempt::first()
-            };
-            let result = if guarded {
-                let mut savepoint = connection.begin().await?;
-                let result = handle_record(
-                    &mut savepoint,
-                    record,
-                    routes,
-                    &self.http,
-                    attempt,
-                    None,
-                    None,
-                )
-                .await;
-                match result {
-                    Ok(_) => savepoint.commit().await?,
-                    Err(_) => savepoint.rollback().await?,
-                }
-                result
-            } else {
-                let folds = Some(&mut folds);
-                handle_record(
-                    &mut connection,
-                    record,
-                    routes,
-                    &self.http,
-                    attempt,
-                    None,
-                    folds,
-                )
-                .await
-            };
-            match result {
-                Ok(handled) => effects.add(stream, record, handled),
-                Err(Interrupt::Abandon { .. }) => {
-                    drop(connection);
-                    drop(lock);
-                    transaction.rollback().await?;
-                    return Ok(Pass::Abandoned);
-                }
-                Err(Interrupt::Retry(retry)) => {
-                    // The record's savepoint is rolled back; the claims of it and of the
-                    // records after it go back too.
-                    let mut unused: Vec<&str> = claimed.iter().map(String::as_str).collect();
-                    unused.extend(
-                        envelopes[index]
-                            .as_ref()
-                            .map(|envelope| envelope.event_id.as_str()),
-                    );
-                    log::release_claims(&mut connection, &unused).await?;
-                    pending_retry = Some((record.clone(), retry));
-                    break;
-                }
-            }
-            index += 1;
+            Ok(false)
         }
-        // A folded statement that fails abandons the first pass like any failing route; the
-        // guarded pass then finds the event it belongs to, one by one.
-        if !folds.is_empty() {
-            if let Err(error) = folds.write(&mut connection).await {
-                tracing::debug!(%error, "a folded increment failed; the batch runs again event by event");
-                drop(connection);
-                drop(lock);
-                transaction.rollback().await?;
-                return Ok(Pass::Abandoned);
-            }
+        .await;
+        if abandoned? {
+            drop(connection);
+            drop(lock);
+            transaction.rollback().await?;
+            return Ok(Pass::Abandoned);
         }
         log::append_all(&mut connection, &effects.published).await?;
         let done = effects.done;
