@@ -241,6 +241,20 @@ pub struct ChildRequest {
     pub options: BenchOptions,
 }
 
+/// Runs `command` to its end and returns what it wrote to stdout, while its stderr goes to
+/// ours. (`Command::output` pipes stderr too, whatever the command says, and the child's logs
+/// and errors would be lost.)
+pub(crate) async fn output_beside_stderr(
+    command: &mut tokio::process::Command,
+) -> std::io::Result<std::process::Output> {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?
+        .wait_with_output()
+        .await
+}
+
 async fn run_child(variant: Variant, options: &BenchOptions) -> Outcome {
     let failed = |reason: String| Outcome::Failed { variant, reason };
     let exe = match std::env::current_exe() {
@@ -252,14 +266,13 @@ async fn run_child(variant: Variant, options: &BenchOptions) -> Outcome {
         options: options.clone(),
     })
     .expect("bench options serialise");
-    let output = tokio::process::Command::new(exe)
-        .args(["bench", "--child", &request])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .output()
-        .await;
+    let output = output_beside_stderr(
+        tokio::process::Command::new(exe)
+            .args(["bench", "--child", &request])
+            .stdin(Stdio::null())
+            .kill_on_drop(true),
+    )
+    .await;
     let output = match output {
         Ok(output) => output,
         Err(error) => return failed(format!("cannot start the bench process: {error}")),

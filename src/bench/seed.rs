@@ -48,14 +48,14 @@ pub async fn run_seed_services(
         )));
     }
     eprintln!("bench: running the old services ({}) …", script.display());
-    let output = tokio::process::Command::new("bash")
-        .arg(&script)
-        .arg(events.to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .await
-        .map_err(|error| BenchError::Setup(format!("cannot run {}: {error}", script.display())))?;
+    let output = super::output_beside_stderr(
+        tokio::process::Command::new("bash")
+            .arg(&script)
+            .arg(events.to_string())
+            .stdin(Stdio::null()),
+    )
+    .await
+    .map_err(|error| BenchError::Setup(format!("cannot run {}: {error}", script.display())))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(BenchError::Setup(format!(

@@ -132,3 +132,28 @@ fn a_named_variant_without_its_service_fails_with_the_reason() {
         "{failed:#}"
     );
 }
+
+#[test]
+fn a_variants_own_logs_reach_stderr() {
+    // Each variant runs in a child process; what it logs (and any error it meets) must reach
+    // the terminal, not a pipe nobody reads.
+    let output = Command::new(binary())
+        .args([
+            "bench",
+            "--variant",
+            "sqlite-insert",
+            "--events",
+            "20",
+            "--latency-events",
+            "5",
+        ])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("database ready"),
+        "the child's log is missing:\n{stderr}"
+    );
+}
