@@ -5,7 +5,7 @@
 //! cost next to nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{LazyLock, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -98,14 +98,67 @@ pub fn event_dead_lettered(topic: &str, event_type: &str) {
     metrics::counter!("crm_router_events_dead_lettered_total", "topic" => topic, "type" => event_type).increment(1);
 }
 
-/// A route ran for an event: `applied`, `retry` or `dead_lettered`.
-pub fn route_executed(route: &str, outcome: &'static str) {
-    metrics::counter!("crm_router_route_executions_total", "route" => route.to_owned(), "outcome" => outcome).increment(1);
+/// The action kinds, in the order [`RouteMetrics`] keeps their timings.
+const ACTION_KINDS: [&str; 6] = ["insert", "upsert", "update", "query", "emit", "http"];
+
+/// One route's series, registered when its route set compiles: counting an execution or
+/// timing an action then allocates no label and looks up no series, once per route and event.
+/// Registered before the recorder is installed (the CLI, unit tests), they count nothing.
+#[derive(Clone)]
+pub struct RouteMetrics(Arc<RouteSeries>);
+
+struct RouteSeries {
+    applied: metrics::Counter,
+    retried: metrics::Counter,
+    dead_lettered: metrics::Counter,
+    /// Only for the kinds the route has, so a route's unused kinds add no series.
+    actions: [Option<metrics::Histogram>; ACTION_KINDS.len()],
 }
 
-/// One action ran (successfully or not).
-pub fn action_duration(route: &str, kind: &'static str, took: Duration) {
-    metrics::histogram!("crm_router_action_duration_seconds", "route" => route.to_owned(), "kind" => kind).record(took.as_secs_f64());
+impl std::fmt::Debug for RouteMetrics {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("RouteMetrics")
+    }
+}
+
+impl RouteMetrics {
+    /// The series of the route named `route`, whose actions are of the kinds `kinds`.
+    pub fn register(route: &str, kinds: &[&str]) -> Self {
+        let executions = |outcome: &'static str| metrics::counter!("crm_router_route_executions_total", "route" => route.to_owned(), "outcome" => outcome);
+        Self(Arc::new(RouteSeries {
+            applied: executions("applied"),
+            retried: executions("retry"),
+            dead_lettered: executions("dead_lettered"),
+            actions: ACTION_KINDS.map(|kind| {
+                kinds.contains(&kind).then(|| {
+                    metrics::histogram!("crm_router_action_duration_seconds", "route" => route.to_owned(), "kind" => kind)
+                })
+            }),
+        }))
+    }
+
+    /// The route ran for an event and its effects committed.
+    pub fn applied(&self) {
+        self.0.applied.increment(1);
+    }
+
+    /// The route failed for an event that will be tried again.
+    pub fn retried(&self) {
+        self.0.retried.increment(1);
+    }
+
+    /// The route's handling of an event was dead-lettered.
+    pub fn dead_lettered(&self) {
+        self.0.dead_lettered.increment(1);
+    }
+
+    /// One action of kind `kind` ran (successfully or not).
+    pub fn action_took(&self, kind: &str, took: Duration) {
+        let at = ACTION_KINDS.iter().position(|known| *known == kind);
+        if let Some(Some(histogram)) = at.map(|at| &self.0.actions[at]) {
+            histogram.record(took.as_secs_f64());
+        }
+    }
 }
 
 /// Events in the outbox not yet acknowledged by Kafka.

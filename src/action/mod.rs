@@ -364,6 +364,8 @@ pub struct Run<'a, 'c> {
     pub event: &'a Event,
     /// The route running.
     pub route: &'a RouteName,
+    /// Its metric series.
+    pub metrics: &'a crate::telemetry::RouteMetrics,
     /// Events emitted so far. The caller appends them to the event log before it commits
     /// (one multi-row insert for the whole transaction) and logs them after.
     pub emitted: &'a mut Vec<Event>,
@@ -459,6 +461,7 @@ pub async fn run_step(
             action.execute(run, scope, &path).await
         }
     };
-    crate::telemetry::action_duration(run.route.as_str(), step.action.kind(), started.elapsed());
+    run.metrics
+        .action_took(step.action.kind(), started.elapsed());
     result.map_err(|error| fail(scope, error))
 }

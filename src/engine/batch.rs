@@ -254,7 +254,7 @@ impl Engine {
             tracing::info!(topic = %topic, event_id = %event_id, "📥 Event received: {event_type} from topic {topic}");
         }
         for route in &effects.applied_routes {
-            crate::telemetry::route_executed(route.as_str(), "applied");
+            route.applied();
         }
         if let Some(observer) = &self.observer {
             observer.report(effects.applied);
@@ -274,7 +274,7 @@ struct PassEffects {
     applied: Vec<AppliedEvent>,
     observed: bool,
     /// Routes applied, counted after the commit.
-    applied_routes: Vec<crate::route::RouteName>,
+    applied_routes: Vec<crate::telemetry::RouteMetrics>,
     /// Events of the unguarded pass to log and count as received: topic, type, id.
     received: Vec<(String, String, String)>,
 }

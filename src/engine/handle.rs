@@ -7,9 +7,10 @@ use crate::store::db::Conn;
 use crate::action::fold::Folds;
 use crate::action::{run_steps, Run, Scope};
 use crate::event::{Event, TopicName};
-use crate::route::{Route, RouteName, RouteSet};
+use crate::route::{Route, RouteSet};
 use crate::store::dead_letters::{self, NewDeadLetter};
 use crate::store::log::{decode_envelope, LogRecord};
+use crate::telemetry::RouteMetrics;
 use crate::template::now_rfc3339;
 
 /// Why handling an event stopped before it was done.
@@ -96,8 +97,9 @@ pub struct Handled {
     pub dead_lettered: Vec<String>,
     /// How many routes ran (successfully or not).
     pub routes_run: usize,
-    /// The routes applied, for the caller to count once its transaction commits.
-    pub applied: Vec<RouteName>,
+    /// The series of the routes applied, for the caller to count once its transaction
+    /// commits.
+    pub applied: Vec<RouteMetrics>,
     /// Unguarded: the event's topic and type, for the caller to log as received and count as
     /// received and routed once its transaction commits.
     pub unannounced: Option<(String, String)>,
@@ -107,7 +109,7 @@ impl Handled {
     /// Counts the applied routes in the metrics (after the commit that made them so).
     pub fn count_applied(&self) {
         for route in &self.applied {
-            crate::telemetry::route_executed(route.as_str(), "applied");
+            route.applied();
         }
     }
 }
@@ -314,6 +316,7 @@ async fn steps_of(
         http: route.http,
         event: route.event,
         route: &route.route.name,
+        metrics: &route.route.metrics,
         emitted,
         folds,
     };
@@ -377,7 +380,7 @@ async fn run_route(
         let ran = steps_of(connection, route_for, &mut route_emitted, &mut scope, folds);
         return match ran.await {
             Ok(()) => {
-                handled.applied.push(route.name.clone());
+                handled.applied.push(route.metrics.clone());
                 handled.emitted.extend(route_emitted);
                 Ok(())
             }
@@ -399,7 +402,7 @@ async fn run_route(
     match result {
         Ok(()) => {
             savepoint.commit().await.map_err(store_retry)?;
-            handled.applied.push(route.name.clone());
+            handled.applied.push(route.metrics.clone());
             tracing::debug!(route = %route.name, event_id = %event_id, "route applied");
             handled.emitted.extend(route_emitted);
             Ok(())
@@ -410,7 +413,7 @@ async fn run_route(
             let policy = failure.retry.unwrap_or(route.retry);
             if attempt.may_retry && failure.error.is_retryable() && attempt.number < policy.attempts
             {
-                crate::telemetry::route_executed(route.name.as_str(), "retry");
+                route.metrics.retried();
                 return Err(Interrupt::Retry(Retry {
                     route: route.name.to_string(),
                     error: failure.to_string(),
@@ -426,7 +429,7 @@ async fn run_route(
                     ),
                 }));
             }
-            crate::telemetry::route_executed(route.name.as_str(), "dead_lettered");
+            route.metrics.dead_lettered();
             let dead = Failure {
                 route: Some(route.name.as_str()),
                 action_index: Some(&failure.path),

@@ -122,6 +122,7 @@ pub async fn run(
                     http,
                     event,
                     route: &route.name,
+                    metrics: &route.metrics,
                     emitted,
                     folds: Some(&mut *folds),
                 };
@@ -130,7 +131,7 @@ pub async fn run(
         }
         for ((scope, handled), emitted) in scopes.iter().zip(&mut handled).zip(emitted) {
             if scope.is_some() {
-                handled.applied.push(route.name.clone());
+                handled.applied.push(route.metrics.clone());
                 handled.emitted.extend(emitted);
             }
         }

@@ -294,6 +294,7 @@ impl Scheduler {
                 http: &self.http,
                 event: &event,
                 route: &route.name,
+                metrics: &route.metrics,
                 emitted: &mut emitted,
                 folds: None,
             };

@@ -385,8 +385,12 @@ fn compile_route(
     if steps.len() != definition.actions.len() {
         return None;
     }
+    let name = name?;
+    let mut kinds = Vec::new();
+    action_kinds(&steps, &mut kinds);
     Some(Route {
-        name: name?,
+        metrics: crate::telemetry::RouteMetrics::register(name.as_str(), &kinds),
+        name,
         description: definition.description.clone(),
         file: file.to_owned(),
         trigger: Trigger {
@@ -491,4 +495,14 @@ fn compile_types(
         }
     }
     ok.then_some(TypeFilter::OneOf(names))
+}
+
+/// The kinds of `steps` and of the steps nested in their `for_each`.
+fn action_kinds(steps: &[crate::action::Step], kinds: &mut Vec<&'static str>) {
+    for step in steps {
+        kinds.push(step.action.kind());
+        if let crate::action::Action::Query(query) = &step.action {
+            action_kinds(&query.for_each, kinds);
+        }
+    }
 }

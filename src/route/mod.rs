@@ -39,6 +39,8 @@ pub struct Route {
     pub retry: RetryPolicy,
     /// What it does.
     pub steps: Vec<Step>,
+    /// Its metric series.
+    pub metrics: crate::telemetry::RouteMetrics,
     /// Whether it may run for a run of events step by step, all the events at each step
     /// (`action::bulk`).
     pub lockstep: bool,

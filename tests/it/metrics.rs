@@ -69,6 +69,11 @@ async fn the_counters_move_after_a_cascade(backend: Backend) {
         first.contains("# TYPE crm_router_action_duration_seconds histogram"),
         "{first}"
     );
+    // A route's series are registered with its route set, only for the kinds it has.
+    assert!(
+        !first.contains(r#"route="user-creates-customer",kind="http""#),
+        "{first}"
+    );
 
     // A second cascade and an event that fails its schema move them again.
     assert_eq!(daemon.post_event("user.events", user(2)).await.0, 202);
