@@ -38,12 +38,15 @@ pub struct Catalog {
     /// reading them, no computed column default. Only there may a batch's increments be
     /// summed into one statement (`action::fold`).
     plain: BTreeSet<String>,
-    /// Tables no trigger or rule watches and whose rows reference no other row (no foreign
-    /// key): only there may a batch's inserts of one step go in as one statement
+    /// Tables no trigger or rule watches, whose rows reference no other row (no foreign key)
+    /// and whose defaults and checks read nothing another insert changes (no user function,
+    /// no sequence but a column's own, no `currval`/`lastval`; on SQLite, no `ON CONFLICT
+    /// REPLACE`): only there may a batch's inserts of one step go in as one statement
     /// (`action::bulk`), since nothing can see the order of the rows in between.
     bulk: BTreeSet<String>,
-    /// The column sets of each table's unique constraints and indexes (not partial, not on
-    /// expressions), the primary key and SQLite's `INTEGER PRIMARY KEY` included.
+    /// The column sets of each table's unique constraints and indexes (checked at once, valid,
+    /// not partial, not on expressions), the primary key and SQLite's `INTEGER PRIMARY KEY`
+    /// included.
     unique: BTreeMap<String, Vec<BTreeSet<String>>>,
 }
 
@@ -162,7 +165,7 @@ pub(super) async fn read(
         Dialect::Sqlite => {
             "SELECT m.name AS table_name FROM sqlite_master m \
              WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
-             AND instr(lower(m.sql), 'references') = 0 \
+             AND instr(lower(m.sql), 'references') = 0 AND instr(lower(m.sql), 'replace') = 0 \
              AND NOT EXISTS (SELECT 1 FROM sqlite_master o WHERE o.type = 'trigger' \
                  AND (o.tbl_name = m.name OR instr(lower(o.sql), lower(m.name)) > 0))"
         }
@@ -174,7 +177,20 @@ pub(super) async fn read(
              AND NOT EXISTS (SELECT 1 FROM pg_trigger t WHERE NOT t.tgisinternal \
                  AND (t.tgrelid = c.oid OR EXISTS (SELECT 1 FROM pg_proc f \
                      WHERE f.oid = t.tgfoid AND position(c.relname IN f.prosrc) > 0))) \
-             AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid)"
+             AND NOT EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid) \
+             AND NOT EXISTS (SELECT 1 FROM pg_attrdef a WHERE a.adrelid = c.oid AND ( \
+                 pg_get_expr(a.adbin, a.adrelid) ~* '(currval|lastval|setval)\\s*\\(' \
+                 OR EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_attrdef'::regclass \
+                     AND d.objid = a.oid AND d.refclassid = 'pg_proc'::regclass) \
+                 OR EXISTS (SELECT 1 FROM pg_depend d JOIN pg_class q ON q.oid = d.refobjid \
+                     AND q.relkind = 'S' WHERE d.classid = 'pg_attrdef'::regclass \
+                     AND d.objid = a.oid AND d.refclassid = 'pg_class'::regclass \
+                     AND NOT EXISTS (SELECT 1 FROM pg_depend o WHERE o.classid = 'pg_class'::regclass \
+                         AND o.objid = q.oid AND o.refobjid = c.oid AND o.refobjsubid = a.adnum \
+                         AND o.deptype IN ('a', 'i'))))) \
+             AND NOT EXISTS (SELECT 1 FROM pg_constraint k JOIN pg_depend d \
+                 ON d.classid = 'pg_constraint'::regclass AND d.objid = k.oid \
+                 AND d.refclassid = 'pg_proc'::regclass WHERE k.conrelid = c.oid)"
         }
     };
     let mut bulk = BTreeSet::new();
@@ -212,7 +228,7 @@ async fn unique_keys(
              FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid \
              LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) AND a.attnum > 0 \
              WHERE c.relnamespace = current_schema()::regnamespace AND i.indisunique \
-             AND i.indpred IS NULL AND i.indexprs IS NULL"
+             AND i.indimmediate AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL"
         }
     };
     let mut indexes: BTreeMap<(String, String), Option<BTreeSet<String>>> = BTreeMap::new();

@@ -674,6 +674,16 @@ async fn the_catalog_knows_unique_keys_and_bulk_tables(backend: Backend) {
 CREATE TRIGGER watched_audit AFTER INSERT ON watched FOR EACH ROW EXECUTE FUNCTION audit_watched();"
         }
     };
+    // PostgreSQL: a default drawing on another table's sequence sees the order of the inserts
+    // in between, and a deferred unique constraint lets a key in twice until the commit.
+    let sequences = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => {
+            "CREATE TABLE orders (id BIGSERIAL PRIMARY KEY, ref TEXT);
+CREATE TABLE order_notes (order_id BIGINT DEFAULT currval('orders_id_seq'), body TEXT);
+CREATE TABLE later (k TEXT, CONSTRAINT later_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED);"
+        }
+    };
     std::fs::write(
         dir.path().join("migrations/20270101000000_tables.sql"),
         format!(
@@ -684,6 +694,7 @@ CREATE TABLE owned (id TEXT PRIMARY KEY, person TEXT REFERENCES people (id));
 CREATE TABLE watched (id TEXT PRIMARY KEY);
 CREATE TABLE audit (id TEXT);
 {trigger}
+{sequences}
 "
         ),
     )
@@ -710,5 +721,17 @@ CREATE TABLE audit (id TEXT);
     );
     assert!(!catalog.takes_bulk_inserts("owned"), "a foreign key");
     assert!(!catalog.takes_bulk_inserts("watched"), "a trigger");
+    if backend == Backend::Postgres {
+        assert!(catalog.takes_bulk_inserts("orders"), "its own serial");
+        assert!(
+            !catalog.takes_bulk_inserts("order_notes"),
+            "another table's sequence"
+        );
+        assert_eq!(
+            catalog.covers_unique_key("later", &["k"]),
+            None,
+            "a deferred key"
+        );
+    }
     store.close().await;
 }
