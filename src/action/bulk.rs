@@ -160,12 +160,25 @@ fn row_key(insert: &Insert, catalog: &Catalog) -> Option<RowKey> {
     Some(RowKey { parts })
 }
 
+/// One event's row of a bulk insert.
+struct BulkRow {
+    /// The event's place in the run.
+    event: usize,
+    /// Its key parts (see [`RowKey`]); empty when the step keeps no row.
+    key: Vec<String>,
+    /// Its values, moved into the statement.
+    params: Vec<Param<'static>>,
+}
+
 /// Runs an insert step that goes in bulk for every event whose scope is given (`None`: the
 /// route does not run for that event), in as few statements as the parameter limits allow,
-/// and keeps each event's row under `as:`.
+/// and keeps each event's row under `as:`. Each event's share of the statements' time is
+/// recorded as its action's duration, so the histogram counts one insert per event as one by
+/// one.
 pub async fn insert_for_all(
     connection: &mut Conn<'_>,
     templates: &TemplateEnvironment,
+    metrics: &crate::telemetry::RouteMetrics,
     step: &Step,
     scopes: &mut [Option<Scope>],
 ) -> Result<(), StepFailure> {
@@ -179,8 +192,9 @@ pub async fn insert_for_all(
         error,
         retry: step.retry,
     };
-    let mut rows: Vec<(usize, Vec<Param<'static>>)> = Vec::with_capacity(scopes.len());
-    for (index, scope) in scopes.iter().enumerate() {
+    let started = std::time::Instant::now();
+    let mut rows: Vec<BulkRow> = Vec::with_capacity(scopes.len());
+    for (event, scope) in scopes.iter().enumerate() {
         let Some(scope) = scope else { continue };
         if let Some(condition) = &step.when {
             if !templates
@@ -190,12 +204,23 @@ pub async fn insert_for_all(
                 continue;
             }
         }
-        rows.push((index, insert.render(templates, scope).map_err(fail)?));
+        let params = insert.render(templates, scope).map_err(fail)?;
+        let key = key
+            .parts
+            .iter()
+            .map(|(at, kind)| kind.of_param(&params[*at]))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| fail(unmatched(insert)))?;
+        rows.push(BulkRow { event, key, params });
     }
     let per_statement = (MAX_PARAMETERS / insert.width().max(1)).max(1);
-    for chunk in rows.chunks(per_statement) {
+    for chunk in rows.chunks_mut(per_statement) {
         let sql = insert.rows_sql(chunk.len());
-        let statement = db::query(&sql).bind_all(chunk.iter().flat_map(|(_, row)| row.clone()));
+        let statement = db::query(&sql).bind_all(
+            chunk
+                .iter_mut()
+                .flat_map(|row| std::mem::take(&mut row.params)),
+        );
         let Some(name) = insert.as_name() else {
             statement
                 .execute(&mut *connection)
@@ -208,12 +233,26 @@ pub async fn insert_for_all(
             .await
             .map_err(|e| fail(e.into()))?;
         let kept = match_rows(key, insert, chunk, &returned).map_err(fail)?;
-        for ((index, _), row) in chunk.iter().zip(kept) {
-            let scope = scopes[*index].as_mut().expect("a scope for each row");
-            scope.set_step(name, &row.unwrap_or(serde_json::Value::Null));
+        for (row, kept) in chunk.iter().zip(kept) {
+            let scope = scopes[row.event].as_mut().expect("a scope for each row");
+            scope.set_step(name, &kept.unwrap_or(serde_json::Value::Null));
+        }
+    }
+    if !rows.is_empty() {
+        let share = started.elapsed() / rows.len() as u32;
+        for _ in &rows {
+            metrics.action_took("insert", share);
         }
     }
     Ok(())
+}
+
+/// A row inserted in bulk that cannot be given to its event: the pass is abandoned.
+fn unmatched(insert: &Insert) -> ActionError {
+    ActionError::InvalidValue(format!(
+        "a row inserted into {} in bulk could not be matched to its event",
+        insert.table
+    ))
 }
 
 /// The row each of `chunk`'s events inserted, in the chunk's order: `None` for an event whose
@@ -221,24 +260,15 @@ pub async fn insert_for_all(
 fn match_rows(
     key: &RowKey,
     insert: &Insert,
-    chunk: &[(usize, Vec<Param<'static>>)],
+    chunk: &[BulkRow],
     returned: &[db::Row],
 ) -> Result<Vec<Option<serde_json::Value>>, ActionError> {
-    let unmatched = || {
-        ActionError::InvalidValue(format!(
-            "a row inserted into {} in bulk could not be matched to its event",
-            insert.table
-        ))
-    };
-    let mut waiting: HashMap<Vec<String>, VecDeque<usize>> = HashMap::with_capacity(chunk.len());
-    for (position, (_, row)) in chunk.iter().enumerate() {
-        let parts = key
-            .parts
-            .iter()
-            .map(|(at, kind)| kind.of_param(&row[*at]))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(unmatched)?;
-        waiting.entry(parts).or_default().push_back(position);
+    let mut waiting: HashMap<&[String], VecDeque<usize>> = HashMap::with_capacity(chunk.len());
+    for (position, row) in chunk.iter().enumerate() {
+        waiting
+            .entry(row.key.as_slice())
+            .or_default()
+            .push_back(position);
     }
     let mut kept = vec![None; chunk.len()];
     for row in returned {
@@ -251,15 +281,15 @@ fn match_rows(
                 kind.of_json(json.get(column)?)
             })
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(unmatched)?;
+            .ok_or_else(|| unmatched(insert))?;
         let position = waiting
-            .get_mut(&parts)
+            .get_mut(parts.as_slice())
             .and_then(VecDeque::pop_front)
-            .ok_or_else(unmatched)?;
+            .ok_or_else(|| unmatched(insert))?;
         kept[position] = Some(serde_json::Value::Object(json));
     }
     if matches!(insert.conflict(), Conflict::Fail) && kept.iter().any(Option::is_none) {
-        return Err(unmatched());
+        return Err(unmatched(insert));
     }
     Ok(kept)
 }

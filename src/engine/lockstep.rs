@@ -108,9 +108,15 @@ pub async fn run(
         let mut emitted: Vec<Vec<Event>> = vec![Vec::new(); events.len()];
         for step in &route.steps {
             if let Action::Insert(_) = &step.action {
-                bulk::insert_for_all(connection, &route_set.templates, step, &mut scopes)
-                    .await
-                    .map_err(abandon)?;
+                bulk::insert_for_all(
+                    connection,
+                    &route_set.templates,
+                    &route.metrics,
+                    step,
+                    &mut scopes,
+                )
+                .await
+                .map_err(abandon)?;
                 continue;
             }
             for ((scope, event), emitted) in scopes.iter_mut().zip(&events).zip(&mut emitted) {
