@@ -11,9 +11,8 @@ use super::json::ApiJson;
 use super::path::ApiPath;
 use super::AppState;
 use crate::engine::log_published;
-use crate::event::{EventError, SubmittedEvent};
+use crate::event::{Delivery, EventError, SubmittedEvent};
 use crate::store::dead_letters;
-use crate::store::log::LogRecord;
 
 fn field_of(error: &EventError) -> &'static str {
     match error {
@@ -72,17 +71,11 @@ pub async fn submit(
         );
         // Kept like any refused event, so it can be inspected (and replayed once the schema or
         // the producer is fixed); the caller also learns at once through the 422.
-        let record = LogRecord {
-            seq: 0,
-            topic: event.topic.to_string(),
-            key: event.key.clone(),
-            envelope: serde_json::to_string(&event.envelope).expect("envelopes serialise"),
-        };
         let error = format!("event fails its schema: {}", errors.join("; "));
         let mut transaction = state.store.begin().await?;
         dead_letters::refuse(
             &mut transaction,
-            &record,
+            &Delivery::submitted(&event),
             Some(dead_letters::STAGE_SUBMIT),
             &error,
         )

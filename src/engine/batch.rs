@@ -5,13 +5,13 @@
 //! by a guarded one over the same records, which always commits.
 
 use crate::action::fold::Folds;
-use crate::event::{Envelope, Event};
+use crate::event::{Delivery, Event};
 use crate::route::RouteSet;
-use crate::store::log::{self, LogRecord};
+use crate::store::log;
 use crate::store::StoreError;
 
 use super::commits::AppliedEvent;
-use super::{handle_record, lockstep, Attempt, BatchOutcome, Engine, Handled, Interrupt, Stream};
+use super::{handle_delivery, lockstep, Attempt, BatchOutcome, Engine, Handled, Interrupt, Stream};
 
 /// How a pass over a batch ended.
 enum Pass {
@@ -22,8 +22,8 @@ enum Pass {
 }
 
 impl Engine {
-    /// Handles records of `stream` in one transaction, starting from the stored `position`.
-    /// Everything before a record that needs a retry commits.
+    /// Handles deliveries of `stream` in one transaction, starting from the stored `position`.
+    /// Everything before an event that needs a retry commits.
     ///
     /// The first pass runs routes without savepoints (two round trips fewer per route and
     /// event, and two per event). If any route fails in it, or anything would be
@@ -36,7 +36,7 @@ impl Engine {
         &self,
         stream: &Stream,
         position: i64,
-        records: &[LogRecord],
+        records: &[Delivery],
     ) -> Result<BatchOutcome, StoreError> {
         let routes = self.routes.load_full();
         if let Pass::Committed(outcome) =
@@ -57,7 +57,7 @@ impl Engine {
         &self,
         stream: &Stream,
         position: i64,
-        records: &[LogRecord],
+        records: &[Delivery],
         routes: &RouteSet,
         mut guarded: bool,
     ) -> Result<Pass, StoreError> {
@@ -70,16 +70,12 @@ impl Engine {
         let mut pending_retry = None;
         // Every event id claimed for this database in one go; an id that does not come back
         // was handled before (a copy the Kafka relay published twice, or an event that went
-        // through the other bus before a switch). A malformed envelope has no id to claim:
-        // handle_record dead-letters it.
-        let mut envelopes: Vec<Option<Envelope>> = records
+        // through the other bus before a switch). What did not decode has no id to claim:
+        // handle_delivery dead-letters it.
+        let claimable: Vec<&str> = records
             .iter()
-            .map(|record| log::decode_envelope(&record.envelope).ok())
-            .collect();
-        let claimable: Vec<&str> = envelopes
-            .iter()
-            .flatten()
-            .map(|envelope| envelope.event_id.as_str())
+            .filter_map(|record| record.decoded.as_ref().ok())
+            .map(|event| event.envelope.event_id.as_str())
             .collect();
         let mut claimed =
             log::claim_events(&mut connection, &self.options.consumer, &claimable).await?;
@@ -91,37 +87,34 @@ impl Engine {
             let mut index = 0;
             while index < records.len() {
                 let record = &records[index];
-                if let Some(envelope) = &envelopes[index] {
+                if let Ok(event) = &record.decoded {
                     // Removed once applied, so a second copy in the same batch is skipped too.
-                    if !claimed.remove(&envelope.event_id) {
-                        effects.skip(stream, record);
+                    if !claimed.remove(&event.envelope.event_id) {
+                        effects.skip(record);
                         index += 1;
                         continue;
                     }
-                    let event_type = envelope.event_type.clone();
-                    let matching: Vec<&crate::route::Route> =
-                        routes.matching(&record.topic, &event_type).collect();
+                    let matching: Vec<&crate::route::Route> = routes
+                        .matching(event.topic.as_str(), &event.envelope.event_type)
+                        .collect();
                     guarded = guarded
                         || matching
                             .iter()
                             .any(|route| crate::action::calls_http(&route.steps));
                     if !guarded && lockstep::allows(&matching) {
-                        let end = lockstep_end(records, &envelopes, index, &claimed);
+                        let end = lockstep_end(records, index, &claimed);
                         if end - index >= lockstep::MIN_RUN {
                             let mut members = Vec::with_capacity(end - index);
-                            for at in index..end {
-                                let envelope = envelopes[at].take().expect("decoded");
-                                if at > index {
-                                    claimed.remove(&envelope.event_id);
-                                }
-                                members.push(lockstep::Member {
-                                    record: &records[at],
-                                    envelope,
-                                });
+                            for member in &records[index..end] {
+                                let Ok(event) = &member.decoded else {
+                                    unreachable!("lockstep_end stops at what did not decode")
+                                };
+                                claimed.remove(&event.envelope.event_id);
+                                members.push(event);
                             }
                             let ran = lockstep::run(
                                 &mut connection,
-                                members,
+                                &members,
                                 &matching,
                                 routes,
                                 &self.http,
@@ -131,7 +124,7 @@ impl Engine {
                             match ran {
                                 Ok(handled) => {
                                     for (record, handled) in records[index..end].iter().zip(handled) {
-                                        effects.add(stream, record, handled);
+                                        effects.add(record, handled);
                                     }
                                     index = end;
                                     continue;
@@ -156,7 +149,7 @@ impl Engine {
                 };
                 let result = if guarded {
                     let mut savepoint = connection.begin().await?;
-                    let result = handle_record(
+                    let result = handle_delivery(
                         &mut savepoint,
                         record,
                         routes,
@@ -173,7 +166,7 @@ impl Engine {
                     result
                 } else {
                     let folds = Some(&mut folds);
-                    handle_record(
+                    handle_delivery(
                         &mut connection,
                         record,
                         routes,
@@ -185,7 +178,7 @@ impl Engine {
                     .await
                 };
                 match result {
-                    Ok(handled) => effects.add(stream, record, handled),
+                    Ok(handled) => effects.add(record, handled),
                     Err(Interrupt::Abandon { .. }) => {
                         return Ok(true);
                     }
@@ -193,13 +186,11 @@ impl Engine {
                         // The record's savepoint is rolled back; the claims of it and of the
                         // records after it go back too.
                         let mut unused: Vec<&str> = claimed.iter().map(String::as_str).collect();
-                        unused.extend(
-                            envelopes[index]
-                                .as_ref()
-                                .map(|envelope| envelope.event_id.as_str()),
-                        );
+                        unused.extend(record.event_id());
                         log::release_claims(&mut connection, &unused).await?;
-                        pending_retry = Some((record.clone(), retry));
+                        // Received now, whatever its retries do.
+                        effects.handled.push(Handled::received(record));
+                        pending_retry = Some((Box::new(record.clone()), retry));
                         break;
                     }
                 }
@@ -248,13 +239,8 @@ impl Engine {
     /// What follows a pass's commit: counting and logging what it applied (only now, so an
     /// abandoned pass counts nothing), reporting it, and announcing what it published.
     fn after_commit(&self, effects: PassEffects) {
-        for (topic, event_type, event_id) in &effects.received {
-            crate::telemetry::event_received(topic, event_type);
-            crate::telemetry::event_routed(topic, event_type);
-            tracing::info!(topic = %topic, event_id = %event_id, "📥 Event received: {event_type} from topic {topic}");
-        }
-        for route in &effects.applied_routes {
-            route.applied();
+        for handled in &effects.handled {
+            handled.count();
         }
         if let Some(observer) = &self.observer {
             observer.report(effects.applied);
@@ -266,17 +252,15 @@ impl Engine {
 
 /// What a pass did, kept until its commit.
 struct PassEffects {
-    /// The stream position once the handled records are.
+    /// The stream position once the handled deliveries are.
     done: i64,
     /// Emitted events, appended to the log before the commit.
     published: Vec<Event>,
     /// Reported to the commit observer, when there is one.
     applied: Vec<AppliedEvent>,
     observed: bool,
-    /// Routes applied, counted after the commit.
-    applied_routes: Vec<crate::telemetry::RouteMetrics>,
-    /// Events of the unguarded pass to log and count as received: topic, type, id.
-    received: Vec<(String, String, String)>,
+    /// What each event's handling counts after the commit (its emitted events moved out).
+    handled: Vec<Handled>,
 }
 
 impl PassEffects {
@@ -286,51 +270,49 @@ impl PassEffects {
             published: Vec::new(),
             applied: Vec::new(),
             observed,
-            applied_routes: Vec::new(),
-            received: Vec::new(),
+            handled: Vec::new(),
         }
     }
 
-    /// A record handled before (its claim did not come back): only the position moves.
-    fn skip(&mut self, stream: &Stream, record: &LogRecord) {
-        self.done = self.done.max(stream.position_after(record));
+    /// An event handled before (its claim did not come back): only the position moves.
+    fn skip(&mut self, delivery: &Delivery) {
+        // Never backwards, even if a rebalance repeated a delivery in the batch. A batch
+        // holds only deliveries from a stream, which all have a position.
+        if let Some(after) = delivery.position_after() {
+            self.done = self.done.max(after);
+        }
     }
 
-    fn add(&mut self, stream: &Stream, record: &LogRecord, mut handled: Handled) {
-        // Never backwards, even if a rebalance repeated a record in the batch.
-        self.skip(stream, record);
-        self.applied_routes.append(&mut handled.applied);
-        if let Some((topic, event_type)) = handled.unannounced.take() {
-            self.received
-                .push((topic, event_type, handled.event_id.clone()));
-        }
+    fn add(&mut self, delivery: &Delivery, mut handled: Handled) {
+        self.skip(delivery);
+        let emitted = std::mem::take(&mut handled.emitted);
         if self.observed {
             self.applied
-                .push(AppliedEvent::new(handled.event_id, &handled.emitted));
+                .push(AppliedEvent::new(handled.event_id.clone(), &emitted));
         }
-        self.published.extend(handled.emitted);
+        self.published.extend(emitted);
+        self.handled.push(handled);
     }
 }
 
-/// Where a lockstep run that starts at `start` ends: the records after it of the same topic
-/// and type, with envelopes and claimed (not yet handled), up to the first that is not.
+/// Where a lockstep run that starts at `start` ends: the deliveries after it of the same topic
+/// and type, decoded and claimed (not yet handled), up to the first that is not.
 fn lockstep_end(
-    records: &[LogRecord],
-    envelopes: &[Option<Envelope>],
+    records: &[Delivery],
     start: usize,
     claimed: &std::collections::HashSet<String>,
 ) -> usize {
-    let Some(first) = &envelopes[start] else {
+    let Ok(first) = &records[start].decoded else {
         return start;
     };
     let mut seen = std::collections::HashSet::new();
     let mut end = start + 1;
-    while let Some(Some(envelope)) = envelopes.get(end) {
-        let same = records[end].topic == records[start].topic
-            && envelope.event_type == first.event_type
-            && claimed.contains(&envelope.event_id)
+    while let Some(Ok(event)) = records.get(end).map(|record| &record.decoded) {
+        let same = event.topic == first.topic
+            && event.envelope.event_type == first.envelope.event_type
+            && claimed.contains(&event.envelope.event_id)
             // A second copy of an event is skipped one by one, after the run.
-            && seen.insert(envelope.event_id.as_str());
+            && seen.insert(event.envelope.event_id.as_str());
         if !same {
             break;
         }

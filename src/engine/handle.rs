@@ -1,4 +1,4 @@
-//! One event through the route set, inside the caller's transaction.
+//! One delivered event through the route set, inside the caller's transaction.
 
 use std::time::Duration;
 
@@ -6,10 +6,9 @@ use crate::store::db::Conn;
 
 use crate::action::fold::Folds;
 use crate::action::{run_steps, Run, Scope};
-use crate::event::{Event, TopicName};
+use crate::event::{Delivery, Event};
 use crate::route::{Route, RouteSet};
 use crate::store::dead_letters::{self, NewDeadLetter};
-use crate::store::log::{decode_envelope, LogRecord};
 use crate::telemetry::RouteMetrics;
 use crate::template::now_rfc3339;
 
@@ -69,8 +68,7 @@ pub struct Attempt<'a> {
     /// dead-lettered or retried. False (the consumer's first pass over a batch, for events
     /// without `http` routes): routes run without savepoints, the first failure (or anything
     /// that would be dead-lettered) returns [`Interrupt::Abandon`] with nothing written, and the caller must roll back its whole transaction and handle the events
-    /// again guarded. Receiving and routing are then counted by the caller after its commit
-    /// (see [`Handled::unannounced`]), so an abandoned pass counts nothing.
+    /// again guarded.
     pub guarded: bool,
 }
 
@@ -86,7 +84,9 @@ impl Attempt<'static> {
     }
 }
 
-/// What handling an event did, once no retry is needed.
+/// What handling an event did, once no retry is needed. Nothing of it is counted or logged
+/// until the caller's transaction commits ([`Handled::count`]), so a rolled-back attempt
+/// counts nothing.
 #[derive(Debug, Default)]
 pub struct Handled {
     /// The event's `eventId` (empty when its envelope is malformed).
@@ -97,17 +97,42 @@ pub struct Handled {
     pub dead_lettered: Vec<String>,
     /// How many routes ran (successfully or not).
     pub routes_run: usize,
-    /// The series of the routes applied, for the caller to count once its transaction
-    /// commits.
+    /// The series of the routes applied.
     pub applied: Vec<RouteMetrics>,
-    /// Unguarded: the event's topic and type, for the caller to log as received and count as
-    /// received and routed once its transaction commits.
-    pub unannounced: Option<(String, String)>,
+    /// The event's topic and type, which its counters are labelled with (`None` when it did not
+    /// decode).
+    pub labels: Option<(String, String)>,
+    /// The first attempt at the event: it is counted and logged as received.
+    pub first_attempt: bool,
+    /// Its routes ran to their end, none dead-lettered: it is counted as routed.
+    pub routed: bool,
 }
 
 impl Handled {
-    /// Counts the applied routes in the metrics (after the commit that made them so).
-    pub fn count_applied(&self) {
+    /// An event whose first attempt stopped for a retry: it was received, and nothing else
+    /// of it holds yet.
+    pub fn received(delivery: &Delivery) -> Self {
+        let mut handled = Self::default();
+        if let Ok(event) = &delivery.decoded {
+            handled.event_id = event.envelope.event_id.clone();
+            handled.labels = Some((event.topic.to_string(), event.envelope.event_type.clone()));
+            handled.first_attempt = true;
+        }
+        handled
+    }
+
+    /// Counts (and logs) what the handling did, once the transaction that made it so has
+    /// committed.
+    pub fn count(&self) {
+        if let Some((topic, event_type)) = &self.labels {
+            if self.first_attempt {
+                crate::telemetry::event_received(topic, event_type);
+                tracing::info!(topic = %topic, event_id = %self.event_id, "📥 Event received: {event_type} from topic {topic}");
+            }
+            if self.routed {
+                crate::telemetry::event_routed(topic, event_type);
+            }
+        }
         for route in &self.applied {
             route.applied();
         }
@@ -130,11 +155,12 @@ struct Failure<'a> {
     error: String,
 }
 
-async fn dead_letter(
+/// The event, or one route of it, failed for good. A guarded attempt dead-letters it; an
+/// unguarded one cannot undo one route alone, so it abandons the pass instead, and the
+/// guarded pass that follows meets the same failure and dead-letters it.
+async fn fail(
     connection: &mut Conn<'_>,
-    record: &LogRecord,
-    event_id: &str,
-    event_type: &str,
+    delivery: &Delivery,
     failure: Failure<'_>,
     attempt: Attempt<'_>,
     handled: &mut Handled,
@@ -145,11 +171,23 @@ async fn dead_letter(
             error: failure.error,
         });
     }
+    dead_letter(connection, delivery, failure, attempt, handled).await
+}
+
+/// Writes the dead letter of a failure.
+async fn dead_letter(
+    connection: &mut Conn<'_>,
+    delivery: &Delivery,
+    failure: Failure<'_>,
+    attempt: Attempt<'_>,
+    handled: &mut Handled,
+) -> Result<(), Interrupt> {
     let now = now_rfc3339();
     let attempts = attempt.number;
+    let event_type = delivery.event_type();
     tracing::warn!(
-        seq = record.seq,
-        topic = %record.topic,
+        origin = %delivery.origin,
+        topic = %delivery.topic,
         event_type,
         route = failure.route.unwrap_or("-"),
         action = failure.action_index.unwrap_or("-"),
@@ -160,11 +198,11 @@ async fn dead_letter(
     dead_letters::insert(
         connection,
         &NewDeadLetter {
-            event_id,
-            topic: &record.topic,
+            event_id: delivery.event_id().unwrap_or_default(),
+            topic: &delivery.topic,
             event_type,
-            key: &record.key,
-            envelope: &record.envelope,
+            key: &delivery.key,
+            envelope: &delivery.text,
             route: failure.route,
             action_index: failure.action_index,
             action_kind: failure.action_kind,
@@ -179,12 +217,12 @@ async fn dead_letter(
     Ok(())
 }
 
-/// Runs every matching route for `record` (or only the one named `only_route`, for a replay).
-/// Returns what it did, or an [`Interrupt`]: a route failed in a way worth retrying and has
-/// attempts left, or an unguarded attempt met a failure.
-pub async fn handle_record(
+/// Runs every matching route for `delivery` (or only the one named `only_route`, for a
+/// replay). Returns what it did, or an [`Interrupt`]: a route failed in a way worth retrying
+/// and has attempts left, or an unguarded attempt met a failure.
+pub async fn handle_delivery(
     connection: &mut Conn<'_>,
-    record: &LogRecord,
+    delivery: &Delivery,
     routes: &RouteSet,
     http: &reqwest::Client,
     attempt: Attempt<'_>,
@@ -200,66 +238,27 @@ pub async fn handle_record(
         action_kind: None,
         error,
     };
-    let envelope = match decode_envelope(&record.envelope) {
-        Ok(envelope) => envelope,
-        Err(error) => {
-            let failure = refuse(format!("malformed event envelope: {error}"));
-            dead_letter(connection, record, "", "", failure, attempt, &mut handled).await?;
+    let event = match &delivery.decoded {
+        Ok(event) => event,
+        Err(undecodable) => {
+            handled.event_id = undecodable.event_id.clone();
+            let failure = refuse(undecodable.error.clone());
+            fail(connection, delivery, failure, attempt, &mut handled).await?;
             return Ok(handled);
         }
     };
-    let (event_id, event_type) = (envelope.event_id.clone(), envelope.event_type.clone());
-    handled.event_id = event_id.clone();
-    let topic = match TopicName::parse(&record.topic) {
-        Ok(topic) => topic,
-        Err(error) => {
-            dead_letter(
-                connection,
-                record,
-                &event_id,
-                &event_type,
-                refuse(error.to_string()),
-                attempt,
-                &mut handled,
-            )
-            .await?;
-            return Ok(handled);
-        }
-    };
-    if attempt.number == 1 && !attempt.guarded {
-        handled.unannounced = Some((topic.to_string(), event_type.clone()));
-    } else if attempt.number == 1 {
-        crate::telemetry::event_received(topic.as_str(), &event_type);
-        tracing::info!(
-            topic = %topic,
-            event_id = %event_id,
-            "📥 Event received: {} from topic {}",
-            event_type,
-            topic
-        );
-    }
-    if let Err(errors) = routes
-        .schemas
-        .validate(topic.as_str(), &event_type, &envelope.data)
-    {
+    handled.event_id = event.envelope.event_id.clone();
+    handled.labels = Some((event.topic.to_string(), event.envelope.event_type.clone()));
+    handled.first_attempt = attempt.number == 1;
+    if let Err(errors) = routes.schemas.validate(
+        event.topic.as_str(),
+        &event.envelope.event_type,
+        &event.envelope.data,
+    ) {
         let failure = refuse(format!("event fails its schema: {}", errors.join("; ")));
-        dead_letter(
-            connection,
-            record,
-            &event_id,
-            &event_type,
-            failure,
-            attempt,
-            &mut handled,
-        )
-        .await?;
+        fail(connection, delivery, failure, attempt, &mut handled).await?;
         return Ok(handled);
     }
-    let event = Event {
-        topic,
-        key: record.key.clone(),
-        envelope,
-    };
     // Built for the first matching route; the others start from a clone of it.
     let mut start: Option<Scope> = None;
     for route in routes.matching(event.topic.as_str(), &event.envelope.event_type) {
@@ -268,12 +267,12 @@ pub async fn handle_record(
         }
         handled.routes_run += 1;
         let scope = start
-            .get_or_insert_with(|| Scope::new(&event, routes.env.clone()))
+            .get_or_insert_with(|| Scope::new(event, routes.env.clone()))
             .clone();
         run_route(
             connection,
-            record,
-            &event,
+            delivery,
+            event,
             route,
             routes,
             RouteRun {
@@ -286,9 +285,7 @@ pub async fn handle_record(
         )
         .await?;
     }
-    if handled.dead_lettered.is_empty() && attempt.guarded {
-        crate::telemetry::event_routed(event.topic.as_str(), &event.envelope.event_type);
-    }
+    handled.routed = handled.dead_lettered.is_empty();
     Ok(handled)
 }
 
@@ -334,7 +331,7 @@ struct RouteRun<'a> {
 
 async fn run_route(
     connection: &mut Conn<'_>,
-    record: &LogRecord,
+    delivery: &Delivery,
     event: &Event,
     route: &Route,
     routes: &RouteSet,
@@ -348,7 +345,6 @@ async fn run_route(
         folds,
     } = how;
     let event_id = &event.envelope.event_id;
-    let event_type = &event.envelope.event_type;
     if let Some(condition) = &route.trigger.when {
         match routes.templates.test(condition, &scope.context()) {
             Ok(true) => {}
@@ -360,10 +356,7 @@ async fn run_route(
                     action_kind: None,
                     error: format!("on.when: {error}"),
                 };
-                return dead_letter(
-                    connection, record, event_id, event_type, failure, attempt, handled,
-                )
-                .await;
+                return fail(connection, delivery, failure, attempt, handled).await;
             }
         }
     }
@@ -436,10 +429,7 @@ async fn run_route(
                 action_kind: Some(failure.kind),
                 error: failure.error.to_string(),
             };
-            dead_letter(
-                connection, record, event_id, event_type, dead, attempt, handled,
-            )
-            .await
+            dead_letter(connection, delivery, dead, attempt, handled).await
         }
     }
 }
@@ -510,7 +500,7 @@ mod tests {
     }
 
     impl Fixture {
-        async fn append(&self, event_type: &str, data: serde_json::Value) -> LogRecord {
+        async fn append(&self, event_type: &str, data: serde_json::Value) -> Delivery {
             let event = serde_json::from_value::<SubmittedEvent>(
                 serde_json::json!({"eventType": event_type, "data": data}),
             )
@@ -529,7 +519,7 @@ mod tests {
 
         /// Runs one attempt in its own transaction, committed on success and rolled back on
         /// `Retry`, as the engine does.
-        async fn attempt(&self, record: &LogRecord, attempt: u32) -> Result<Vec<Event>, Retry> {
+        async fn attempt(&self, delivery: &Delivery, attempt: u32) -> Result<Vec<Event>, Retry> {
             let mut transaction = self.store.begin().await.unwrap();
             let http = reqwest::Client::new();
             let attempt = Attempt {
@@ -538,9 +528,9 @@ mod tests {
                 may_retry: true,
                 guarded: true,
             };
-            let outcome = handle_record(
+            let outcome = handle_delivery(
                 &mut transaction,
-                record,
+                delivery,
                 &self.routes,
                 &http,
                 attempt,
@@ -662,12 +652,12 @@ mod tests {
     #[tokio::test]
     async fn a_malformed_stored_envelope_is_dead_lettered() {
         let fixture = fixture().await;
-        let record = LogRecord {
-            seq: 1,
-            topic: "test.events".into(),
-            key: "k".into(),
-            envelope: "{not json".into(),
-        };
+        let record = Delivery::new(
+            crate::event::Origin::Log(1),
+            "test.events".into(),
+            "k".into(),
+            "{not json".into(),
+        );
         fixture.attempt(&record, 1).await.unwrap();
         let letters = fixture.dead_letters().await;
         assert_eq!(letters.len(), 1);

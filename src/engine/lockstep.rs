@@ -7,23 +7,14 @@
 
 use crate::action::fold::Folds;
 use crate::action::{bulk, run_step, Action, Run, Scope};
-use crate::event::{Envelope, Event, TopicName};
+use crate::event::Event;
 use crate::route::{Route, RouteSet};
 use crate::store::db::Conn;
-use crate::store::log::LogRecord;
 
 use super::Handled;
 
 /// Fewest events worth a run: a single event goes the usual way.
 pub const MIN_RUN: usize = 2;
-
-/// One event of a run, its envelope decoded.
-pub struct Member<'a> {
-    /// The record as read.
-    pub record: &'a LogRecord,
-    /// Its envelope.
-    pub envelope: Envelope,
-}
 
 /// Whether events matching `routes` may run in lockstep: every route is marked so and no two
 /// of their bulk inserts write one table (one could then see the other's rows of later
@@ -50,26 +41,24 @@ pub fn allows(routes: &[&Route]) -> bool {
 #[derive(Debug)]
 pub struct Abandoned(pub String);
 
-/// Runs `routes` (those matching the members' topic and type, in order) for every member.
-/// Returns what each member's routes did, in the members' order, as one event's
-/// [`Handled`] of an unguarded pass.
+/// Runs `routes` (those matching the events' topic and type, in order) for every event.
+/// Returns what each event's routes did, in the events' order, as one event's [`Handled`]
+/// of an unguarded pass.
 pub async fn run(
     connection: &mut Conn<'_>,
-    members: Vec<Member<'_>>,
+    events: &[&Event],
     routes: &[&Route],
     route_set: &RouteSet,
     http: &reqwest::Client,
     folds: &mut Folds,
 ) -> Result<Vec<Handled>, Abandoned> {
-    let mut events = Vec::with_capacity(members.len());
-    let mut handled = Vec::with_capacity(members.len());
-    for Member { record, envelope } in members {
-        let topic =
-            TopicName::parse(&record.topic).map_err(|error| Abandoned(error.to_string()))?;
+    let mut handled = Vec::with_capacity(events.len());
+    for event in events {
+        let envelope = &event.envelope;
         if let Err(errors) =
             route_set
                 .schemas
-                .validate(topic.as_str(), &envelope.event_type, &envelope.data)
+                .validate(event.topic.as_str(), &envelope.event_type, &envelope.data)
         {
             return Err(Abandoned(format!(
                 "event fails its schema: {}",
@@ -78,13 +67,9 @@ pub async fn run(
         }
         handled.push(Handled {
             event_id: envelope.event_id.clone(),
-            unannounced: Some((topic.to_string(), envelope.event_type.clone())),
+            labels: Some((event.topic.to_string(), envelope.event_type.clone())),
+            first_attempt: true,
             ..Handled::default()
-        });
-        events.push(Event {
-            topic,
-            key: record.key.clone(),
-            envelope,
         });
     }
     let starts: Vec<Scope> = events
@@ -119,7 +104,7 @@ pub async fn run(
                 .map_err(abandon)?;
                 continue;
             }
-            for ((scope, event), emitted) in scopes.iter_mut().zip(&events).zip(&mut emitted) {
+            for ((scope, event), emitted) in scopes.iter_mut().zip(events).zip(&mut emitted) {
                 let Some(scope) = scope else { continue };
                 let mut run = Run {
                     connection: &mut *connection,
@@ -141,6 +126,9 @@ pub async fn run(
                 handled.emitted.extend(emitted);
             }
         }
+    }
+    for handled in &mut handled {
+        handled.routed = true;
     }
     Ok(handled)
 }

@@ -23,11 +23,11 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::event::Event;
+use crate::event::{Delivery, Event};
 use crate::route::RouteSet;
-use crate::store::log::{self, LogRecord, EMBEDDED_STREAM};
+use crate::store::log::{self, EMBEDDED_STREAM};
 use crate::store::{Store, StoreError};
-pub use handle::{handle_record, Attempt, Handled, Interrupt, Retry};
+pub use handle::{handle_delivery, Attempt, Handled, Interrupt, Retry};
 
 /// The live route set; swapped whole on reload, read once per batch.
 pub type RouteSetHandle = Arc<ArcSwap<RouteSet>>;
@@ -46,8 +46,6 @@ pub struct Stream {
     pub name: String,
     /// 0 for the embedded log.
     pub partition: i64,
-    /// Kafka: positions are next offsets rather than log sequence numbers.
-    pub kafka: bool,
 }
 
 impl Stream {
@@ -56,7 +54,6 @@ impl Stream {
         Self {
             name: EMBEDDED_STREAM.to_owned(),
             partition: 0,
-            kafka: false,
         }
     }
 
@@ -65,17 +62,6 @@ impl Stream {
         Self {
             name: topic.to_owned(),
             partition: i64::from(partition),
-            kafka: true,
-        }
-    }
-
-    /// The position to store once `record` is handled: the log's `seq`, or Kafka's next offset
-    /// (what Kafka's own committed offsets mean too).
-    pub fn position_after(&self, record: &LogRecord) -> i64 {
-        if self.kafka {
-            record.seq + 1
-        } else {
-            record.seq
         }
     }
 }
@@ -85,8 +71,8 @@ impl Stream {
 pub enum BatchOutcome {
     /// Every record was handled; the stream is at this position.
     Done(i64),
-    /// The stream moved to this position, and the record after it is to be retried alone.
-    Retry(i64, LogRecord, Retry),
+    /// The stream moved to this position, and the event after it is to be retried alone.
+    Retry(i64, Box<Delivery>, Retry),
 }
 
 /// Engine settings.

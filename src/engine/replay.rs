@@ -10,10 +10,11 @@
 
 use thiserror::Error;
 
-use super::handle::{handle_record, Attempt};
+use super::handle::{handle_delivery, Attempt};
 use super::{log_published, LogSignal, RouteSetHandle};
+use crate::event::{Delivery, Envelope, Origin};
 use crate::store::dead_letters::{self, DeadLetter, Status};
-use crate::store::log::{self, LogRecord};
+use crate::store::log;
 use crate::store::{Conn, Store, StoreError};
 
 /// What a replay did.
@@ -123,7 +124,7 @@ impl Replayer {
                     topic: crate::event::TopicName::parse(&letter.topic)
                         .map_err(|error| ReplayError::Unreplayable(error.to_string()))?,
                     key: letter.key.clone(),
-                    envelope: log::decode_envelope(&letter.envelope)
+                    envelope: Envelope::decode(&letter.envelope)
                         .map_err(|error| ReplayError::Unreplayable(error.to_string()))?,
                 };
                 if !log::append(&mut transaction, &event).await? {
@@ -144,12 +145,12 @@ impl Replayer {
             }
             (Some(_), _) => {}
         }
-        let record = LogRecord {
-            seq: 0,
-            topic: letter.topic.clone(),
-            key: letter.key.clone(),
-            envelope: letter.envelope.clone(),
-        };
+        let delivery = Delivery::new(
+            Origin::Replay,
+            letter.topic.clone(),
+            letter.key.clone(),
+            letter.envelope.clone(),
+        );
         let attempt = Attempt {
             number: u32::try_from(letter.attempts)
                 .unwrap_or(u32::MAX)
@@ -158,9 +159,9 @@ impl Replayer {
             may_retry: false,
             guarded: true,
         };
-        let handled = handle_record(
+        let handled = handle_delivery(
             &mut transaction,
-            &record,
+            &delivery,
             &routes,
             &self.http,
             attempt,
@@ -180,7 +181,7 @@ impl Replayer {
         }
         log::append_all(&mut transaction, &handled.emitted).await?;
         transaction.commit().await?;
-        handled.count_applied();
+        handled.count();
         if !handled.emitted.is_empty() {
             self.signal.notify_one();
             log_published(&handled.emitted);

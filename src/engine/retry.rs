@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::event::Delivery;
 use crate::route::model::RetryDef;
-use crate::store::log::{self, LogRecord};
+use crate::store::log;
 use crate::store::{Conn, StoreError};
 
 use super::commits::AppliedEvent;
-use super::{handle_record, sleep_or_cancel, Attempt, Engine, Retry, Stream, STORE_RETRY};
+use super::{handle_delivery, sleep_or_cancel, Attempt, Engine, Retry, Stream, STORE_RETRY};
 
 /// A compiled retry policy.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,37 +83,40 @@ impl RetryPolicy {
 }
 
 impl Engine {
-    /// Claims the record's event id for this database, inside the record's savepoint. False
-    /// when it was handled before: a copy the Kafka relay published twice, or an event that
-    /// went through the other bus before a switch between the embedded bus and Kafka.
+    /// Claims the event's id for this database, inside the event's transaction. False when it
+    /// was handled before: a copy the Kafka relay published twice, or an event that went
+    /// through the other bus before a switch between the embedded bus and Kafka.
     async fn claim(
         &self,
         connection: &mut Conn<'_>,
-        record: &LogRecord,
+        delivery: &Delivery,
     ) -> Result<bool, StoreError> {
-        let Ok(envelope) = log::decode_envelope(&record.envelope) else {
-            // Not an envelope: handle_record dead-letters it.
+        let Ok(event) = &delivery.decoded else {
+            // Not an event: handle_delivery dead-letters it.
             return Ok(true);
         };
-        Ok(log::claim_event(connection, &self.options.consumer, &envelope.event_id).await?)
+        Ok(log::claim_event(connection, &self.options.consumer, &event.envelope.event_id).await?)
     }
 
-    /// Retries one record (the one after position `from`) until it succeeds or its failing
+    /// Retries one event (the one after position `from`) until it succeeds or its failing
     /// routes are dead-lettered. Returns the new position, or `None` when shutting down first or
     /// when the stored position must be read again.
     pub async fn retry_alone(
         &self,
         stream: &Stream,
         from: i64,
-        record: &LogRecord,
+        delivery: &Delivery,
         mut retry: Retry,
         shutdown: &CancellationToken,
     ) -> Option<i64> {
         let first_failed_at = crate::template::now_rfc3339();
+        // Only deliveries from a stream are retried alone (a replay goes through
+        // `engine::replay`), so there is a position; without one, it stays where it was.
+        let after = delivery.position_after().unwrap_or(from);
         let mut attempt = 1;
         loop {
             tracing::warn!(
-                seq = record.seq,
+                origin = %delivery.origin,
                 route = %retry.route,
                 attempt,
                 error = %retry.error,
@@ -126,7 +130,7 @@ impl Engine {
             let routes = self.routes.load_full();
             let outcome = async {
                 let mut transaction = self.store.begin().await?;
-                let result = if !self.claim(&mut transaction, record).await? {
+                let result = if !self.claim(&mut transaction, delivery).await? {
                     Ok(None)
                 } else {
                     let attempt = Attempt {
@@ -135,9 +139,9 @@ impl Engine {
                         may_retry: true,
                         guarded: true,
                     };
-                    handle_record(
+                    handle_delivery(
                         &mut transaction,
-                        record,
+                        delivery,
                         &routes,
                         &self.http,
                         attempt,
@@ -158,11 +162,11 @@ impl Engine {
                             &stream.name,
                             stream.partition,
                             from,
-                            stream.position_after(record),
+                            after,
                         )
                         .await?;
                         transaction.commit().await?;
-                        handled.count_applied();
+                        handled.count();
                         if let Some(observer) = &self.observer {
                             if !handled.event_id.is_empty() {
                                 observer.report(vec![AppliedEvent::new(
@@ -184,7 +188,7 @@ impl Engine {
                 Ok(Ok(emitted)) => {
                     self.health.set(None);
                     self.announce(&emitted);
-                    return Some(stream.position_after(record));
+                    return Some(after);
                 }
                 Ok(Err(next)) => retry = next.into_retry(),
                 Err(error @ StoreError::PositionMoved { .. }) => {

@@ -5,6 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod delivery;
+pub use delivery::{Delivery, Origin, Undecodable};
+
 /// The JSON every producer and consumer agrees on:
 /// `{"eventId","eventType","timestamp","source","data"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +23,27 @@ pub struct Envelope {
     pub source: String,
     /// The payload, validated against `schemas/<topic>/<eventType>.json` when that exists.
     pub data: serde_json::Value,
+}
+
+impl Envelope {
+    /// Decodes a stored or received envelope. An id, type, timestamp or source holding NUL is
+    /// refused like malformed JSON: PostgreSQL cannot store it, and the claim or dead letter
+    /// keyed by it would fail on every retry instead of once.
+    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        let envelope: Envelope = serde_json::from_str(text)?;
+        let fields = [
+            &envelope.event_id,
+            &envelope.event_type,
+            &envelope.timestamp,
+            &envelope.source,
+        ];
+        if fields.iter().any(|field| field.contains('\0')) {
+            return Err(serde::de::Error::custom(
+                "the envelope's eventId, eventType, timestamp or source holds a NUL character",
+            ));
+        }
+        Ok(envelope)
+    }
 }
 
 /// An event with its routing information.

@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use super::connect;
 use super::settings::KafkaSettings;
 use crate::engine::{BatchOutcome, Engine, Stream};
-use crate::store::log::{self, LogRecord};
+use crate::event::{Delivery, Origin};
+use crate::store::log;
 
 /// Notes rebalances, so the loop forgets cached positions of partitions it may have lost.
 pub struct PartitionTracker {
@@ -112,13 +113,18 @@ pub fn subscribe(settings: &KafkaSettings) -> Result<RouteConsumer, KafkaError> 
     Ok(consumer)
 }
 
-fn to_record(message: &rdkafka::message::BorrowedMessage<'_>) -> LogRecord {
-    LogRecord {
-        seq: message.offset(),
-        topic: message.topic().to_owned(),
-        key: message.key().map(storable_text).unwrap_or_default(),
-        envelope: message.payload().map(storable_text).unwrap_or_default(),
-    }
+fn to_delivery(message: &rdkafka::message::BorrowedMessage<'_>) -> Delivery {
+    Delivery::new(
+        Origin::Kafka(message.offset()),
+        message.topic().to_owned(),
+        message.key().map(storable_text).unwrap_or_default(),
+        message.payload().map(storable_text).unwrap_or_default(),
+    )
+}
+
+/// The offset of a delivery this consumer made.
+fn offset(delivery: &Delivery) -> i64 {
+    delivery.position_after().map_or(0, |next| next - 1)
 }
 
 /// Bytes from Kafka as text the database can store. Invalid UTF-8 and NUL bytes (which no JSON
@@ -145,9 +151,9 @@ pub async fn run(
             message = consumer.recv() => message,
             _ = shutdown.cancelled() => break,
         };
-        let mut batch: Vec<(i32, LogRecord)> = Vec::new();
+        let mut batch: Vec<(i32, Delivery)> = Vec::new();
         match first {
-            Ok(message) => batch.push((message.partition(), to_record(&message))),
+            Ok(message) => batch.push((message.partition(), to_delivery(&message))),
             Err(error) => {
                 tracing::warn!(%error, "Kafka consumer error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -161,7 +167,7 @@ pub async fn run(
         consumer.context().connected.store(true, Ordering::Relaxed);
         while batch.len() < batch_size {
             match tokio::time::timeout(Duration::from_millis(2), consumer.recv()).await {
-                Ok(Ok(message)) => batch.push((message.partition(), to_record(&message))),
+                Ok(Ok(message)) => batch.push((message.partition(), to_delivery(&message))),
                 _ => break,
             }
         }
@@ -170,7 +176,7 @@ pub async fn run(
             rewound.clear();
         }
         // Group by partition, keeping each partition's order.
-        let mut partitions: Vec<((String, i32), Vec<LogRecord>)> = Vec::new();
+        let mut partitions: Vec<((String, i32), Vec<Delivery>)> = Vec::new();
         for (partition, record) in batch {
             let key = (record.topic.clone(), partition);
             match partitions.iter_mut().find(|(existing, _)| *existing == key) {
@@ -224,7 +230,7 @@ async fn apply_partition(
     stream: &Stream,
     cached: Option<i64>,
     may_rewind: bool,
-    records: Vec<LogRecord>,
+    records: Vec<Delivery>,
     shutdown: &CancellationToken,
 ) -> Option<i64> {
     let partition = stream.partition as i32;
@@ -254,7 +260,11 @@ async fn apply_partition(
                 // Once per assignment: a gap in the partition (compaction) must not loop.
                 // No stored position (0) means nothing was applied here, so that rewinds to the
                 // start too: the database, not Kafka's committed offset, is the truth.
-                if may_rewind && records.first().is_some_and(|first| first.seq > position) {
+                if may_rewind
+                    && records
+                        .first()
+                        .is_some_and(|first| offset(first) > position)
+                {
                     tracing::warn!(topic = %stream.name, partition, position, "Kafka is ahead of the stored position; rewinding");
                     rewind(position);
                     return None;
@@ -263,15 +273,15 @@ async fn apply_partition(
             }
             Err(error) => {
                 tracing::error!(%error, "cannot read the consumer position; retrying");
-                rewind(records.first().map_or(0, |first| first.seq));
+                rewind(records.first().map_or(0, offset));
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 return None;
             }
         },
     };
-    let mut pending: Vec<LogRecord> = records
+    let mut pending: Vec<Delivery> = records
         .into_iter()
-        .filter(|record| record.seq >= position)
+        .filter(|delivery| offset(delivery) >= position)
         .collect();
     while !pending.is_empty() {
         match engine.run_batch(stream, position, &pending).await {
@@ -284,7 +294,7 @@ async fn apply_partition(
                 {
                     Some(after) => {
                         position = after;
-                        pending.retain(|record| record.seq >= after);
+                        pending.retain(|delivery| offset(delivery) >= after);
                     }
                     None => {
                         rewind(position);

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::connect;
 use super::settings::KafkaSettings;
 use crate::engine::LogSignal;
+use crate::event::{Delivery, Origin};
 use crate::store::dead_letters;
 use crate::store::exclusive::{ExclusiveLock, Job};
 use crate::store::log;
@@ -308,9 +309,15 @@ impl Relay {
         let settled = published.len() + refused.len();
         let mut transaction = self.store.begin().await?;
         for (row, reason) in &refused {
+            let delivery = Delivery::new(
+                Origin::Log(row.seq),
+                row.topic.clone(),
+                row.key.clone(),
+                row.envelope.clone(),
+            );
             dead_letters::refuse(
                 &mut transaction,
-                row,
+                &delivery,
                 Some(dead_letters::STAGE_PUBLISH),
                 reason,
             )

@@ -2,7 +2,7 @@
 
 use super::db::{self, Conn, Pool};
 
-use super::log::{decode_envelope, LogRecord};
+use crate::event::Delivery;
 use crate::template::now_rfc3339;
 
 /// `action_kind` of an event the events endpoint refused (its schema).
@@ -42,23 +42,19 @@ pub struct NewDeadLetter<'a> {
 /// it (`publish` for the Kafka relay, `None` before routing).
 pub async fn refuse(
     connection: &mut Conn<'_>,
-    record: &LogRecord,
+    delivery: &Delivery,
     stage: Option<&str>,
     error: &str,
 ) -> Result<String, sqlx::Error> {
-    let (event_id, event_type) = match decode_envelope(&record.envelope) {
-        Ok(envelope) => (envelope.event_id, envelope.event_type),
-        Err(_) => (String::new(), String::new()),
-    };
     let now = now_rfc3339();
     insert(
         connection,
         &NewDeadLetter {
-            event_id: &event_id,
-            topic: &record.topic,
-            event_type: &event_type,
-            key: &record.key,
-            envelope: &record.envelope,
+            event_id: delivery.event_id().unwrap_or_default(),
+            topic: &delivery.topic,
+            event_type: delivery.event_type(),
+            key: &delivery.key,
+            envelope: &delivery.text,
             route: None,
             action_index: None,
             action_kind: stage,

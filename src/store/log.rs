@@ -9,7 +9,7 @@ use super::db::{self, Conn, Pool};
 use super::sql::placeholder_rows;
 
 use super::StoreError;
-use crate::event::{Envelope, Event};
+use crate::event::{Delivery, Event, Origin};
 use crate::template::now_rfc3339;
 
 /// The stream name under which the embedded bus stores its consumer position.
@@ -18,7 +18,7 @@ pub const EMBEDDED_STREAM: &str = "__event_log";
 /// Advisory lock key serialising appends on PostgreSQL ("crmrlog" in ASCII).
 const APPEND_LOCK: i64 = 0x63_72_6d_72_6c_6f_67;
 
-/// One log row as read by a consumer.
+/// One log row as the outbox relay reads it.
 #[derive(Debug, Clone)]
 pub struct LogRecord {
     /// Position in the log.
@@ -83,8 +83,8 @@ pub async fn append_all(connection: &mut Conn<'_>, events: &[Event]) -> Result<u
     Ok(appended)
 }
 
-/// Up to `limit` records after position `after`, in order.
-pub async fn read_after(pool: &Pool, after: i64, limit: i64) -> Result<Vec<LogRecord>, StoreError> {
+/// Up to `limit` events after position `after`, in order, each decoded once.
+pub async fn read_after(pool: &Pool, after: i64, limit: i64) -> Result<Vec<Delivery>, StoreError> {
     let rows = db::query(
         "SELECT seq, topic, event_key, envelope FROM event_log WHERE seq > $1 ORDER BY seq LIMIT $2",
     )
@@ -94,12 +94,12 @@ pub async fn read_after(pool: &Pool, after: i64, limit: i64) -> Result<Vec<LogRe
     .await?;
     rows.into_iter()
         .map(|row| {
-            Ok(LogRecord {
-                seq: row.try_get("seq")?,
-                topic: row.try_get("topic")?,
-                key: row.try_get("event_key")?,
-                envelope: row.try_get("envelope")?,
-            })
+            Ok(Delivery::new(
+                Origin::Log(row.try_get("seq")?),
+                row.try_get("topic")?,
+                row.try_get("event_key")?,
+                row.try_get("envelope")?,
+            ))
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(StoreError::from)
@@ -350,23 +350,4 @@ pub async fn release_claims(
         query.execute(&mut *connection).await?;
     }
     Ok(())
-}
-
-/// Decodes a stored or received envelope. An id, type, timestamp or source holding NUL is
-/// refused like malformed JSON: PostgreSQL cannot store it, and the claim or dead letter
-/// keyed by it would fail on every retry instead of once.
-pub fn decode_envelope(text: &str) -> Result<Envelope, serde_json::Error> {
-    let envelope: Envelope = serde_json::from_str(text)?;
-    let fields = [
-        &envelope.event_id,
-        &envelope.event_type,
-        &envelope.timestamp,
-        &envelope.source,
-    ];
-    if fields.iter().any(|field| field.contains('\0')) {
-        return Err(serde::de::Error::custom(
-            "the envelope's eventId, eventType, timestamp or source holds a NUL character",
-        ));
-    }
-    Ok(envelope)
 }
