@@ -27,7 +27,11 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Error> {
     ))
 }
 
-fn shift(text: &str, amount: i64, unit: fn(i64) -> Option<Duration>) -> Result<String, Error> {
+pub(super) fn shift(
+    text: &str,
+    amount: i64,
+    unit: fn(i64) -> Option<Duration>,
+) -> Result<String, Error> {
     let delta = unit(amount).ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidOperation,
@@ -40,14 +44,23 @@ fn shift(text: &str, amount: i64, unit: fn(i64) -> Option<Duration>) -> Result<S
     Ok(shifted.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
+/// `uuid()`: version 7 (time first, then random bits), so rows keyed by it are appended at the
+/// end of their primary key's index instead of on a random page of it.
+pub(super) fn uuid() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// `today()`: the UTC date.
+pub(super) fn today() -> String {
+    Utc::now().format("%Y-%m-%d").to_string()
+}
+
 /// Registers `uuid()`, `now()`, `today()` and the filters `add_days`, `add_hours`,
 /// `add_minutes`, `add_seconds` and `date`.
 pub fn register(env: &mut Environment<'static>) {
-    // Version 7 (time first, then random bits): rows keyed by it are appended at the end of
-    // their primary key's index instead of on a random page of it.
-    env.add_function("uuid", || uuid::Uuid::now_v7().to_string());
+    env.add_function("uuid", uuid);
     env.add_function("now", now_rfc3339);
-    env.add_function("today", || Utc::now().format("%Y-%m-%d").to_string());
+    env.add_function("today", today);
     env.add_filter("add_days", |text: String, days: i64| {
         shift(&text, days, Duration::try_days)
     });

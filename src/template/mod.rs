@@ -9,6 +9,9 @@
 //! number, `none` becomes SQL NULL); any other template renders to a string.
 
 mod functions;
+mod shortcut;
+
+use shortcut::{plain_path, Shortcut, TextShortcut};
 
 pub use functions::now_rfc3339;
 
@@ -74,7 +77,7 @@ pub enum ValueTemplate {
     /// `{{ expr }}` alone: renders to the expression's own JSON type.
     Expression(Expression),
     /// Any other template: renders to a string.
-    Text(String),
+    Text(TextTemplate),
     /// A list whose items are templates.
     List(Vec<ValueTemplate>),
     /// A map whose values are templates (keys are literal).
@@ -86,49 +89,17 @@ pub enum ValueTemplate {
 pub struct Expression {
     /// The template that evaluates it.
     name: String,
-    /// When the expression is only a variable path (`data.name`, `steps.customer.id`), its
-    /// segments: the value is then looked up in the context without running the template,
-    /// which is what most route values are. The template still runs whenever the lookup
-    /// finds nothing, so an undefined value fails with minijinja's own error.
-    path: Option<Vec<String>>,
+    /// How to evaluate it without running the template, when it has a form that allows it
+    /// (see [`shortcut`]); the template runs whenever the shortcut declines.
+    shortcut: Option<Shortcut>,
 }
 
-/// The segments of `expression` when it is a plain dotted path of identifiers.
-fn plain_path(expression: &str) -> Option<Vec<String>> {
-    // Names the parser reads as literals or operators, never as variables.
-    const RESERVED: &[&str] = &[
-        "true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is", "if",
-        "else",
-    ];
-    let segments: Vec<String> = expression.split('.').map(str::to_owned).collect();
-    let identifier = |segment: &str| {
-        let mut characters = segment.chars();
-        characters
-            .next()
-            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-            && characters.all(|rest| rest.is_ascii_alphanumeric() || rest == '_')
-            && !RESERVED.contains(&segment)
-    };
-    segments
-        .iter()
-        .all(|segment| identifier(segment))
-        .then_some(segments)
-}
-
-/// The value at `path` in `context`, if every segment is there.
-fn look_up(context: &TemplateValue, path: &[String]) -> Option<serde_json::Value> {
-    let mut value = context.clone();
-    for segment in path {
-        // Only maps: on anything else the template decides what `.name` means.
-        if value.kind() != minijinja::value::ValueKind::Map {
-            return None;
-        }
-        value = value.get_attr(segment).ok()?;
-        if value.is_undefined() {
-            return None;
-        }
-    }
-    serde_json::to_value(&value).ok()
+/// A compiled text template (anything but a sole expression).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextTemplate {
+    name: String,
+    /// Set when the text is literal text around plain paths.
+    shortcut: Option<TextShortcut>,
 }
 
 /// Serialises an expression's value as JSON, refusing undefined (which `tojson` would accept).
@@ -145,7 +116,11 @@ fn native_json(value: minijinja::Value) -> Result<String, minijinja::Error> {
 
 /// A compiled `when:` condition.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Condition(String);
+pub struct Condition {
+    name: String,
+    /// Set when the condition is a plain path, whose truth needs no template.
+    path: Option<Vec<String>>,
+}
 
 /// The compiled templates of one route set.
 pub struct TemplateEnvironment {
@@ -226,13 +201,16 @@ impl TemplateEnvironment {
                 .map_err(|error| compile_error(&error, ""))?;
             return Ok(ValueTemplate::Expression(Expression {
                 name,
-                path: plain_path(expression),
+                shortcut: Shortcut::parse(expression),
             }));
         }
         self.env
             .add_template_owned(name.clone(), text.to_owned())
             .map_err(|error| compile_error(&error, ""))?;
-        Ok(ValueTemplate::Text(name))
+        Ok(ValueTemplate::Text(TextTemplate {
+            name,
+            shortcut: TextShortcut::parse(text),
+        }))
     }
 
     /// Compiles a YAML tree whose string leaves may be templates.
@@ -303,7 +281,10 @@ impl TemplateEnvironment {
         self.env
             .add_template_owned(name.clone(), source)
             .map_err(|error| compile_error(&error, ""))?;
-        Ok(Condition(name))
+        Ok(Condition {
+            name,
+            path: plain_path(expression.trim()),
+        })
     }
 
     /// Renders a compiled value against `context`.
@@ -316,17 +297,26 @@ impl TemplateEnvironment {
             ValueTemplate::Literal(value) => Ok(value.clone()),
             ValueTemplate::Expression(expression) => {
                 if let Some(value) = expression
-                    .path
-                    .as_deref()
-                    .and_then(|path| look_up(context, path))
+                    .shortcut
+                    .as_ref()
+                    .and_then(|shortcut| shortcut.evaluate(context))
                 {
                     return Ok(value);
                 }
                 let json = self.render_named(&expression.name, context)?;
                 Ok(serde_json::from_str(&json)?)
             }
-            ValueTemplate::Text(name) => {
-                Ok(serde_json::Value::String(self.render_named(name, context)?))
+            ValueTemplate::Text(text) => {
+                if let Some(rendered) = text
+                    .shortcut
+                    .as_ref()
+                    .and_then(|shortcut| shortcut.evaluate(context, self.limits.max_output_bytes))
+                {
+                    return Ok(serde_json::Value::String(rendered));
+                }
+                Ok(serde_json::Value::String(
+                    self.render_named(&text.name, context)?,
+                ))
             }
             ValueTemplate::List(items) => items
                 .iter()
@@ -362,7 +352,14 @@ impl TemplateEnvironment {
         condition: &Condition,
         context: &TemplateValue,
     ) -> Result<bool, RenderError> {
-        Ok(self.render_named(&condition.0, context)? == "1")
+        if let Some(value) = condition
+            .path
+            .as_deref()
+            .and_then(|path| shortcut::look_up(context, path))
+        {
+            return Ok(is_true(&value));
+        }
+        Ok(self.render_named(&condition.name, context)? == "1")
     }
 
     fn render_named(&self, name: &str, context: &TemplateValue) -> Result<String, RenderError> {
@@ -375,6 +372,18 @@ impl TemplateEnvironment {
             });
         }
         Ok(output)
+    }
+}
+
+/// Jinja's truth of a JSON value: empty, zero, false and null are false.
+fn is_true(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => false,
+        serde_json::Value::Bool(flag) => *flag,
+        serde_json::Value::Number(number) => number.as_f64().is_some_and(|n| n != 0.0),
+        serde_json::Value::String(text) => !text.is_empty(),
+        serde_json::Value::Array(items) => !items.is_empty(),
+        serde_json::Value::Object(map) => !map.is_empty(),
     }
 }
 
@@ -479,43 +488,173 @@ mod tests {
         );
     }
 
+    /// The same template with its shortcut removed: what the shortcut must agree with.
+    fn without_shortcut(template: &ValueTemplate) -> ValueTemplate {
+        match template {
+            ValueTemplate::Expression(expression) => ValueTemplate::Expression(Expression {
+                shortcut: None,
+                ..expression.clone()
+            }),
+            ValueTemplate::Text(text) => ValueTemplate::Text(TextTemplate {
+                shortcut: None,
+                ..text.clone()
+            }),
+            other => other.clone(),
+        }
+    }
+
     #[test]
-    fn plain_paths_are_looked_up_exactly_as_the_template_renders_them() {
-        let expressions = [
-            "data.name",
-            "data.amount",
-            "data.count",
-            "data.missing",
-            "data",
-            "event",
-            "event.data.name",
-            "steps.customer.id",
-            "env.REGION",
-            "steps.customer.id.nothing",
-            "data.name.upper",
-            "none",
-            "true",
+    fn shortcuts_give_exactly_what_the_template_gives() {
+        let texts = [
+            "{{ data.name }}",
+            "{{ data.amount }}",
+            "{{ data.count }}",
+            "{{ data.missing }}",
+            "{{ data }}",
+            "{{ event }}",
+            "{{ event.data.name }}",
+            "{{ steps.customer.id }}",
+            "{{ env.REGION }}",
+            "{{ steps.customer.id.nothing }}",
+            "{{ data.name.upper }}",
+            "{{ none }}",
+            "{{ true }}",
+            "{{ data.missing | default(none) }}",
+            "{{ data.absent | default(none) }}",
+            "{{ data.name | default(none) }}",
+            "{{ absent | default(none) }}",
+            "{{ data.absent.deeper | default(none) }}",
+            "{{ data.name.deeper | default(none) }}",
+            "{{ data.count | default(none) }}",
+            "{{ data.absent | default(0) }}",
+            "初回コンタクト: {{ data.name }}",
+            "{{ data.name }} and {{ steps.customer.id }}!",
+            "count {{ data.count }}",
+            "amount {{ data.amount }}",
+            "missing {{ data.missing }}",
+            "absent {{ data.absent }}",
+            "{{ data.name }}{{ env.REGION }}",
+            "line\n{{ data.name }}\n",
+            "{{- data.name }} x",
+            "{{ data.name }} {% if true %}y{% endif %}",
+            "}} {{ data.name }}",
         ];
         let context = event_context();
-        for text in expressions {
+        for text in texts {
             let mut env = environment();
-            let ValueTemplate::Expression(compiled) =
-                env.compile_text("e", &format!("{{{{ {text} }}}}")).unwrap()
-            else {
-                panic!("{text} is an expression");
-            };
-            let fast = env.render(&ValueTemplate::Expression(compiled.clone()), &context);
-            let slow = env.render(
-                &ValueTemplate::Expression(Expression {
-                    path: None,
-                    ..compiled.clone()
-                }),
-                &context,
-            );
+            let compiled = env.compile_text("e", text).unwrap();
+            let fast = env.render(&compiled, &context);
+            let slow = env.render(&without_shortcut(&compiled), &context);
             match (fast, slow) {
                 (Ok(fast), Ok(slow)) => assert_eq!(fast, slow, "{text}"),
                 (Err(fast), Err(slow)) => assert_eq!(fast.to_string(), slow.to_string(), "{text}"),
                 (fast, slow) => panic!("{text}: {fast:?} but the template gives {slow:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn shortcuts_cover_the_common_forms_and_nothing_else() {
+        let mut env = environment();
+        let mut has_shortcut = |text: &str| match env.compile_text("e", text).unwrap() {
+            ValueTemplate::Expression(expression) => expression.shortcut.is_some(),
+            ValueTemplate::Text(text) => text.shortcut.is_some(),
+            _ => panic!("{text} is a template"),
+        };
+        for text in [
+            "{{ data.name }}",
+            "{{ uuid() }}",
+            "{{ now() }}",
+            "{{ today() }}",
+            "{{ now() | add_days(3) }}",
+            "{{ today() | add_hours(-2) }}",
+            "{{ data.ownerId | default(none) }}",
+            "初回コンタクト: {{ data.name }}",
+        ] {
+            assert!(has_shortcut(text), "{text}");
+        }
+        for text in [
+            "{{ data.count + 1 }}",
+            "{{ data['name'] }}",
+            "{{ now() | add_days(data.count) }}",
+            "{{ now() | add_days(1.5) }}",
+            "{{ now() | date }}",
+            "{{ data.name | upper }}",
+            "{{ data.name | default('x') }}",
+            "{{ uuid() | default(none) }}",
+            "a {{ data.name | upper }}",
+            "a {{- data.name }}",
+            "{{ data.name }} {% if true %}y{% endif %}",
+        ] {
+            assert!(!has_shortcut(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn function_shortcuts_call_the_functions_the_templates_call() {
+        let mut env = environment();
+        let context = event_context();
+        let render = |env: &mut TemplateEnvironment, text: &str| {
+            let compiled = env.compile_text("e", text).unwrap();
+            let fast = env.render(&compiled, &context).unwrap();
+            let slow = env.render(&without_shortcut(&compiled), &context).unwrap();
+            (
+                fast.as_str().unwrap().to_owned(),
+                slow.as_str().unwrap().to_owned(),
+            )
+        };
+        let (fast, slow) = render(&mut env, "{{ uuid() }}");
+        for id in [&fast, &slow] {
+            assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+        }
+        assert_ne!(fast, slow);
+        let (fast, slow) = render(&mut env, "{{ now() | add_days(3) }}");
+        let parse = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap();
+        let in_three_days = chrono::Utc::now() + chrono::Duration::days(3);
+        for shifted in [&fast, &slow] {
+            assert!(
+                (parse(shifted).to_utc() - in_three_days)
+                    .num_seconds()
+                    .abs()
+                    < 5,
+                "{shifted}"
+            );
+            assert!(
+                shifted.ends_with('Z') && shifted.len() == fast.len(),
+                "{shifted} {fast}"
+            );
+        }
+        let (fast, slow) = render(&mut env, "{{ today() }}");
+        assert_eq!(fast.len(), 10);
+        assert!(fast <= slow, "{fast} {slow}");
+    }
+
+    #[test]
+    fn plain_path_conditions_follow_the_templates_truth() {
+        let context = event_context();
+        for expression in [
+            "data.name",
+            "data.missing",
+            "data.count",
+            "steps.customer",
+            "steps.absent",
+            "data.name.upper",
+            "event.data",
+        ] {
+            let mut env = environment();
+            let condition = env.compile_condition("c", expression).unwrap();
+            let fast = env.test(&condition, &context);
+            let slow = env.test(
+                &Condition {
+                    path: None,
+                    ..condition.clone()
+                },
+                &context,
+            );
+            match (fast, slow) {
+                (Ok(fast), Ok(slow)) => assert_eq!(fast, slow, "{expression}"),
+                (Err(fast), Err(slow)) => assert_eq!(fast.to_string(), slow.to_string()),
+                (fast, slow) => panic!("{expression}: {fast:?} but the template gives {slow:?}"),
             }
         }
         assert_eq!(plain_path("steps.customer.id").unwrap().len(), 3);
