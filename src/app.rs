@@ -247,6 +247,14 @@ impl Application {
                 None
             }
         };
+        let _checkpointer = match self.state.store.checkpointer() {
+            Some(Ok(checkpointer)) => Some(checkpointer),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "cannot start the checkpoint thread; the writer will checkpoint");
+                None
+            }
+            None => None,
+        };
         spawn_sighup(self.state.reload_signals.clone(), shutdown.clone());
         spawn_limiter_cleanup(self.state.login_limiter.clone(), shutdown.clone());
         spawn_metrics_upkeep(self.state.metrics.clone(), shutdown.clone());

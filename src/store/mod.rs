@@ -8,6 +8,7 @@
 
 pub mod appender;
 pub mod catalog;
+pub mod checkpoint;
 pub mod column_type;
 pub mod db;
 pub mod dead_letters;
@@ -220,7 +221,13 @@ impl Store {
                     // a statement journal, a temporary file by default: one write(2) per page
                     // was a fifth of the CPU time of a batch. In memory, it holds at most the
                     // pages of one statement.
-                    .pragma("temp_store", "MEMORY");
+                    .pragma("temp_store", "MEMORY")
+                    // The daemon checkpoints on a thread of its own (store::checkpoint); the
+                    // writer does only when that falls far behind.
+                    .pragma(
+                        "wal_autocheckpoint",
+                        checkpoint::WRITER_AUTOCHECKPOINT.to_string(),
+                    );
                 // One writer connection: SQLite allows one writer anyway, and serialising writes
                 // in-process avoids SQLITE_BUSY and keeps the log's sequence in commit order.
                 let writer = sqlite_pool(1)
@@ -281,6 +288,17 @@ impl Store {
             }
         };
         Ok(store)
+    }
+
+    /// Starts checkpointing the WAL of a SQLite file this store writes, off the writer's
+    /// commits (see [`checkpoint`]); `None` for PostgreSQL, memory and read-only stores.
+    pub fn checkpointer(&self) -> Option<std::io::Result<checkpoint::Checkpointer>> {
+        match &self.reader {
+            Pool::SqliteReaders(readers) => readers
+                .writable_file()
+                .map(|file| checkpoint::Checkpointer::start(file.to_owned())),
+            _ => None,
+        }
     }
 
     /// Applies the built-in migrations, then the user's from `user_migrations` (if given).

@@ -153,6 +153,12 @@ impl Readers {
         Self { pool }
     }
 
+    /// The database file, when the store may write to it.
+    pub fn writable_file(&self) -> Option<&std::path::Path> {
+        let opener = self.pool.manager();
+        (!opener.read_only).then_some(opener.file.as_path())
+    }
+
     /// A connection of the pool, waiting for one to be returned when all are taken.
     pub async fn get(&self) -> Result<Reader, sqlx::Error> {
         self.pool.get().await.map_err(|error| match error {
