@@ -195,6 +195,7 @@ impl Application {
             engine_health: engine.health(),
             tokens: crate::auth::TokenKeys::new(&secret),
             login_limiter: Arc::new(crate::auth::LoginLimiter::new()),
+            signup_limiter: Arc::new(crate::auth::SignupLimiter::new()),
             relay_health,
             cors_origins: settings.cors_origins.clone().into(),
             metrics,
@@ -248,7 +249,11 @@ impl Application {
             }
         };
         spawn_sighup(self.state.reload_signals.clone(), shutdown.clone());
-        spawn_limiter_cleanup(self.state.login_limiter.clone(), shutdown.clone());
+        spawn_limiter_cleanup(
+            self.state.login_limiter.clone(),
+            self.state.signup_limiter.clone(),
+            shutdown.clone(),
+        );
         spawn_metrics_upkeep(self.state.metrics.clone(), shutdown.clone());
         let reload_task = tokio::spawn(self.reloader.clone().run(
             self.reload_signals,
@@ -530,13 +535,20 @@ fn spawn_metrics_upkeep(
     });
 }
 
-/// Keeps the login limiter's memory bounded by forgetting idle keys every minute.
-fn spawn_limiter_cleanup(limiter: Arc<crate::auth::LoginLimiter>, shutdown: CancellationToken) {
+/// Keeps the login and sign-up limiters' memory bounded by forgetting idle keys every minute.
+fn spawn_limiter_cleanup(
+    login: Arc<crate::auth::LoginLimiter>,
+    signup: Arc<crate::auth::SignupLimiter>,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = every_minute.tick() => limiter.forget_idle(),
+                _ = every_minute.tick() => {
+                    login.forget_idle();
+                    signup.forget_idle();
+                }
                 _ = shutdown.cancelled() => break,
             }
         }
