@@ -91,6 +91,7 @@ enum Bus {
 /// A daemon ready to run: database migrated, routes loaded, listener bound.
 pub struct Application {
     listener: TcpListener,
+    http_limits: crate::server::ServerLimits,
     state: AppState,
     engine: Engine,
     bus: Bus,
@@ -209,6 +210,7 @@ impl Application {
             .collect();
         Ok(Self {
             listener,
+            http_limits: settings.http,
             state,
             engine,
             bus,
@@ -317,14 +319,14 @@ impl Application {
             })
         };
         let store = self.state.store.clone();
-        let server_shutdown = shutdown.clone();
-        let server = axum::serve(
+        let server = crate::server::serve(
             self.listener,
-            api::app(self.state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await });
+            api::app(self.state),
+            self.http_limits,
+            shutdown.clone(),
+        );
         tracing::info!("listening on http://{address}");
-        let mut server_task = tokio::spawn(async move { server.await });
+        let mut server_task = tokio::spawn(server);
         // The grace period starts at the stop signal, and covers open HTTP requests too: a slow
         // client or a long bulk replay cannot hold the process past it.
         let served = tokio::select! {
@@ -366,13 +368,12 @@ impl Application {
                     relay.abort();
                 }
                 tracing::warn!("the HTTP server, the event consumer, the scheduler or the outbox relay did not stop in time; what they had not committed will be redone on start");
-                (Ok(Ok(())), None)
+                (Ok(()), None)
             }
         };
         store.close().await;
-        match served {
-            Ok(result) => result.map_err(AppError::Serve)?,
-            Err(join) => return Err(AppError::Serve(std::io::Error::other(join.to_string()))),
+        if let Err(join) = served {
+            return Err(AppError::Serve(std::io::Error::other(join.to_string())));
         }
         match consumer_failure {
             Some(reason) => Err(AppError::ConsumerStopped(reason)),
