@@ -91,6 +91,7 @@ enum Bus {
 /// A daemon ready to run: database migrated, routes loaded, listener bound.
 pub struct Application {
     listener: TcpListener,
+    http_limits: crate::server::ServerLimits,
     state: AppState,
     engine: Engine,
     bus: Bus,
@@ -195,6 +196,7 @@ impl Application {
             engine_health: engine.health(),
             tokens: crate::auth::TokenKeys::new(&secret),
             login_limiter: Arc::new(crate::auth::LoginLimiter::new()),
+            signup_limiter: Arc::new(crate::auth::SignupLimiter::new()),
             relay_health,
             cors_origins: settings.cors_origins.clone().into(),
             metrics,
@@ -208,6 +210,7 @@ impl Application {
             .collect();
         Ok(Self {
             listener,
+            http_limits: settings.http,
             state,
             engine,
             bus,
@@ -256,7 +259,11 @@ impl Application {
             None => None,
         };
         spawn_sighup(self.state.reload_signals.clone(), shutdown.clone());
-        spawn_limiter_cleanup(self.state.login_limiter.clone(), shutdown.clone());
+        spawn_limiter_cleanup(
+            self.state.login_limiter.clone(),
+            self.state.signup_limiter.clone(),
+            shutdown.clone(),
+        );
         spawn_metrics_upkeep(self.state.metrics.clone(), shutdown.clone());
         let reload_task = tokio::spawn(self.reloader.clone().run(
             self.reload_signals,
@@ -320,14 +327,14 @@ impl Application {
             })
         };
         let store = self.state.store.clone();
-        let server_shutdown = shutdown.clone();
-        let server = axum::serve(
+        let server = crate::server::serve(
             self.listener,
-            api::app(self.state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await });
+            api::app(self.state),
+            self.http_limits,
+            shutdown.clone(),
+        );
         tracing::info!("listening on http://{address}");
-        let mut server_task = tokio::spawn(async move { server.await });
+        let mut server_task = tokio::spawn(server);
         // The grace period starts at the stop signal, and covers open HTTP requests too: a slow
         // client or a long bulk replay cannot hold the process past it.
         let served = tokio::select! {
@@ -369,13 +376,12 @@ impl Application {
                     relay.abort();
                 }
                 tracing::warn!("the HTTP server, the event consumer, the scheduler or the outbox relay did not stop in time; what they had not committed will be redone on start");
-                (Ok(Ok(())), None)
+                (Ok(()), None)
             }
         };
         store.close().await;
-        match served {
-            Ok(result) => result.map_err(AppError::Serve)?,
-            Err(join) => return Err(AppError::Serve(std::io::Error::other(join.to_string()))),
+        if let Err(join) = served {
+            return Err(AppError::Serve(std::io::Error::other(join.to_string())));
         }
         match consumer_failure {
             Some(reason) => Err(AppError::ConsumerStopped(reason)),
@@ -538,13 +544,20 @@ fn spawn_metrics_upkeep(
     });
 }
 
-/// Keeps the login limiter's memory bounded by forgetting idle keys every minute.
-fn spawn_limiter_cleanup(limiter: Arc<crate::auth::LoginLimiter>, shutdown: CancellationToken) {
+/// Keeps the login and sign-up limiters' memory bounded by forgetting idle keys every minute.
+fn spawn_limiter_cleanup(
+    login: Arc<crate::auth::LoginLimiter>,
+    signup: Arc<crate::auth::SignupLimiter>,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = every_minute.tick() => limiter.forget_idle(),
+                _ = every_minute.tick() => {
+                    login.forget_idle();
+                    signup.forget_idle();
+                }
                 _ = shutdown.cancelled() => break,
             }
         }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -10,6 +11,7 @@ use crate::engine::retry::RetryPolicy;
 use crate::kafka::{KafkaFileConfig, KafkaSettings, KafkaSettingsError};
 use crate::route::load::Source;
 use crate::route::model::RetryDef;
+use crate::server::ServerLimits;
 
 /// Default SQLite file, in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://crm-router.db";
@@ -104,6 +106,72 @@ pub struct ConfigFile {
     /// default, so browsers refuse cross-origin calls.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Timeouts and the connection limit of the HTTP server.
+    #[serde(default)]
+    pub http: HttpFileConfig,
+}
+
+/// `http:` in `crm-router.yaml`: what keeps slow, idle or numerous clients from locking others
+/// out. Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFileConfig {
+    /// Longest wait for a request's head (request line and headers), counted from when the
+    /// connection opened or its previous response was sent, so it is also how long an idle
+    /// keep-alive connection stays open (default `10s`).
+    #[serde(default, with = "humantime_serde")]
+    pub request_head_timeout: Option<Duration>,
+    /// Longest time for a request's whole body to arrive once the server reads it (default
+    /// `30s`).
+    #[serde(default, with = "humantime_serde")]
+    pub request_body_timeout: Option<Duration>,
+    /// Most open client connections (default 4096). Lowered, with a warning, to what the
+    /// process's open-files limit leaves room for. When they are all open, the oldest connection
+    /// with no request in flight is closed for a new one.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+/// Timeouts must be long enough for a real client and short enough to matter.
+const HTTP_TIMEOUT_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(3600);
+
+impl HttpFileConfig {
+    fn resolve(&self) -> Result<ServerLimits, ConfigError> {
+        let timeout = |field: &'static str, value: Option<Duration>, default: Duration| {
+            let value = value.unwrap_or(default);
+            if HTTP_TIMEOUT_RANGE.contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError::Invalid {
+                    field,
+                    message: format!(
+                        "{} is outside 100ms..=1h",
+                        humantime::format_duration(value)
+                    ),
+                })
+            }
+        };
+        if self.max_connections == Some(0) {
+            return Err(ConfigError::Invalid {
+                field: "http.max_connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(ServerLimits {
+            request_head_timeout: timeout(
+                "http.request_head_timeout",
+                self.request_head_timeout,
+                crate::server::DEFAULT_REQUEST_HEAD_TIMEOUT,
+            )?,
+            request_body_timeout: timeout(
+                "http.request_body_timeout",
+                self.request_body_timeout,
+                crate::server::DEFAULT_REQUEST_BODY_TIMEOUT,
+            )?,
+            max_connections: self.max_connections,
+        })
+    }
 }
 
 impl ConfigFile {
@@ -209,6 +277,8 @@ pub struct Settings {
     /// Origins allowed by CORS: each `scheme://host[:port]`, or the one entry `*`. Empty: CORS
     /// is off.
     pub cors_origins: Vec<String>,
+    /// HTTP server timeouts and connection limit.
+    pub http: ServerLimits,
 }
 
 // By hand, so the API key, the JWT secret and a database password never reach a log line.
@@ -234,6 +304,7 @@ impl std::fmt::Debug for Settings {
             .field("jwt_secret", &hidden(&self.jwt_secret))
             .field("kafka", &self.kafka)
             .field("cors_origins", &self.cors_origins)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -334,7 +405,9 @@ impl Settings {
             None => file.cors_origins,
         };
         let cors_origins = check_cors_origins(cors_origins)?;
+        let http = file.http.resolve()?;
         Ok(Self {
+            http,
             cors_origins,
             kafka,
             database_url: overrides
@@ -474,5 +547,56 @@ mod tests {
             error.contains(":2:1: unknown field `listen_adress`"),
             "{error}"
         );
+    }
+
+    fn http_settings(yaml: &str) -> Result<ServerLimits, String> {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("crm-router.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let file = ConfigFile::read(&path).map_err(|error| error.to_string())?;
+        Settings::resolve(Overrides::default(), file)
+            .map(|settings| settings.http)
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn http_limits_have_defaults_and_refuse_nonsense_by_name() {
+        assert_eq!(http_settings("{}").unwrap(), ServerLimits::default());
+        assert_eq!(
+            http_settings(
+                "http:\n  request_head_timeout: 2s\n  request_body_timeout: 1m\n  max_connections: 50\n"
+            )
+            .unwrap(),
+            ServerLimits {
+                request_head_timeout: Duration::from_secs(2),
+                request_body_timeout: Duration::from_secs(60),
+                max_connections: Some(50),
+            }
+        );
+        for (yaml, expected) in [
+            (
+                "http:\n  request_head_timeout: 0s\n",
+                "invalid http.request_head_timeout: 0s is outside 100ms..=1h",
+            ),
+            (
+                "http:\n  request_body_timeout: 2h\n",
+                "invalid http.request_body_timeout: 2h is outside 100ms..=1h",
+            ),
+            (
+                "http:\n  max_connections: 0\n",
+                "invalid http.max_connections: must be at least 1",
+            ),
+            (
+                "http:\n  idle_timeout: 5s\n",
+                ":2:3: http: unknown field `idle_timeout`",
+            ),
+            (
+                "http:\n  request_head_timeout: soon\n",
+                ":2:25: http.request_head_timeout: invalid value: string \"soon\", expected a duration",
+            ),
+        ] {
+            let error = http_settings(yaml).unwrap_err();
+            assert!(error.contains(expected), "{yaml:?}: {error}");
+        }
     }
 }

@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod reload;
 pub mod route;
 pub mod schema;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod template;

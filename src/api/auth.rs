@@ -100,6 +100,7 @@ async fn blocking<T: Send + 'static>(
     request_body = RegisterRequest,
     responses(
         (status = 201, body = RegisterResponse),
+        (status = 429, description = "too many sign-ups from this address; see Retry-After"),
         (status = 503, description = "password hashing is at its bound; see Retry-After"),
         (status = 400, description = "invalid email, name or password (fields say which)"),
         (status = 403, description = "MANAGER/ADMIN or managerId without an ADMIN's token"),
@@ -107,6 +108,7 @@ async fn blocking<T: Send + 'static>(
     ))]
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     MaybeUser(caller): MaybeUser,
     ApiJson(request): ApiJson<RegisterRequest>,
 ) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
@@ -114,6 +116,16 @@ pub async fn register(
     let caller_is_admin = caller
         .as_ref()
         .is_some_and(|caller| caller.viewer.role == Role::Admin);
+    // An ADMIN adding a team is not a sign-up: it is authenticated and may need many at once.
+    if !caller_is_admin {
+        if let Err(wait) = state.signup_limiter.check(client.ip()) {
+            return Err(ApiError::TooManyRequests {
+                message: "too many sign-ups from this address; try again later".into(),
+                // Rounded up: a client that waits exactly this long is let in.
+                retry_after: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+            });
+        }
+    }
     if role != Role::User && !caller_is_admin {
         return Err(ApiError::Forbidden(format!(
             "registering a {role} needs an ADMIN's token; anyone may register as USER"

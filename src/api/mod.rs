@@ -30,7 +30,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{LoginLimiter, TokenKeys};
+use crate::auth::{LoginLimiter, SignupLimiter, TokenKeys};
 use crate::crm::Published;
 use crate::engine::{log_published, EngineHealth, LogSignal, RouteSetHandle};
 use crate::reload::{Reloader, Signal};
@@ -63,6 +63,8 @@ pub struct AppState {
     pub tokens: TokenKeys,
     /// Login throttling.
     pub login_limiter: Arc<LoginLimiter>,
+    /// Sign-up throttling.
+    pub signup_limiter: Arc<SignupLimiter>,
     /// The Kafka relay's state; `None` on the embedded bus.
     pub relay_health: Option<Arc<crate::kafka::relay::RelayHealth>>,
     /// Browser origins allowed by CORS (checked by `config`); empty turns CORS off.

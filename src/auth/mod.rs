@@ -1,4 +1,5 @@
-//! Who a caller is: password hashing, signed tokens, the signing secret and login throttling.
+//! Who a caller is: password hashing, signed tokens, the signing secret, and login and sign-up
+//! throttling.
 //!
 //! Nothing here knows HTTP: `api` turns headers into a [`token::Claims`] through
 //! [`token::TokenKeys`] and maps [`AuthError`] to status codes.
@@ -8,10 +9,12 @@ pub mod login_limit;
 pub mod password;
 pub mod role;
 pub mod secret;
+pub mod signup_limit;
 pub mod token;
 
 pub use login_limit::LoginLimiter;
 pub use role::Role;
+pub use signup_limit::SignupLimiter;
 pub use token::{Claims, TokenKeys};
 
 use thiserror::Error;

@@ -23,5 +23,6 @@ mod operations;
 mod reload;
 mod replay;
 mod schedule;
+mod slow_clients;
 mod support;
 mod values;

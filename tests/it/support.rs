@@ -270,6 +270,38 @@ impl Daemon {
     /// Starts `crm-router run` in `project` but on `database_url` (the project's database
     /// reached another way, such as through a proxy), and waits until it listens.
     pub fn start_at(project: &Project, database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_adjusted(project, database_url, env, |_| {})
+    }
+
+    /// Like [`Daemon::start`], with the process's open-files limit (soft and hard) set to
+    /// `limit`, as a service manager would (`LimitNOFILE=`).
+    pub fn start_with_open_files_limit(
+        project: &Project,
+        env: &[(&str, &str)],
+        limit: u64,
+    ) -> Self {
+        Self::start_adjusted(project, &project.database_url(), env, |command| {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe, and the closure touches nothing else.
+            unsafe {
+                command.pre_exec(move || {
+                    nix::sys::resource::setrlimit(
+                        nix::sys::resource::Resource::RLIMIT_NOFILE,
+                        limit,
+                        limit,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        })
+    }
+
+    fn start_adjusted(
+        project: &Project,
+        database_url: &str,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Self {
         let mut command = Command::new(binary());
         command
             .args(["run", "--listen", "127.0.0.1:0", "--database-url"])
@@ -284,6 +316,7 @@ impl Daemon {
         for (name, value) in env {
             command.env(name, value);
         }
+        adjust(&mut command);
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
