@@ -187,9 +187,19 @@ pub async fn run(variants: &[Variant], options: &BenchOptions, explicit: bool) -
 /// Why a variant's services are not there, if they are not.
 async fn unavailable(variant: Variant, options: &BenchOptions) -> Option<String> {
     if variant.backend() == Backend::Postgres {
+        let connect_options =
+            match crate::store::postgres_tls::connect_options(&options.postgres_url) {
+                Ok(connect_options) => connect_options,
+                Err(error) => {
+                    return Some(format!(
+                        "cannot use PostgreSQL at {}: {error}",
+                        crate::store::redact_url(&options.postgres_url)
+                    ))
+                }
+            };
         let connected = tokio::time::timeout(
             Duration::from_secs(5),
-            <sqlx::PgConnection as sqlx::Connection>::connect(&options.postgres_url),
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&connect_options),
         )
         .await;
         match connected {

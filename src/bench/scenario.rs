@@ -55,15 +55,17 @@ impl IsolatedDatabase {
                     "crm_router_bench_{}",
                     &uuid::Uuid::new_v4().simple().to_string()[..12]
                 );
-                let mut server =
-                    sqlx::PgConnection::connect(postgres_url)
-                        .await
-                        .map_err(|error| {
-                            BenchError::Postgres(format!(
-                                "cannot connect to {}: {error}",
-                                crate::store::redact_url(postgres_url)
-                            ))
-                        })?;
+                let cannot_connect = |error: &dyn std::fmt::Display| {
+                    BenchError::Postgres(format!(
+                        "cannot connect to {}: {error}",
+                        crate::store::redact_url(postgres_url)
+                    ))
+                };
+                let connect_options = crate::store::postgres_tls::connect_options(postgres_url)
+                    .map_err(|error| cannot_connect(&error))?;
+                let mut server = sqlx::PgConnection::connect_with(&connect_options)
+                    .await
+                    .map_err(|error| cannot_connect(&error))?;
                 sqlx::query(&format!("CREATE DATABASE \"{name}\""))
                     .execute(&mut server)
                     .await
@@ -91,7 +93,13 @@ impl IsolatedDatabase {
         let Some((server, name)) = self.drop_on else {
             return;
         };
-        match sqlx::PgConnection::connect(&server).await {
+        let connected = match crate::store::postgres_tls::connect_options(&server) {
+            Ok(connect_options) => sqlx::PgConnection::connect_with(&connect_options)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match connected {
             Ok(mut connection) => {
                 if let Err(error) =
                     sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))

@@ -117,9 +117,10 @@ impl Store {
         mode: Mode,
         owner: String,
     ) -> Result<Option<ExclusiveLock>, StoreError> {
-        let held = match self.dialect {
-            Dialect::Postgres => {
-                let mut session = PgConnection::connect(&self.url).await?;
+        let held = match self.postgres_options.as_deref() {
+            // A session of its own, opened as the pool's connections are (TLS included).
+            Some(options) => {
+                let mut session = PgConnection::connect_with(options).await?;
                 sqlx::query("SELECT set_config('application_name', $1, false)")
                     .bind(&owner)
                     .execute(&mut session)
@@ -145,7 +146,7 @@ impl Store {
                 }
                 Held::Session(session)
             }
-            Dialect::Sqlite => match lock_file_path(&self.url, job) {
+            None => match lock_file_path(&self.url, job) {
                 None => Held::Private,
                 Some(path) => {
                     let file = open_lock_file(&path)?;
@@ -177,16 +178,16 @@ impl Store {
     /// the server keeps such a session, and its lock, until TCP keepalive gives up on it, by
     /// default after more than two hours.
     async fn end_stranded_sessions(&self, job: Job, owner: &str) -> Result<usize, StoreError> {
-        if self.dialect != Dialect::Postgres {
+        let Some(options) = self.postgres_options.as_deref() else {
             return Ok(0);
-        }
+        };
         const HOLDERS: &str = "FROM pg_locks AS locks \
              JOIN pg_stat_activity AS activity ON activity.pid = locks.pid \
              WHERE locks.locktype = 'advisory' AND locks.granted AND locks.objsubid = 1 \
              AND locks.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
              AND ((locks.classid::bigint << 32) | locks.objid::bigint) = $1 \
              AND activity.application_name = $2";
-        let mut session = PgConnection::connect(&self.url).await?;
+        let mut session = PgConnection::connect_with(options).await?;
         // In the select list, the call runs only for the rows the WHERE clause kept.
         let ended: Vec<bool> =
             sqlx::query_scalar(&format!("SELECT pg_terminate_backend(locks.pid) {HOLDERS}"))

@@ -15,6 +15,7 @@ pub mod dead_letters;
 pub mod exclusive;
 pub mod log;
 mod migrate;
+pub mod postgres_tls;
 pub mod schedule_runs;
 pub mod settings;
 pub mod sql;
@@ -41,12 +42,22 @@ pub enum StoreError {
     #[error("unsupported DATABASE_URL scheme in {0:?}: use sqlite://FILE or postgres://...")]
     UnsupportedUrl(String),
     /// Could not connect.
-    #[error("cannot open database {url}: {source}")]
+    // The driver's error is part of the message, not a `source`: `main` prints the chain, and
+    // would print it twice.
+    #[error("cannot open database {url}: {error}{}", postgres_tls::hint(.error))]
     Connect {
         /// The URL with any password removed.
         url: String,
         /// The driver's error.
-        source: sqlx::Error,
+        error: sqlx::Error,
+    },
+    /// The `postgres://` URL is unusable as given (its TLS settings, say).
+    #[error("cannot use database {url}: {problem}")]
+    PostgresUrl {
+        /// The URL with any password removed.
+        url: String,
+        /// What is wrong with it (in the message, not a `source`, as with `Connect`).
+        problem: postgres_tls::PostgresUrlError,
     },
     /// A migration failed.
     #[error("migration failed: {0}")]
@@ -100,6 +111,9 @@ pub struct Store {
     /// The normalised URL, credentials included (for the exclusive locks' own sessions).
     // Shared, not copied: the API clones the store with its state for every request.
     url: Arc<str>,
+    /// On PostgreSQL, the options every connection is opened with, TLS included: the pool's
+    /// and the exclusive locks' own sessions alike.
+    postgres_options: Option<Arc<PgConnectOptions>>,
     display_url: Arc<str>,
 }
 
@@ -196,9 +210,9 @@ impl Store {
     async fn open(url: &str, access: Access) -> Result<Self, StoreError> {
         let (url, dialect) = normalise_url(url)?;
         let display_url = redact_url(&url);
-        let connect_error = |source| StoreError::Connect {
+        let connect_error = |error| StoreError::Connect {
             url: display_url.clone(),
-            source,
+            error,
         };
         let store = match dialect {
             Dialect::Sqlite => {
@@ -256,11 +270,17 @@ impl Store {
                     reader,
                     dialect,
                     url: url.as_str().into(),
+                    postgres_options: None,
                     display_url: display_url.into(),
                 }
             }
             Dialect::Postgres => {
-                let options = PgConnectOptions::from_str(&url).map_err(connect_error)?;
+                let options = postgres_tls::connect_options(&url).map_err(|problem| {
+                    StoreError::PostgresUrl {
+                        url: display_url.clone(),
+                        problem,
+                    }
+                })?;
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
@@ -275,7 +295,7 @@ impl Store {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await
                     .map_err(connect_error)?;
                 Self {
@@ -283,6 +303,7 @@ impl Store {
                     reader: Pool::Postgres(pool),
                     dialect,
                     url: url.as_str().into(),
+                    postgres_options: Some(Arc::new(options)),
                     display_url: display_url.into(),
                 }
             }

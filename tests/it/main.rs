@@ -20,6 +20,7 @@ mod http_errors;
 mod kafka;
 mod metrics;
 mod operations;
+mod postgres_tls;
 mod reload;
 mod replay;
 mod schedule;
