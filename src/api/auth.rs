@@ -103,6 +103,7 @@ async fn blocking<T: Send + 'static>(
         (status = 429, description = "too many sign-ups from this address; see Retry-After"),
         (status = 503, description = "password hashing is at its bound; see Retry-After"),
         (status = 400, description = "invalid email, name or password (fields say which)"),
+        (status = 401, description = "a bearer token was sent, and it is invalid or expired"),
         (status = 403, description = "MANAGER/ADMIN or managerId without an ADMIN's token"),
         (status = 409, description = "the email is taken"),
     ))]

@@ -36,6 +36,7 @@ pub struct DeadLetterSelection {
 /// Query of `GET /api/dlq`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeadLetterListParams {
     /// Only this route's.
     pub route: Option<String>,

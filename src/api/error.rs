@@ -5,15 +5,34 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 /// A problem with one field of a request.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, ToSchema)]
 pub struct FieldError {
     /// JSON pointer or field name (`data/email`, `eventType`).
     pub field: String,
     /// What is wrong with it.
     pub message: String,
+}
+
+/// The body of every error answer; the OpenAPI document gives it to every 4xx and 5xx.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for machines (`code`) and people (`message`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `bad_request`, `unauthorized`, `not_found`, `internal`…
+    pub code: &'static str,
+    /// For people; for a 500 `internal` it says no more than that.
+    pub message: String,
+    /// The fields at fault, when the request's fields were (400 and 422 only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
 }
 
 /// Every way a request can fail.
@@ -201,17 +220,29 @@ impl IntoResponse for ApiError {
         if let Self::Internal(detail) = &self {
             tracing::error!(error = %detail, "request failed");
         }
-        let mut error = json!({"code": code, "message": self.to_string()});
-        if let Self::BadRequest { fields, .. } | Self::Unprocessable { fields, .. } = &self {
-            if !fields.is_empty() {
-                error["fields"] = json!(fields);
+        let message = self.to_string();
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } | Self::Busy { retry_after, .. } => {
+                Some(*retry_after)
             }
-        }
-        let mut response = (status, Json(json!({ "error": error }))).into_response();
-        if let Self::TooManyRequests { retry_after, .. } | Self::Busy { retry_after, .. } = &self {
+            _ => None,
+        };
+        let fields = match self {
+            Self::BadRequest { fields, .. } | Self::Unprocessable { fields, .. } => fields,
+            _ => Vec::new(),
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                fields,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(retry_after) = retry_after {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(*retry_after),
+                axum::http::HeaderValue::from(retry_after),
             );
         }
         response

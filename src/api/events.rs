@@ -3,7 +3,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::api_key::ApiKey;
 use super::error::{ApiError, FieldError};
@@ -13,6 +14,14 @@ use super::AppState;
 use crate::engine::log_published;
 use crate::event::{Delivery, EventError, SubmittedEvent};
 use crate::store::dead_letters;
+
+/// The answer to an accepted event.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    /// The event's id (the one sent, or the one given to it).
+    pub event_id: String,
+}
 
 fn field_of(error: &EventError) -> &'static str {
     match error {
@@ -29,14 +38,14 @@ fn field_of(error: &EventError) -> &'static str {
     security(("api_key" = []), ("bearer" = [])),
     params(("topic" = String, Path, description = "e.g. user.events")),
     request_body(content = serde_json::Value, description = "an envelope: eventType, data, and optionally eventId, timestamp, source, key"),
-    responses((status = 202, description = "`{\"eventId\"}`"), (status = 400), (status = 401), (status = 403),
-        (status = 413), (status = 415), (status = 422, description = "data fails the event's schema")))]
+    responses((status = 202, body = Accepted, description = "durably in the log"),
+        (status = 422, description = "data fails the event's schema (`fields` says where)")))]
 pub async fn submit(
     State(state): State<AppState>,
     ApiPath(topic): ApiPath<String>,
     _key: ApiKey,
     ApiJson(submitted): ApiJson<SubmittedEvent>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let event = submitted
         .into_event(&topic)
         .map_err(|error| ApiError::BadRequest {
@@ -90,6 +99,8 @@ pub async fn submit(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"eventId": event.envelope.event_id})),
+        Json(Accepted {
+            event_id: event.envelope.event_id,
+        }),
     ))
 }

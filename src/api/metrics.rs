@@ -14,7 +14,9 @@ use crate::store::log;
 /// Prometheus text exposition of every metric (see `telemetry`). Public like `/healthz`:
 /// scrapers rarely carry credentials, and it holds counts, not data.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 500, description = "an internal failure reading the consumer's lag"),
+        (status = 503, description = "the database is not reachable; try again")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     if state.relay_health.is_none() {
         // On the embedded bus the lag is the log's head minus the consumer's position, read

@@ -97,7 +97,7 @@ impl AppState {
 
 /// Every documented endpoint, and the OpenAPI document describing them.
 fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::metrics))
@@ -138,7 +138,9 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crm::notifications::read))
         .routes(routes!(crm::notifications::read_all))
         .routes(routes!(crm::analytics::summary))
-        .split_for_parts()
+        .split_for_parts();
+    openapi::add_edge_responses(&mut document);
+    (router, document)
 }
 
 /// The OpenAPI document of the whole API.
@@ -187,6 +189,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 pub fn app(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
     let (router, document) = documented();
+    let query_readers = query_guard::QueryReaders::from_document(&document);
     let document = Arc::new(document);
     let router = router
         .route(
@@ -200,7 +203,10 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
-        .route_layer(axum::middleware::from_fn(query_guard::refuse_unread_query))
+        .route_layer(axum::middleware::from_fn_with_state(
+            query_readers,
+            query_guard::refuse_unread_query,
+        ))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .with_state(state);
     // Outermost, so preflight requests are answered before authentication sees them.

@@ -2,29 +2,56 @@
 //! parameter that is silently ignored (`GET /api/auth/me?role=ADMIN`) reads to a client as if
 //! it had worked.
 
-use axum::extract::{MatchedPath, Request};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::OpenApi;
+
 use super::error::ApiError;
 
-/// The endpoints whose handlers read query parameters, through `ApiQuery`, which refuses the
-/// unknown ones itself.
-const READS_QUERY: &[(Method, &str)] = &[
-    (Method::GET, "/api/customers"),
-    (Method::GET, "/api/tasks"),
-    (Method::GET, "/api/opportunities"),
-    (Method::GET, "/api/approvals"),
-    (Method::GET, "/api/notifications"),
-    (Method::GET, "/api/dlq"),
-];
+/// The endpoints whose handlers read query parameters (through `ApiQuery`, which refuses the
+/// unknown ones itself): those the OpenAPI document declares query parameters for, so the
+/// guard and the document cannot disagree.
+#[derive(Debug, Clone)]
+pub struct QueryReaders(Arc<HashSet<(Method, String)>>);
+
+impl QueryReaders {
+    /// The operations of `document` with at least one `in: query` parameter.
+    pub fn from_document(document: &OpenApi) -> Self {
+        let mut readers = HashSet::new();
+        for (path, item) in &document.paths.paths {
+            for (method, operation) in super::openapi::operations(item) {
+                let reads_query = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|parameter| parameter.parameter_in == ParameterIn::Query);
+                if reads_query {
+                    readers.insert((method, path.clone()));
+                }
+            }
+        }
+        Self(Arc::new(readers))
+    }
+
+    fn reads(&self, method: &Method, path: &str) -> bool {
+        self.0.contains(&(method.clone(), path.to_owned()))
+    }
+}
 
 /// Longest parameter name echoed back in the refusal.
 const NAME_SHOWN: usize = 64;
 
-/// Middleware: 400 for any query parameter on an `/api/` endpoint not in [`READS_QUERY`].
+/// Middleware: 400 for any query parameter on an `/api/` endpoint not among the
+/// [`QueryReaders`].
 pub async fn refuse_unread_query(
+    State(readers): State<QueryReaders>,
     matched: Option<MatchedPath>,
     request: Request,
     next: Next,
@@ -36,9 +63,7 @@ pub async fn refuse_unread_query(
                 && path.as_str() != "/api/openapi.json"
                 && !query.is_empty() =>
         {
-            !READS_QUERY
-                .iter()
-                .any(|(method, reads)| method == request.method() && *reads == path.as_str())
+            !readers.reads(request.method(), path.as_str())
         }
         _ => false,
     };

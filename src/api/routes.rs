@@ -4,7 +4,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::api_key::ApiKey;
 use super::error::ApiError;
@@ -14,10 +16,31 @@ use crate::engine::schedule::{RunOutcome, Scheduler, TriggerError};
 use crate::reload::Signal;
 use crate::route::trigger::TriggerKind;
 
+/// The answer to a reload request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReloadRequested {
+    /// Always `reload requested`.
+    pub status: &'static str,
+}
+
+/// What a triggered run did.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerReport {
+    /// The route's name.
+    pub route: String,
+    /// When it ran (RFC 3339).
+    pub ran_at: String,
+    /// Events the run emitted.
+    pub emitted: usize,
+    /// The route's `on.when` was false, so its steps did not run.
+    pub skipped: bool,
+}
+
 /// Lists routes with their triggers and actions.
 #[utoipa::path(get, path = "/api/routes", tag = "operations",
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "routes and the last reload's outcome"), (status = 401), (status = 403)))]
+    responses((status = 200, body = Value, description = "`{routes: [{name, description, file, topic, eventTypes | schedule, actions}], reload}`: the routes and the last reload's outcome")))]
 pub async fn list(State(state): State<AppState>, _key: ApiKey) -> Result<Json<Value>, ApiError> {
     let routes = state.routes.load();
     let listed: Vec<Value> = routes
@@ -52,15 +75,17 @@ pub async fn list(State(state): State<AppState>, _key: ApiKey) -> Result<Json<Va
 /// Asks the reload loop to reload; the outcome appears in `GET /api/routes`.
 #[utoipa::path(post, path = "/api/routes/reload", tag = "operations",
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 202), (status = 401), (status = 403)))]
+    responses((status = 202, body = ReloadRequested)))]
 pub async fn reload(
     State(state): State<AppState>,
     _key: ApiKey,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ReloadRequested>), ApiError> {
     let _ = state.reload_signals.try_send(Signal::Reload("api"));
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"status": "reload requested"})),
+        Json(ReloadRequested {
+            status: "reload requested",
+        }),
     ))
 }
 
@@ -70,14 +95,15 @@ pub async fn reload(
 #[utoipa::path(post, path = "/api/routes/{name}/trigger", tag = "operations",
     security(("api_key" = []), ("bearer" = [])),
     params(("name" = String, Path, description = "a scheduled route's name")),
-    responses((status = 200, description = "`{route, ranAt, emitted, skipped}`"), (status = 401), (status = 403),
-        (status = 404), (status = 409, description = "the route runs on events, not on a schedule"),
+    responses((status = 200, body = TriggerReport),
+        (status = 404, description = "no route by this name"),
+        (status = 409, description = "the route runs on events, not on a schedule"),
         (status = 500, description = "the run failed and was dead-lettered (`route_failed`)")))]
 pub async fn trigger(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     _key: ApiKey,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TriggerReport>, ApiError> {
     // A scheduler of its own rather than one kept in `AppState`: it is a few shared handles and
     // an HTTP client, cheap next to a route run, and runs share nothing else.
     let scheduler = Scheduler::new(
@@ -108,10 +134,10 @@ pub async fn trigger(
             )))
         }
     };
-    Ok(Json(json!({
-        "route": report.route,
-        "ranAt": report.ran_at,
-        "emitted": emitted,
-        "skipped": skipped,
-    })))
+    Ok(Json(TriggerReport {
+        route: report.route,
+        ran_at: report.ran_at,
+        emitted,
+        skipped,
+    }))
 }

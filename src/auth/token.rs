@@ -79,6 +79,8 @@ mod tests {
         chrono::Utc::now().timestamp()
     }
 
+    // Also the first encode and decode of the process: without a jsonwebtoken crypto backend
+    // feature, `issue` panics here.
     #[test]
     fn tokens_round_trip_and_expire() {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");

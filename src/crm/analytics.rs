@@ -8,6 +8,7 @@ use super::CrmError;
 /// Events of one type on one topic, over all days.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+#[schema(rename_all = "camelCase")]
 pub struct EventCount {
     /// Topic.
     pub topic: String,
@@ -26,6 +27,7 @@ crate::record_from_row!(EventCount {
 /// Events of one type on one topic on one day (UTC).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+#[schema(rename_all = "camelCase")]
 pub struct DailyCount {
     /// `YYYY-MM-DD`.
     #[serde(rename(deserialize = "day"))]

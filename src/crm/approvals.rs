@@ -14,6 +14,7 @@ pub const STATUSES: &[&str] = &["PENDING", "APPROVED", "REJECTED", "RECALLED"];
 /// An approval request as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+#[schema(rename_all = "camelCase")]
 pub struct Approval {
     /// Id (UUID).
     pub id: String,

@@ -15,6 +15,7 @@ pub const SIZES: &[&str] = &["SMALL", "MEDIUM", "LARGE", "ENTERPRISE"];
 /// A customer as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+#[schema(rename_all = "camelCase")]
 pub struct Customer {
     /// Id (UUID).
     pub id: String,

@@ -11,6 +11,7 @@ use crate::template::now_rfc3339;
 /// A notification as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+#[schema(rename_all = "camelCase")]
 pub struct Notification {
     /// Id (UUID).
     pub id: String,

@@ -15,6 +15,7 @@ pub const STAGES: &[&str] = &["PROSPECTING", "PROPOSAL", "NEGOTIATION", "WON", "
 /// An opportunity as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+#[schema(rename_all = "camelCase")]
 pub struct Opportunity {
     /// Id (UUID).
     pub id: String,

@@ -17,6 +17,7 @@ pub const PRIORITIES: &[&str] = &["LOW", "MEDIUM", "HIGH", "URGENT"];
 /// A task as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all(serialize = "camelCase", deserialize = "snake_case"))]
+#[schema(rename_all = "camelCase")]
 pub struct Task {
     /// Id (UUID).
     pub id: String,

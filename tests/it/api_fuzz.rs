@@ -1,6 +1,8 @@
 //! API fuzzing with schemathesis (PyPI): it reads `/api/openapi.json`, generates thousands of
 //! requests (valid, boundary and malformed) for every operation, including stateful sequences
-//! that reuse the ids it creates, and fails on any 5xx.
+//! that reuse the ids it creates, and fails on any 5xx and on any answer the document does not
+//! describe: an undocumented status, content type or header, or a body that does not match its
+//! schema. So the document is checked against the API, not only the API against crashes.
 //!
 //! `.ci/run` installs schemathesis into `target/ci-tools`; the test finds it through
 //! `SCHEMATHESIS_BIN` or `st` on the PATH. Under CI a missing schemathesis fails the test;
@@ -31,7 +33,11 @@ fn schemathesis() -> Option<String> {
     None
 }
 
-async fn no_operation_answers_5xx(project: Project) {
+/// What schemathesis checks on every answer.
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+    response_headers_conformance,response_schema_conformance";
+
+async fn every_answer_is_documented_and_none_is_5xx(project: Project) {
     let Some(st) = schemathesis() else {
         return;
     };
@@ -56,7 +62,7 @@ async fn no_operation_answers_5xx(project: Project) {
             Command::new(st)
                 .current_dir(directory)
                 .args(["run", &format!("{base}/api/openapi.json")])
-                .args(["--checks", "not_a_server_error"])
+                .args(["--checks", CHECKS])
                 .args(["--max-examples", &examples])
                 .args(["--seed", "20261129"])
                 .args(["-H", &format!("Authorization: Bearer {token}")])
@@ -91,9 +97,9 @@ async fn no_operation_answers_5xx(project: Project) {
 #[test_case(Backend::Sqlite ; "sqlite")]
 #[test_case(Backend::Postgres ; "postgres")]
 #[tokio::test]
-async fn schemathesis_finds_no_server_error(backend: Backend) {
+async fn schemathesis_finds_no_server_error_and_no_undocumented_answer(backend: Backend) {
     let Some(project) = Project::bundled_on(backend) else {
         return;
     };
-    no_operation_answers_5xx(project).await;
+    every_answer_is_documented_and_none_is_5xx(project).await;
 }

@@ -19,6 +19,7 @@ mod hostile;
 mod http_errors;
 mod kafka;
 mod metrics;
+mod openapi;
 mod operations;
 mod postgres_tls;
 mod reload;

@@ -42,6 +42,7 @@ pub struct DecisionBody {
 /// Filters of `GET /api/approvals`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ApprovalListParams {
     /// Only requests in this status.
     pub status: Option<String>,

@@ -48,6 +48,7 @@ where
 /// `limit` and `offset`, shared by every list.
 #[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Rows per page (default 50, at most 500).
     pub limit: Option<i64>,

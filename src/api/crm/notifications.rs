@@ -15,6 +15,7 @@ use crate::crm::notifications::{self, Notification};
 /// Filters of `GET /api/notifications`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct NotificationListParams {
     /// Only unread notifications.
     pub unread: Option<bool>,

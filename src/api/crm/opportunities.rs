@@ -46,6 +46,7 @@ impl From<OpportunityBody> for OpportunityFields {
 /// Filters of `GET /api/opportunities`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct OpportunityListParams {
     /// Only opportunities of this customer.
     pub customer_id: Option<String>,

@@ -58,6 +58,7 @@ impl From<TaskBody> for TaskFields {
 /// Filters of `GET /api/tasks`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TaskListParams {
     /// Only tasks of this customer.
     pub customer_id: Option<String>,
