@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rcgen::{
@@ -14,7 +14,7 @@ use rcgen::{
 use sqlx::postgres::PgConnection;
 use sqlx::Connection;
 
-use crate::support::{binary, eventually, Backend, Daemon, Project, API_KEY};
+use crate::support::{eventually, Backend, Daemon, Project, API_KEY};
 
 /// The server as the tests reach it, in plaintext: a plaintext client must keep working while
 /// the server offers TLS, for the other tests' sake as much as for this one's.
@@ -233,43 +233,6 @@ fn database_name(project: &Project) -> String {
         .to_owned()
 }
 
-/// Runs the daemon on `database_url` where it must refuse to start (within 30 s); returns
-/// what it printed.
-fn refused_start(project: &Project, database_url: &str) -> String {
-    let mut child = Command::new(binary())
-        .args([
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            database_url,
-        ])
-        .current_dir(project.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("PGSSLMODE")
-        .env_remove("PGSSLROOTCERT")
-        .env("CRM_ROUTER_API_KEY", API_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the daemon started on {database_url} instead of refusing");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
-    stderr
-}
-
 /// Starts the daemon on `database_url`, returns how its sessions were secured, and stops it.
 async fn sessions_of_daemon_on(project: &Project, database_url: &str) -> Vec<(String, bool)> {
     let database = database_name(project);
@@ -341,7 +304,10 @@ async fn verify_full_checks_the_authority_and_the_host_name() {
     assert!(sessions.iter().all(|(_, ssl)| *ssl), "{sessions:?}");
 
     // The certificate names `localhost` only.
-    let refusal = refused_start(&project, &url_at(&project, "127.0.0.1", &query));
+    let refusal = project.refused_start_on(
+        &url_at(&project, "127.0.0.1", &query),
+        &[("CRM_ROUTER_API_KEY", API_KEY)],
+    );
     assert!(
         refusal.contains("certificate not valid for name \"127.0.0.1\"")
             && refusal.contains("connect by a name the certificate lists"),
@@ -360,7 +326,10 @@ async fn a_certificate_from_another_authority_is_refused() {
     // libpq's `require` verifies the authority as soon as a root certificate is given.
     for mode in ["verify-ca", "require", "verify-full"] {
         let query = format!("sslmode={mode}&sslrootcert={}", stranger.display());
-        let refusal = refused_start(&project, &url_at(&project, "localhost", &query));
+        let refusal = project.refused_start_on(
+            &url_at(&project, "localhost", &query),
+            &[("CRM_ROUTER_API_KEY", API_KEY)],
+        );
         assert!(
             refusal.contains("invalid peer certificate: UnknownIssuer")
                 && refusal.contains("not signed by an authority in the sslrootcert file"),
@@ -380,7 +349,10 @@ async fn a_missing_root_certificate_file_is_refused_by_name() {
     };
     let missing = project.path().join("no-such-ca.crt");
     let query = format!("sslmode=verify-ca&sslrootcert={}", missing.display());
-    let refusal = refused_start(&project, &url_at(&project, "localhost", &query));
+    let refusal = project.refused_start_on(
+        &url_at(&project, "localhost", &query),
+        &[("CRM_ROUTER_API_KEY", API_KEY)],
+    );
     assert!(
         refusal.contains(&format!(
             "cannot read sslrootcert file {}: No such file or directory",

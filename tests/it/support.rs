@@ -217,12 +217,25 @@ impl Project {
     /// Runs `crm-router run` with `env` where it must refuse to start (within 30 s, non-zero);
     /// returns what it printed.
     pub fn refused_start(&self, env: &[(&str, &str)]) -> String {
+        self.refused_start_on(&self.database_url(), env)
+    }
+
+    /// [`Project::refused_start`] on another database URL. libpq's `PGSSLMODE` and
+    /// `PGSSLROOTCERT` of the test's own environment are left out, so the URL alone decides.
+    pub fn refused_start_on(&self, database_url: &str, env: &[(&str, &str)]) -> String {
         let mut command = Command::new(binary());
         command
-            .args(["run", "--listen", "127.0.0.1:0", "--database-url"])
-            .arg(self.database_url())
+            .args([
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
             .current_dir(self.path())
             .env_remove("DATABASE_URL")
+            .env_remove("PGSSLMODE")
+            .env_remove("PGSSLROOTCERT")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (name, value) in env {
@@ -236,7 +249,7 @@ impl Project {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("the daemon started instead of refusing");
+                panic!("the daemon started on {database_url} instead of refusing");
             }
             std::thread::sleep(Duration::from_millis(50));
         };
