@@ -33,7 +33,8 @@ impl Default for LoginLimiter {
     }
 }
 
-fn quota(period: Duration, burst: u32) -> Quota {
+/// A quota of `burst` at once, then one per `period`.
+pub(super) fn quota(period: Duration, burst: u32) -> Quota {
     Quota::with_period(period)
         .expect("period is non-zero")
         .allow_burst(NonZeroU32::new(burst).expect("burst is non-zero"))

@@ -6,11 +6,12 @@
 //! people sign up by hand. A script from one address gets those twenty, then ten a minute.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
+
+use super::login_limit::quota;
 
 /// Sign-ups per address at once.
 pub const BURST: u32 = 20;
@@ -37,11 +38,8 @@ impl Default for SignupLimiter {
 impl SignupLimiter {
     /// The production limits.
     pub fn new() -> Self {
-        let quota = Quota::with_period(PERIOD)
-            .expect("the period is non-zero")
-            .allow_burst(NonZeroU32::new(BURST).expect("the burst is non-zero"));
         Self {
-            per_address: RateLimiter::keyed(quota),
+            per_address: RateLimiter::keyed(quota(PERIOD, BURST)),
         }
     }
 
