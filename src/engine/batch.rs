@@ -4,14 +4,20 @@
 //! A pass either commits or is abandoned ([`Pass`]); an abandoned unguarded pass is followed
 //! by a guarded one over the same records, which always commits.
 
+use std::collections::HashSet;
+
 use crate::action::fold::Folds;
 use crate::event::{Delivery, Event};
 use crate::route::RouteSet;
-use crate::store::log;
+use crate::store::db::Conn;
+use crate::store::log::{self, EMBEDDED_STREAM};
 use crate::store::StoreError;
 
 use super::commits::AppliedEvent;
-use super::{handle_delivery, lockstep, Attempt, BatchOutcome, Engine, Handled, Interrupt, Stream};
+use super::{
+    handle_delivery, lockstep, log_published, Attempt, BatchOutcome, Engine, Handled, Interrupt,
+    Retry, Stream,
+};
 
 /// How a pass over a batch ended.
 enum Pass {
@@ -19,6 +25,85 @@ enum Pass {
     Committed(BatchOutcome),
     /// An unguarded pass met a failure: rolled back, nothing written or counted.
     Abandoned,
+}
+
+/// How one round of a pass ended.
+enum RoundEnd {
+    /// Every delivery of the round was handled or skipped.
+    Finished,
+    /// An unguarded attempt failed: the pass is to be rolled back.
+    Abandoned,
+    /// This delivery is to be retried alone; the pass commits what came before it.
+    Retry(Box<Delivery>, Retry),
+}
+
+/// What a pass carries from one delivery and round to the next.
+struct PassState {
+    /// Routes run in savepoints from here on.
+    guarded: bool,
+    /// The ids of the round claimed and not yet handled.
+    claimed: HashSet<String>,
+    /// Increments summed per key, written once before the commit.
+    folds: Folds,
+    effects: PassEffects,
+}
+
+/// A pass going on with the events its own routes emitted.
+///
+/// On the embedded log, what a pass emits is appended after everything the log holds. When
+/// the pass has handled the log up to its end, those events are exactly the ones the next
+/// batch would read, in the same order, so handling them in the same transaction leaves what
+/// the next batch would, one commit (an fsync) sooner. Appending returns their `seq`s, and
+/// they follow the pass's position without a gap only if nothing else was appended in
+/// between: on SQLite the one writer connection is the pass's; on PostgreSQL the append lock,
+/// taken at the pass's first append, is held until its commit. A gap, a Kafka stream (whose
+/// emitted events go out through the relay) or a full batch ends the cascade; whatever is
+/// left is read by the next batch as before.
+struct Cascade {
+    /// Only on the embedded log.
+    enabled: bool,
+    /// Deliveries the pass may still take up (a pass handles at most a batch).
+    budget: usize,
+    /// How many of the pass's published events are appended already.
+    appended: usize,
+    /// How many of those the pass took up itself.
+    taken: usize,
+}
+
+impl Cascade {
+    fn new(stream: &Stream, batch_size: usize, records: usize) -> Self {
+        Self {
+            enabled: stream.name == EMBEDDED_STREAM,
+            budget: batch_size.saturating_sub(records),
+            appended: 0,
+            taken: 0,
+        }
+    }
+
+    /// Appends what the pass emitted since the last call and returns the deliveries to
+    /// handle next in the same pass: none when the cascade ends.
+    async fn next_round(
+        &mut self,
+        connection: &mut Conn<'_>,
+        effects: &PassEffects,
+    ) -> Result<Vec<Delivery>, sqlx::Error> {
+        let emitted = &effects.published[self.appended..];
+        if !self.enabled || self.budget == 0 || emitted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let appended = log::append_delivered(connection, emitted).await?;
+        self.appended = effects.published.len();
+        let mut round = Vec::with_capacity(appended.len().min(self.budget));
+        for (expected, delivery) in (effects.done + 1..).zip(appended) {
+            if round.len() == self.budget || delivery.position_after() != Some(expected) {
+                break;
+            }
+            round.push(delivery);
+        }
+        self.budget -= round.len();
+        self.taken += round.len();
+        Ok(round)
+    }
 }
 
 impl Engine {
@@ -53,167 +138,86 @@ impl Engine {
 
     /// One pass of [`Engine::run_batch`]. An unguarded pass is abandoned (rolled back) at the
     /// first failure.
+    ///
+    /// On the embedded log, a pass that reaches the log's end goes on with the events its own
+    /// routes emitted (see [`Cascade`]), so a cascade takes one commit instead of one per hop.
     async fn pass(
         &self,
         stream: &Stream,
         position: i64,
         records: &[Delivery],
         routes: &RouteSet,
-        mut guarded: bool,
+        guarded: bool,
     ) -> Result<Pass, StoreError> {
         let mut transaction = self.store.begin().await?;
         // The whole pass runs on the transaction's connection without a round trip per
         // statement to another thread (see store::db::Inline); it goes back before the commit.
         let mut lock = transaction.lock().await?;
         let mut connection = lock.conn();
-        let mut effects = PassEffects::from(position, self.observer.is_some());
+        let mut state = PassState {
+            guarded,
+            claimed: HashSet::new(),
+            // The unguarded pass sums foldable increments here and writes them before it turns
+            // guarded and before the commit (see action::fold).
+            folds: Folds::default(),
+            effects: PassEffects::from(position, self.observer.is_some()),
+        };
+        let mut cascade = Cascade::new(stream, self.options.batch_size, records.len());
         let mut pending_retry = None;
-        // Every event id claimed for this database in one go; an id that does not come back
-        // was handled before (a copy the Kafka relay published twice, or an event that went
-        // through the other bus before a switch). What did not decode has no id to claim:
-        // handle_delivery dead-letters it.
-        let claimable: Vec<&str> = records
-            .iter()
-            .filter_map(|record| record.decoded.as_ref().ok())
-            .map(|event| event.envelope.event_id.as_str())
-            .collect();
-        let mut claimed =
-            log::claim_events(&mut connection, &self.options.consumer, &claimable).await?;
-        // The unguarded pass sums foldable increments here and writes them before it turns
-        // guarded and before the commit (see action::fold).
-        let mut folds = Folds::default();
-        // True when the pass is abandoned: the caller then rolls back and runs it guarded.
-        let abandoned: Result<bool, StoreError> = async {
-            let mut index = 0;
-            while index < records.len() {
-                let record = &records[index];
-                if let Ok(event) = &record.decoded {
-                    // Removed once applied, so a second copy in the same batch is skipped too.
-                    if !claimed.remove(&event.envelope.event_id) {
-                        effects.skip(record);
-                        index += 1;
-                        continue;
-                    }
-                    let matching: Vec<&crate::route::Route> = routes
-                        .matching(event.topic.as_str(), &event.envelope.event_type)
-                        .collect();
-                    guarded = guarded
-                        || matching
-                            .iter()
-                            .any(|route| crate::action::calls_http(&route.steps));
-                    if !guarded && lockstep::allows(&matching) {
-                        let end = lockstep_end(records, index, &claimed);
-                        if end - index >= lockstep::MIN_RUN {
-                            let mut members = Vec::with_capacity(end - index);
-                            for member in &records[index..end] {
-                                let Ok(event) = &member.decoded else {
-                                    unreachable!("lockstep_end stops at what did not decode")
-                                };
-                                claimed.remove(&event.envelope.event_id);
-                                members.push(event);
-                            }
-                            let ran = lockstep::run(
-                                &mut connection,
-                                &members,
-                                &matching,
-                                routes,
-                                &self.http,
-                                &mut folds,
-                            )
-                            .await;
-                            match ran {
-                                Ok(handled) => {
-                                    for (record, handled) in records[index..end].iter().zip(handled) {
-                                        effects.add(record, handled);
-                                    }
-                                    index = end;
-                                    continue;
-                                }
-                                Err(lockstep::Abandoned(error)) => {
-                                    tracing::debug!(%error, "a run of events failed in lockstep; the batch runs again event by event");
-                                    return Ok(true);
-                                }
-                            }
-                        }
-                    }
+        let mut taken_up = Vec::new();
+        loop {
+            // The first round is the batch; each later one is what the round before emitted.
+            let round: &[Delivery] = if taken_up.is_empty() {
+                records
+            } else {
+                &taken_up
+            };
+            // Every event id of the round claimed for this database in one go; an id that
+            // does not come back was handled before (a copy the Kafka relay published twice,
+            // or an event that went through the other bus before a switch). What did not
+            // decode has no id to claim: handle_delivery dead-letters it.
+            let claimable: Vec<&str> = round
+                .iter()
+                .filter_map(|record| record.decoded.as_ref().ok())
+                .map(|event| event.envelope.event_id.as_str())
+                .collect();
+            state.claimed =
+                log::claim_events(&mut connection, &self.options.consumer, &claimable).await?;
+            match self
+                .run_round(&mut connection, round, routes, &mut state)
+                .await?
+            {
+                RoundEnd::Finished => {}
+                RoundEnd::Abandoned => {
+                    drop(connection);
+                    drop(lock);
+                    transaction.rollback().await?;
+                    return Ok(Pass::Abandoned);
                 }
-                if guarded && !folds.is_empty() {
-                    if let Err(error) = folds.write(&mut connection).await {
-                        tracing::debug!(%error, "a folded increment failed; the batch runs again event by event");
-                        return Ok(true);
-                    }
-                }
-                let attempt = Attempt {
-                    guarded,
-                    ..Attempt::first()
-                };
-                let result = if guarded {
-                    let mut savepoint = connection.begin().await?;
-                    let result = handle_delivery(
-                        &mut savepoint,
-                        record,
-                        routes,
-                        &self.http,
-                        attempt,
-                        None,
-                        None,
-                    )
-                    .await;
-                    match result {
-                        Ok(_) => savepoint.commit().await?,
-                        Err(_) => savepoint.rollback().await?,
-                    }
-                    result
-                } else {
-                    let folds = Some(&mut folds);
-                    handle_delivery(
-                        &mut connection,
-                        record,
-                        routes,
-                        &self.http,
-                        attempt,
-                        None,
-                        folds,
-                    )
-                    .await
-                };
-                match result {
-                    Ok(handled) => effects.add(record, handled),
-                    Err(Interrupt::Abandon { .. }) => {
-                        return Ok(true);
-                    }
-                    Err(Interrupt::Retry(retry)) => {
-                        // The record's savepoint is rolled back; the claims of it and of the
-                        // records after it go back too.
-                        let mut unused: Vec<&str> = claimed.iter().map(String::as_str).collect();
-                        unused.extend(record.event_id());
-                        log::release_claims(&mut connection, &unused).await?;
-                        // Received now, whatever its retries do.
-                        effects.handled.push(Handled::received(record));
-                        pending_retry = Some((Box::new(record.clone()), retry));
-                        break;
-                    }
-                }
-                index += 1;
-            }
-            // A folded statement that fails abandons the first pass like any failing route; the
-            // guarded pass then finds the event it belongs to, one by one.
-            if !folds.is_empty() {
-                if let Err(error) = folds.write(&mut connection).await {
-                    tracing::debug!(%error, "a folded increment failed; the batch runs again event by event");
-                    return Ok(true);
+                RoundEnd::Retry(record, retry) => {
+                    pending_retry = Some((record, retry));
+                    break;
                 }
             }
-            Ok(false)
+            taken_up = cascade.next_round(&mut connection, &state.effects).await?;
+            if taken_up.is_empty() {
+                break;
+            }
         }
-        .await;
-        if abandoned? {
-            drop(connection);
-            drop(lock);
-            transaction.rollback().await?;
-            return Ok(Pass::Abandoned);
+        // A folded statement that fails abandons the first pass like any failing route; the
+        // guarded pass then finds the event it belongs to, one by one.
+        if !state.folds.is_empty() {
+            if let Err(error) = state.folds.write(&mut connection).await {
+                tracing::debug!(%error, "a folded increment failed; the batch runs again event by event");
+                drop(connection);
+                drop(lock);
+                transaction.rollback().await?;
+                return Ok(Pass::Abandoned);
+            }
         }
-        log::append_all(&mut connection, &effects.published).await?;
+        let mut effects = state.effects;
+        log::append_all(&mut connection, &effects.published[cascade.appended..]).await?;
+        effects.wake = effects.published.len() > cascade.taken;
         let done = effects.done;
         if done != position {
             log::advance_position(
@@ -236,6 +240,117 @@ impl Engine {
         }))
     }
 
+    /// Handles the deliveries of one round of a pass, whose ids `state.claimed` holds.
+    async fn run_round(
+        &self,
+        connection: &mut Conn<'_>,
+        round: &[Delivery],
+        routes: &RouteSet,
+        state: &mut PassState,
+    ) -> Result<RoundEnd, StoreError> {
+        let mut index = 0;
+        while index < round.len() {
+            let record = &round[index];
+            if let Ok(event) = &record.decoded {
+                // Removed once applied, so a second copy in the same batch is skipped too.
+                if !state.claimed.remove(&event.envelope.event_id) {
+                    state.effects.skip(record);
+                    index += 1;
+                    continue;
+                }
+                let matching: Vec<&crate::route::Route> = routes
+                    .matching(event.topic.as_str(), &event.envelope.event_type)
+                    .collect();
+                state.guarded = state.guarded
+                    || matching
+                        .iter()
+                        .any(|route| crate::action::calls_http(&route.steps));
+                if !state.guarded && lockstep::allows(&matching) {
+                    let end = lockstep_end(round, index, &state.claimed);
+                    if end - index >= lockstep::MIN_RUN {
+                        let mut members = Vec::with_capacity(end - index);
+                        for member in &round[index..end] {
+                            let Ok(event) = &member.decoded else {
+                                unreachable!("lockstep_end stops at what did not decode")
+                            };
+                            state.claimed.remove(&event.envelope.event_id);
+                            members.push(event);
+                        }
+                        let ran = lockstep::run(
+                            connection,
+                            &members,
+                            &matching,
+                            routes,
+                            &self.http,
+                            &mut state.folds,
+                        )
+                        .await;
+                        match ran {
+                            Ok(handled) => {
+                                for (record, handled) in round[index..end].iter().zip(handled) {
+                                    state.effects.add(record, handled);
+                                }
+                                index = end;
+                                continue;
+                            }
+                            Err(lockstep::Abandoned(error)) => {
+                                tracing::debug!(%error, "a run of events failed in lockstep; the batch runs again event by event");
+                                return Ok(RoundEnd::Abandoned);
+                            }
+                        }
+                    }
+                }
+            }
+            if state.guarded && !state.folds.is_empty() {
+                if let Err(error) = state.folds.write(connection).await {
+                    tracing::debug!(%error, "a folded increment failed; the batch runs again event by event");
+                    return Ok(RoundEnd::Abandoned);
+                }
+            }
+            let attempt = Attempt {
+                guarded: state.guarded,
+                ..Attempt::first()
+            };
+            let result = if state.guarded {
+                let mut savepoint = connection.begin().await?;
+                let result = handle_delivery(
+                    &mut savepoint,
+                    record,
+                    routes,
+                    &self.http,
+                    attempt,
+                    None,
+                    None,
+                )
+                .await;
+                match result {
+                    Ok(_) => savepoint.commit().await?,
+                    Err(_) => savepoint.rollback().await?,
+                }
+                result
+            } else {
+                let folds = Some(&mut state.folds);
+                handle_delivery(connection, record, routes, &self.http, attempt, None, folds).await
+            };
+            match result {
+                Ok(handled) => state.effects.add(record, handled),
+                Err(Interrupt::Abandon { .. }) => return Ok(RoundEnd::Abandoned),
+                Err(Interrupt::Retry(retry)) => {
+                    // The record's savepoint is rolled back; the claims of it and of the
+                    // records after it go back too.
+                    let mut unused: Vec<&str> = state.claimed.iter().map(String::as_str).collect();
+                    unused.extend(record.event_id());
+                    log::release_claims(connection, &unused).await?;
+                    // Received now, whatever its retries do.
+                    state.effects.handled.push(Handled::received(record));
+                    return Ok(RoundEnd::Retry(Box::new(record.clone()), retry));
+                }
+            }
+            index += 1;
+        }
+        Ok(RoundEnd::Finished)
+    }
+
     /// What follows a pass's commit: counting and logging what it applied (only now, so an
     /// abandoned pass counts nothing), reporting it, and announcing what it published.
     fn after_commit(&self, effects: PassEffects) {
@@ -246,7 +361,12 @@ impl Engine {
             observer.report(effects.applied);
         }
         self.health.set(None);
-        self.announce(&effects.published);
+        // Only what the pass left in the log needs the consumer woken; what it took up
+        // itself is applied already.
+        if effects.wake {
+            self.signal.notify_one();
+        }
+        log_published(&effects.published);
     }
 }
 
@@ -261,6 +381,8 @@ struct PassEffects {
     observed: bool,
     /// What each event's handling counts after the commit (its emitted events moved out).
     handled: Vec<Handled>,
+    /// The pass left published events for the consumer to read.
+    wake: bool,
 }
 
 impl PassEffects {
@@ -271,6 +393,7 @@ impl PassEffects {
             applied: Vec::new(),
             observed,
             handled: Vec::new(),
+            wake: false,
         }
     }
 
@@ -297,15 +420,11 @@ impl PassEffects {
 
 /// Where a lockstep run that starts at `start` ends: the deliveries after it of the same topic
 /// and type, decoded and claimed (not yet handled), up to the first that is not.
-fn lockstep_end(
-    records: &[Delivery],
-    start: usize,
-    claimed: &std::collections::HashSet<String>,
-) -> usize {
+fn lockstep_end(records: &[Delivery], start: usize, claimed: &HashSet<String>) -> usize {
     let Ok(first) = &records[start].decoded else {
         return start;
     };
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     let mut end = start + 1;
     while let Some(Ok(event)) = records.get(end).map(|record| &record.decoded) {
         let same = event.topic == first.topic

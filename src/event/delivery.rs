@@ -88,6 +88,17 @@ impl Delivery {
         }
     }
 
+    /// An event just appended to the log at `seq` as `text`, which needs no decoding.
+    pub fn appended(seq: i64, event: Event, text: String) -> Self {
+        Self {
+            origin: Origin::Log(seq),
+            topic: event.topic.to_string(),
+            key: event.key.clone(),
+            text,
+            decoded: Ok(event),
+        }
+    }
+
     /// A submitted event, as the API refuses it.
     pub fn submitted(event: &Event) -> Self {
         Self {

@@ -43,44 +43,96 @@ const APPEND_CHUNK: usize = 200;
 
 /// Appends `events` in order with multi-row inserts (one round trip per 200 events, not one
 /// per event); events whose id is already in the log are skipped. Returns how many were new.
-///
-/// On PostgreSQL, sequence values are handed out at insert time, not at commit, so a consumer
-/// could read seq 11 before seq 10 commits and never go back for it. Appending takes a
-/// transaction-scoped advisory lock first, which makes appends commit in `seq` order (SQLite
-/// gets the same from its single writer connection).
 pub async fn append_all(connection: &mut Conn<'_>, events: &[Event]) -> Result<u64, sqlx::Error> {
     if events.is_empty() {
         return Ok(0);
     }
+    take_append_lock(connection).await?;
+    let created_at = now_rfc3339();
+    let mut appended = 0;
+    for chunk in events.chunks(APPEND_CHUNK) {
+        appended += append_query(chunk, &created_at, "")
+            .execute(&mut *connection)
+            .await?
+            .rows_affected();
+    }
+    Ok(appended)
+}
+
+/// [`append_all`], returning the events that were new as the deliveries a consumer reads
+/// them as, in `seq` order.
+pub async fn append_delivered(
+    connection: &mut Conn<'_>,
+    events: &[Event],
+) -> Result<Vec<Delivery>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    take_append_lock(connection).await?;
+    let created_at = now_rfc3339();
+    let mut seqs = std::collections::HashMap::with_capacity(events.len());
+    for chunk in events.chunks(APPEND_CHUNK) {
+        // Neither database promises RETURNING's order: rows are matched by id.
+        let rows = append_query(chunk, &created_at, " RETURNING seq, event_id")
+            .fetch_all(&mut *connection)
+            .await?;
+        for row in rows {
+            seqs.insert(
+                row.try_get::<String, _>("event_id")?,
+                row.try_get::<i64, _>("seq")?,
+            );
+        }
+    }
+    let mut delivered: Vec<Delivery> = events
+        .iter()
+        .filter_map(|event| {
+            // Taken out, so a second event with the same id (which the insert skipped)
+            // gets none.
+            let seq = seqs.remove(&event.envelope.event_id)?;
+            Some(Delivery::appended(seq, event.clone(), envelope_text(event)))
+        })
+        .collect();
+    delivered.sort_by_key(|delivery| delivery.position_after());
+    Ok(delivered)
+}
+
+/// On PostgreSQL, sequence values are handed out at insert time, not at commit, so a consumer
+/// could read seq 11 before seq 10 commits and never go back for it. Appending takes a
+/// transaction-scoped advisory lock first, which makes appends commit in `seq` order (SQLite
+/// gets the same from its single writer connection).
+async fn take_append_lock(connection: &mut Conn<'_>) -> Result<(), sqlx::Error> {
     if connection.dialect() == super::Dialect::Postgres {
         db::query("SELECT pg_advisory_xact_lock($1)")
             .bind(APPEND_LOCK)
             .execute(&mut *connection)
             .await?;
     }
-    let created_at = now_rfc3339();
-    let mut appended = 0;
-    for chunk in events.chunks(APPEND_CHUNK) {
-        // SQLite and PostgreSQL insert a VALUES list in order, so `seq` follows `events`.
-        let sql = format!(
-            "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) \
-             VALUES {} ON CONFLICT (event_id) DO NOTHING",
-            placeholder_rows(chunk.len(), 6)
-        );
-        let mut query = db::query(&sql);
-        for event in chunk {
-            let envelope = serde_json::to_string(&event.envelope).expect("envelopes serialise");
-            query = query
-                .bind(event.envelope.event_id.as_str())
-                .bind(event.topic.as_str())
-                .bind(event.key.as_str())
-                .bind(event.envelope.event_type.as_str())
-                .bind(envelope)
-                .bind(created_at.as_str());
-        }
-        appended += query.execute(&mut *connection).await?.rows_affected();
+    Ok(())
+}
+
+/// The multi-row insert of `chunk`, followed by `returning`.
+fn append_query<'q>(chunk: &'q [Event], created_at: &'q str, returning: &str) -> db::Query<'q> {
+    // SQLite and PostgreSQL insert a VALUES list in order, so `seq` follows `events`.
+    let sql = format!(
+        "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) \
+         VALUES {} ON CONFLICT (event_id) DO NOTHING{returning}",
+        placeholder_rows(chunk.len(), 6)
+    );
+    let mut query = db::query_owned(sql);
+    for event in chunk {
+        query = query
+            .bind(event.envelope.event_id.as_str())
+            .bind(event.topic.as_str())
+            .bind(event.key.as_str())
+            .bind(event.envelope.event_type.as_str())
+            .bind(envelope_text(event))
+            .bind(created_at);
     }
-    Ok(appended)
+    query
+}
+
+fn envelope_text(event: &Event) -> String {
+    serde_json::to_string(&event.envelope).expect("envelopes serialise")
 }
 
 /// Up to `limit` events after position `after`, in order, each decoded once.

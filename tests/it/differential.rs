@@ -421,15 +421,14 @@ fn database(backend: Backend, dir: &std::path::Path, name: &str) -> Database {
 /// Everything the run left that the comparison covers.
 type Outcome = BTreeMap<&'static str, Vec<String>>;
 
-/// Runs the events through an engine that takes `batch` records per transaction, until the log
-/// (with everything the routes emitted) is consumed; returns what it left.
-async fn run(
+/// An engine over a fresh database named `name`, with the migrations and routes in `dir`,
+/// taking up to `batch` records per transaction.
+async fn engine(
     backend: Backend,
     dir: &std::path::Path,
     name: &str,
-    events: &[Event],
     batch: usize,
-) -> Outcome {
+) -> (Database, Store, Engine) {
     let database = database(backend, dir, name);
     let store = Store::connect(&database.url).await.unwrap();
     store.migrate(Some(&dir.join("migrations"))).await.unwrap();
@@ -443,6 +442,28 @@ async fn run(
         limits: TemplateLimits::default(),
     })
     .unwrap_or_else(|diagnostics| panic!("generated routes do not load: {diagnostics:?}"));
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(ArcSwap::from_pointee(routes)),
+        Arc::default(),
+        EngineOptions {
+            consumer: CONSUMER.to_owned(),
+            batch_size: batch,
+        },
+    );
+    (database, store, engine)
+}
+
+/// Runs the events through an engine that takes `batch` records per transaction, until the log
+/// (with everything the routes emitted) is consumed; returns what it left.
+async fn run(
+    backend: Backend,
+    dir: &std::path::Path,
+    name: &str,
+    events: &[Event],
+    batch: usize,
+) -> Outcome {
+    let (_database, store, engine) = engine(backend, dir, name, batch).await;
     let mut transaction = store.begin().await.unwrap();
     for event in events {
         // A repeated event id is a second delivery: the log keeps one row per id, so the copy
@@ -460,15 +481,6 @@ async fn run(
         }
     }
     transaction.commit().await.unwrap();
-    let engine = Engine::new(
-        store.clone(),
-        Arc::new(ArcSwap::from_pointee(routes)),
-        Arc::default(),
-        EngineOptions {
-            consumer: CONSUMER.to_owned(),
-            batch_size: batch,
-        },
-    );
     let stream = Stream::embedded();
     let shutdown = CancellationToken::new();
     let mut position = 0;
@@ -734,4 +746,90 @@ CREATE TABLE audit (id TEXT);
         );
     }
     store.close().await;
+}
+
+/// On the embedded log, a pass that has handled the log to its end goes on with the events its
+/// routes emitted, up to the batch size: a three-hop cascade is one commit when the batch has
+/// room for it, and the rest waits in the log for the next batch when it has not.
+#[test_case::test_case(Backend::Sqlite; "sqlite")]
+#[test_case::test_case(Backend::Postgres; "postgres")]
+#[tokio::test]
+async fn a_pass_at_the_log_end_takes_up_what_it_emitted(backend: Backend) {
+    if backend == Backend::Postgres && PostgresDatabase::create().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["routes", "schemas", "migrations"] {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("migrations/20270101000000_tables.sql"),
+        migration(backend),
+    )
+    .unwrap();
+    let hop = |from: &str, to: &str| {
+        format!(
+            "  - name: {from}-to-{to}\n    on: {{topic: {TOPIC}, type: {from}}}\n    actions:\n{}\n      - emit:\n          topic: {TOPIC}\n          eventType: {to}\n          key: k\n          data: {{id: \"{{{{ data.id }}}}.{to}\"}}\n",
+            journal(from)
+        )
+    };
+    let last = format!(
+        "  - name: C-journal\n    on: {{topic: {TOPIC}, type: C}}\n    actions:\n{}\n",
+        journal("C")
+    );
+    std::fs::write(
+        dir.path().join("routes/chain.yaml"),
+        format!("routes:\n{}{}{last}", hop("A", "B"), hop("B", "C")),
+    )
+    .unwrap();
+    let root = Event {
+        topic: TopicName::parse(TOPIC).unwrap(),
+        key: "k".to_owned(),
+        envelope: Envelope {
+            event_id: "root".to_owned(),
+            event_type: "A".to_owned(),
+            timestamp: "2026-12-06T00:00:00.000Z".to_owned(),
+            source: "differential".to_owned(),
+            data: serde_json::json!({"id": "e"}),
+        },
+    };
+    let stream = Stream::embedded();
+    // (batch size, the position after each batch)
+    for (batch, positions) in [(10, vec![3]), (2, vec![2, 3])] {
+        let (_database, store, engine) =
+            engine(backend, dir.path(), &format!("b{batch}"), batch).await;
+        let mut transaction = store.begin().await.unwrap();
+        log::append(&mut transaction, &root).await.unwrap();
+        transaction.commit().await.unwrap();
+        let mut position = 0;
+        let mut after_each = Vec::new();
+        loop {
+            let records = log::read_after(store.reader(), position, batch as i64)
+                .await
+                .unwrap();
+            if records.is_empty() {
+                break;
+            }
+            let BatchOutcome::Done(done) =
+                engine.run_batch(&stream, position, &records).await.unwrap()
+            else {
+                panic!("nothing in the chain fails");
+            };
+            position = done;
+            after_each.push(done);
+        }
+        assert_eq!(after_each, positions, "batch size {batch}");
+        let journal = rows(&store, "SELECT src, val FROM journal ORDER BY seq").await;
+        assert_eq!(
+            journal,
+            [["e", "A"], ["e.B", "B"], ["e.B.C", "C"]].map(|row| row.map(str::to_owned).to_vec()),
+            "batch size {batch}"
+        );
+        assert_eq!(
+            log::head(store.reader()).await.unwrap(),
+            3,
+            "batch size {batch}"
+        );
+        store.close().await;
+    }
 }
