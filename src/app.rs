@@ -23,7 +23,7 @@ use crate::reload::watcher::SourceWatcher;
 use crate::reload::{LoadSettings, ReloadError, Reloader};
 use crate::route::load::Source;
 use crate::route::RouteSet;
-use crate::store::exclusive::{ExclusiveLock, Job};
+use crate::store::exclusive::{ExclusiveLock, Job, Mode};
 use crate::store::{Store, StoreError};
 
 /// How long shutdown waits for the batch in flight and open requests.
@@ -118,7 +118,7 @@ impl Application {
         // version) must not change the schema under the running one before it is refused.
         let bus_lock = match &settings.kafka {
             // Instances on Kafka share the bus lock: any number of them, but no embedded bus.
-            Some(_) => match store.try_lock_shared(Job::EmbeddedBus).await? {
+            Some(_) => match store.lock_at_start(Job::EmbeddedBus, Mode::Shared).await? {
                 Some(lock) => lock,
                 None => {
                     return Err(AppError::EmbeddedInstanceRunning {
@@ -126,7 +126,10 @@ impl Application {
                     })
                 }
             },
-            None => match store.try_lock(Job::EmbeddedBus).await? {
+            None => match store
+                .lock_at_start(Job::EmbeddedBus, Mode::Exclusive)
+                .await?
+            {
                 Some(lock) => lock,
                 None => {
                     return Err(AppError::SecondEmbeddedInstance {

@@ -74,10 +74,18 @@ pub struct ExclusiveLock {
 
 /// Whether other processes may hold the lock too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
+    /// No other holder.
     Exclusive,
+    /// Other shared holders, no exclusive one.
     Shared,
 }
+
+/// How long a starting process asks again for a lock it finds held on PostgreSQL. A process
+/// that died holding it loses it only once the server's backend reads the closed socket, a
+/// moment after the death, so a replacement started at once (by a service manager) would
+/// otherwise be refused by a holder that is already dead.
+const START_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug)]
 enum Held {
@@ -104,11 +112,25 @@ impl Store {
         self.take(job, Mode::Exclusive, owner(job)).await
     }
 
-    /// Takes `job`'s lock shared with other shared holders, or returns `None` when a process
-    /// holds it exclusively. Instances on Kafka share the bus lock, so that an embedded-bus
-    /// instance cannot start beside them, nor they beside it.
-    pub async fn try_lock_shared(&self, job: Job) -> Result<Option<ExclusiveLock>, StoreError> {
-        self.take(job, Mode::Shared, owner(job)).await
+    /// Takes `job`'s lock in `mode` for a process starting up, or returns `None` when another
+    /// process holds it. On PostgreSQL a held lock is asked for again for a few seconds
+    /// ([`START_GRACE`]); a file lock goes with its holder's death at once.
+    pub async fn lock_at_start(
+        &self,
+        job: Job,
+        mode: Mode,
+    ) -> Result<Option<ExclusiveLock>, StoreError> {
+        let deadline = tokio::time::Instant::now() + START_GRACE;
+        loop {
+            let taken = self.take(job, mode, owner(job)).await?;
+            if taken.is_some()
+                || self.postgres_options.is_none()
+                || tokio::time::Instant::now() >= deadline
+            {
+                return Ok(taken);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn take(

@@ -2,6 +2,7 @@
 //! effects (rows, counters, emitted events and their effects) exist exactly once.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde_json::json;
 use test_case::test_case;
@@ -216,4 +217,49 @@ async fn a_second_daemon_on_the_embedded_bus_refuses_to_start(backend: Backend) 
         return;
     };
     second_daemon_refused(project).await;
+}
+
+/// A daemon killed on PostgreSQL keeps the bus lock until the server's backend for its
+/// session reads the closed socket, a moment later: a replacement started at once waits that
+/// out instead of being refused. Here a `psql` session stands for the dying holder, letting
+/// go of the lock a second and a half after the replacement starts.
+#[tokio::test]
+async fn a_replacement_outlasts_a_dying_holders_lock_on_postgres() {
+    let Some(project) = Project::empty_on(Backend::Postgres) else {
+        return;
+    };
+    project.write("migrations/20270101000000_effects.sql", MIGRATION);
+    project.write("routes/count.yaml", ROUTES);
+    // The embedded bus's advisory lock key ("crmrbus").
+    let key = 0x63_72_6d_72_62_75_73_i64;
+    let mut holder = std::process::Command::new("psql")
+        .arg(project.database_url())
+        .args([
+            "-q",
+            "-c",
+            &format!("SELECT pg_advisory_lock({key}), pg_sleep(1.5)"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql");
+    let db = project.database().await;
+    let held = format!(
+        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {} AND granted",
+        key & 0xffff_ffff
+    );
+    crate::support::eventually(
+        Duration::from_secs(10),
+        "psql to hold the bus lock",
+        || async { (count(&db, &held).await == 1).then_some(()) },
+    )
+    .await;
+    let daemon = project.start();
+    assert!(holder.wait().unwrap().success());
+    let body = json!({"eventType": "COUNT", "data": {}});
+    assert_eq!(daemon.post_event("test.events", body).await.0, 202);
+    drained(&db).await;
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM effects WHERE kind = 'child'").await,
+        1
+    );
 }
