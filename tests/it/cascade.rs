@@ -238,9 +238,12 @@ async fn append_to_log(db: &sqlx::AnyPool, topic: &str, key: &str, envelope: &se
 }
 
 /// The old CRM's services publish `{eventId, eventType, timestamp, data}`, keyed by the event
-/// id, with no `source`; the cascade runs for it as for crm-router's own envelope.
+/// id, with no `source`; the cascade runs for it as for crm-router's own envelope, and for
+/// `user.created`, the old auth service's name for `USER_CREATED`, as for `USER_CREATED`.
 #[test_case(Backend::Sqlite, "USER_CREATED" ; "sqlite")]
 #[test_case(Backend::Postgres, "USER_CREATED" ; "postgres")]
+#[test_case(Backend::Sqlite, "user.created" ; "sqlite, the dotted alias")]
+#[test_case(Backend::Postgres, "user.created" ; "postgres, the dotted alias")]
 #[tokio::test]
 async fn an_old_services_envelope_without_source_cascades(backend: Backend, event_type: &str) {
     let Some(project) = Project::bundled_on(backend) else {
@@ -285,4 +288,49 @@ async fn an_old_services_envelope_without_source_cascades(backend: Backend, even
         "{}",
         daemon.log()
     );
+}
+
+/// `user.created` is an alias of `USER_CREATED`: the same schema refuses the same data, with the
+/// same words.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn a_dotted_alias_is_checked_by_its_types_schema(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    let _daemon = project.start();
+    let db = project.database().await;
+    for (event_id, event_type) in [
+        ("bad-upper", "USER_CREATED"),
+        ("bad-dotted", "user.created"),
+    ] {
+        let envelope = json!({
+            "eventId": event_id,
+            "eventType": event_type,
+            "timestamp": "2026-12-06T15:26:03.417Z",
+            "data": {"userId": "u-bad", "email": 42, "name": "Bad Email", "role": "USER"}
+        });
+        append_to_log(&db, "user.events", event_id, &envelope).await;
+    }
+    drained(&db).await;
+    let mut letters: Vec<(String, String)> =
+        sqlx::query_as("SELECT event_type, error FROM dead_letters")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    letters.sort();
+    let types: Vec<&str> = letters
+        .iter()
+        .map(|(event_type, _)| event_type.as_str())
+        .collect();
+    assert_eq!(types, ["USER_CREATED", "user.created"]);
+    assert!(
+        letters[0]
+            .1
+            .starts_with("event fails its schema: data/email: "),
+        "{letters:?}"
+    );
+    assert_eq!(letters[0].1, letters[1].1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, 0);
 }
