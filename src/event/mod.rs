@@ -8,8 +8,23 @@ use thiserror::Error;
 mod delivery;
 pub use delivery::{Delivery, Origin, Undecodable};
 
+/// The `source` of an envelope that names no producer.
+///
+/// The old CRM's KafkaJS services write `{eventId, eventType, timestamp, data}` without
+/// `source`, and nothing else in what arrives says who produced it: a Kafka record carries no
+/// producer, and several services publish to one topic. So the envelope says what is known,
+/// that the producer is unknown, with a word a route, a log line or a dead letter shows as it
+/// is. An empty string would look like a producer that wrote `""`, and the topic's name or the
+/// service a topic usually comes from would be a guess presented as a fact.
+pub const UNKNOWN_SOURCE: &str = "unknown";
+
+fn unknown_source() -> String {
+    UNKNOWN_SOURCE.to_owned()
+}
+
 /// The JSON every producer and consumer agrees on:
-/// `{"eventId","eventType","timestamp","source","data"}`.
+/// `{"eventId","eventType","timestamp","source","data"}`. Decoding accepts it without `source`,
+/// as the old CRM's services write it; crm-router always writes `source`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Envelope {
@@ -19,15 +34,17 @@ pub struct Envelope {
     pub event_type: String,
     /// When the event happened, RFC 3339.
     pub timestamp: String,
-    /// The producer (`auth-service`, `crm-router`, a route name...).
+    /// The producer (`auth-service`, `crm-router`, a route name...); [`UNKNOWN_SOURCE`] when the
+    /// envelope has none.
+    #[serde(default = "unknown_source")]
     pub source: String,
     /// The payload, validated against `schemas/<topic>/<eventType>.json` when that exists.
     pub data: serde_json::Value,
 }
 
 impl Envelope {
-    /// Decodes a stored or received envelope. An id, type, timestamp or source holding NUL is
-    /// refused like malformed JSON: PostgreSQL cannot store it, and the claim or dead letter
+    /// Decodes a stored or received envelope. A missing `source` reads as [`UNKNOWN_SOURCE`];
+    /// every other field is required. An id, type, timestamp or source holding NUL is refused like malformed JSON: PostgreSQL cannot store it, and the claim or dead letter
     /// keyed by it would fail on every retry instead of once.
     pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
         let envelope: Envelope = serde_json::from_str(text)?;
@@ -221,6 +238,69 @@ mod tests {
             serde_json::to_value(&envelope).unwrap(),
             json!({"eventId": "e1", "eventType": "USER_CREATED", "timestamp": "2026-11-28T00:00:00Z", "source": "auth-service", "data": {"userId": "u1"}})
         );
+    }
+
+    /// Byte for byte what the old CRM's services publish: `JSON.stringify` of
+    /// `{eventId, eventType, timestamp: new Date().toISOString(), data}`.
+    const OLD_SERVICE_ENVELOPE: &str = r#"{"eventId":"0b6f3c1e-2d4a-4f5b-9c8d-7e6f5a4b3c2d","eventType":"USER_CREATED","timestamp":"2026-12-06T15:26:03.417Z","data":{"userId":"u-9","email":"old@example.com","name":"Old Service","role":"USER"}}"#;
+
+    #[test]
+    fn an_envelope_without_source_decodes_with_the_unknown_source() {
+        let envelope = Envelope::decode(OLD_SERVICE_ENVELOPE).unwrap();
+        assert_eq!(
+            envelope,
+            Envelope {
+                event_id: "0b6f3c1e-2d4a-4f5b-9c8d-7e6f5a4b3c2d".into(),
+                event_type: "USER_CREATED".into(),
+                timestamp: "2026-12-06T15:26:03.417Z".into(),
+                source: "unknown".into(),
+                data: json!({"userId": "u-9", "email": "old@example.com", "name": "Old Service", "role": "USER"}),
+            }
+        );
+        assert_eq!(UNKNOWN_SOURCE, "unknown");
+        // JavaScript's toISOString() is RFC 3339, like every timestamp crm-router writes.
+        assert!(chrono::DateTime::parse_from_rfc3339(&envelope.timestamp).is_ok());
+        // What crm-router writes always names a source.
+        assert_eq!(
+            serde_json::to_value(&envelope).unwrap()["source"],
+            "unknown"
+        );
+    }
+
+    #[test]
+    fn a_given_source_is_kept_and_the_other_fields_stay_required() {
+        let with_source = OLD_SERVICE_ENVELOPE.replacen('{', r#"{"source":"auth-service","#, 1);
+        assert_eq!(
+            Envelope::decode(&with_source).unwrap().source,
+            "auth-service"
+        );
+        for field in ["eventId", "eventType", "timestamp", "data"] {
+            let mut value: serde_json::Value = serde_json::from_str(OLD_SERVICE_ENVELOPE).unwrap();
+            value.as_object_mut().unwrap().remove(field);
+            let error = Envelope::decode(&value.to_string()).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with(&format!("missing field `{field}`")),
+                "{error}"
+            );
+        }
+        let null_source = OLD_SERVICE_ENVELOPE.replacen('{', r#"{"source":null,"#, 1);
+        assert!(Envelope::decode(&null_source).is_err());
+    }
+
+    #[test]
+    fn nul_characters_are_refused_with_or_without_a_source() {
+        let nul_type = OLD_SERVICE_ENVELOPE.replace("USER_CREATED", "USER\\u0000CREATED");
+        assert!(Envelope::decode(&nul_type)
+            .unwrap_err()
+            .to_string()
+            .contains("NUL character"));
+        let nul_source = OLD_SERVICE_ENVELOPE.replacen('{', r#"{"source":"a\u0000b","#, 1);
+        assert!(Envelope::decode(&nul_source)
+            .unwrap_err()
+            .to_string()
+            .contains("NUL character"));
     }
 
     #[test]

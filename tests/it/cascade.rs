@@ -218,3 +218,119 @@ async fn schema_failures_are_rejected_over_http_and_emitted_ones_dead_lettered(b
         1
     );
 }
+
+/// Appends `envelope` to the log as an outside producer writes it: the text as it is, no
+/// `source` added.
+async fn append_to_log(db: &sqlx::AnyPool, topic: &str, key: &str, envelope: &serde_json::Value) {
+    sqlx::query(
+        "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(envelope["eventId"].as_str().unwrap())
+    .bind(topic)
+    .bind(key)
+    .bind(envelope["eventType"].as_str().unwrap())
+    .bind(envelope.to_string())
+    .bind(envelope["timestamp"].as_str().unwrap())
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+/// The old CRM's services publish `{eventId, eventType, timestamp, data}`, keyed by the event
+/// id, with no `source`; the cascade runs for it as for crm-router's own envelope, and for
+/// `user.created`, the old auth service's name for `USER_CREATED`, as for `USER_CREATED`.
+#[test_case(Backend::Sqlite, "USER_CREATED" ; "sqlite")]
+#[test_case(Backend::Postgres, "USER_CREATED" ; "postgres")]
+#[test_case(Backend::Sqlite, "user.created" ; "sqlite, the dotted alias")]
+#[test_case(Backend::Postgres, "user.created" ; "postgres, the dotted alias")]
+#[tokio::test]
+async fn an_old_services_envelope_without_source_cascades(backend: Backend, event_type: &str) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    let daemon = project.start();
+    let db = project.database().await;
+    let event_id = "3f9c2a71-5b1e-4d0a-8e6f-2c4b7a9d1e03";
+    let envelope = json!({
+        "eventId": event_id,
+        "eventType": event_type,
+        "timestamp": "2026-12-06T15:26:03.417Z",
+        "data": {"userId": "u-old", "email": "old-service@example.com", "name": "Old Service User", "role": "USER"}
+    });
+    append_to_log(&db, "user.events", event_id, &envelope).await;
+    drained(&db).await;
+
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM dead_letters").await,
+        0,
+        "{}",
+        daemon.log()
+    );
+    let (customer_id, owner): (String, String) = sqlx::query_as(
+        "SELECT id, owner_id FROM customers WHERE email = 'old-service@example.com'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(owner, "u-old");
+    let (title, task_customer): (String, String) =
+        sqlx::query_as("SELECT title, customer_id FROM tasks")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(title, "初回コンタクト: Old Service User");
+    assert_eq!(task_customer, customer_id);
+    assert!(
+        daemon.log().contains(&format!(
+            "📥 Event received: {event_type} from topic user.events"
+        )),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// `user.created` is an alias of `USER_CREATED`: the same schema refuses the same data, with the
+/// same words.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn a_dotted_alias_is_checked_by_its_types_schema(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    let _daemon = project.start();
+    let db = project.database().await;
+    for (event_id, event_type) in [
+        ("bad-upper", "USER_CREATED"),
+        ("bad-dotted", "user.created"),
+    ] {
+        let envelope = json!({
+            "eventId": event_id,
+            "eventType": event_type,
+            "timestamp": "2026-12-06T15:26:03.417Z",
+            "data": {"userId": "u-bad", "email": 42, "name": "Bad Email", "role": "USER"}
+        });
+        append_to_log(&db, "user.events", event_id, &envelope).await;
+    }
+    drained(&db).await;
+    let mut letters: Vec<(String, String)> =
+        sqlx::query_as("SELECT event_type, error FROM dead_letters")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    letters.sort();
+    let types: Vec<&str> = letters
+        .iter()
+        .map(|(event_type, _)| event_type.as_str())
+        .collect();
+    assert_eq!(types, ["USER_CREATED", "user.created"]);
+    assert!(
+        letters[0]
+            .1
+            .starts_with("event fails its schema: data/email: "),
+        "{letters:?}"
+    );
+    assert_eq!(letters[0].1, letters[1].1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM customers").await, 0);
+}

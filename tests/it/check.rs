@@ -296,7 +296,7 @@ fn init_writes_an_editable_project_that_checks_clean(backend: Backend) {
     ]);
     let stdout = String::from_utf8_lossy(&listing.stdout);
     assert!(
-        stdout.contains("user-creates-customer: user.events [USER_CREATED] → insert customers, emit customer.events CUSTOMER_CREATED"),
+        stdout.contains("user-creates-customer: user.events [USER_CREATED, user.created] → insert customers, emit customer.events CUSTOMER_CREATED"),
         "{stdout}"
     );
 }

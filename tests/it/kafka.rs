@@ -584,33 +584,68 @@ async fn the_old_services_kafkajs_client_interoperates(backend: Backend) {
     let Some(project) = Project::bundled_on(backend) else {
         return;
     };
-    let _daemon = Daemon::start(&project, &kafka_env(&broker, "interop"));
+    let daemon = Daemon::start(&project, &kafka_env(&broker, "interop"));
+    // USER_CREATED as the guide's services name it, user.created as the old auth service's
+    // createUser does; both in the old services' envelope, without `source`.
+    let users = [
+        ("USER_CREATED", "kafkajs@example.com"),
+        ("user.created", "kafkajs-dotted@example.com"),
+    ];
     let output = tokio::process::Command::new("node")
         .arg(&script)
         .arg(&broker.address)
-        .arg("kafkajs@example.com")
+        .args(
+            users
+                .iter()
+                .flat_map(|(event_type, email)| [event_type, email]),
+        )
         .output()
         .await
         .unwrap();
     assert!(
         output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log()
     );
-    let found: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let event = &found["event"];
-    assert_eq!(event["data"]["name"], "KafkaJS User");
-    assert_eq!(found["key"], event["data"]["customerId"]);
-    assert!(event["eventId"].is_string() && event["timestamp"].is_string());
+    let result: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for published in result["published"].as_array().unwrap() {
+        let mut fields: Vec<&str> = published
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["data", "eventId", "eventType", "timestamp"]);
+    }
     let db = project.database().await;
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM customers WHERE email = 'kafkajs@example.com'"
+    for (event_type, email) in users {
+        let found = &result["found"][email];
+        let event = &found["event"];
+        assert_eq!(
+            event["data"]["name"],
+            format!("KafkaJS User ({event_type})")
+        );
+        assert_eq!(event["source"], "crm-router");
+        assert_eq!(found["key"], event["data"]["customerId"]);
+        assert!(event["eventId"].is_string() && event["timestamp"].is_string());
+        let customer_id = event["data"]["customerId"].as_str().unwrap().to_owned();
+        let customers = format!("SELECT COUNT(*) FROM customers WHERE email = '{email}'");
+        assert_eq!(count(&db, &customers).await, 1);
+        // The cascade goes on over Kafka: CUSTOMER_CREATED → the first-contact task.
+        let tasks = format!(
+            "SELECT COUNT(*) FROM tasks WHERE customer_id = '{customer_id}' \
+             AND title = '初回コンタクト: KafkaJS User ({event_type})'"
+        );
+        eventually(
+            Duration::from_secs(30),
+            "the first-contact task",
+            || async { (count(&db, &tasks).await == 1).then_some(()) },
         )
-        .await,
-        1
-    );
+        .await;
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
 }
 
 #[test_case(Backend::Sqlite ; "sqlite")]
