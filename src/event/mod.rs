@@ -44,8 +44,9 @@ pub struct Envelope {
 
 impl Envelope {
     /// Decodes a stored or received envelope. A missing `source` reads as [`UNKNOWN_SOURCE`];
-    /// every other field is required. An id, type, timestamp or source holding NUL is refused like malformed JSON: PostgreSQL cannot store it, and the claim or dead letter
-    /// keyed by it would fail on every retry instead of once.
+    /// every other field is required. An id, type, timestamp or source holding NUL is refused
+    /// like malformed JSON: PostgreSQL cannot store it, and the claim or dead letter keyed by
+    /// it would fail on every retry instead of once.
     pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
         let envelope: Envelope = serde_json::from_str(text)?;
         let fields = [
