@@ -598,22 +598,29 @@ async fn snapshot(store: &Store, position: i64) -> Outcome {
     outcome
 }
 
-fn check(
-    backend: Backend,
-    runtime: &tokio::runtime::Runtime,
-    case: &Case,
-) -> Result<(), TestCaseError> {
+/// A project directory with the tables' migration for `backend`, `routes` as its one route
+/// file and no schemas.
+fn project(backend: Backend, routes: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for folder in ["routes", "schemas", "migrations"] {
         std::fs::create_dir_all(dir.path().join(folder)).unwrap();
     }
-    let yaml = routes_yaml(&case.routes);
-    std::fs::write(dir.path().join("routes/generated.yaml"), &yaml).unwrap();
+    std::fs::write(dir.path().join("routes/generated.yaml"), routes).unwrap();
     std::fs::write(
         dir.path().join("migrations/20270101000000_tables.sql"),
         migration(backend),
     )
     .unwrap();
+    dir
+}
+
+fn check(
+    backend: Backend,
+    runtime: &tokio::runtime::Runtime,
+    case: &Case,
+) -> Result<(), TestCaseError> {
+    let yaml = routes_yaml(&case.routes);
+    let dir = project(backend, &yaml);
     let events = root_events(&case.events);
     let (batched, reference) = runtime.block_on(async {
         let batched = run(backend, dir.path(), "batched", &events, case.batch).await;
@@ -758,15 +765,6 @@ async fn a_pass_at_the_log_end_takes_up_what_it_emitted(backend: Backend) {
     if backend == Backend::Postgres && PostgresDatabase::create().is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    for folder in ["routes", "schemas", "migrations"] {
-        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
-    }
-    std::fs::write(
-        dir.path().join("migrations/20270101000000_tables.sql"),
-        migration(backend),
-    )
-    .unwrap();
     let hop = |from: &str, to: &str| {
         format!(
             "  - name: {from}-to-{to}\n    on: {{topic: {TOPIC}, type: {from}}}\n    actions:\n{}\n      - emit:\n          topic: {TOPIC}\n          eventType: {to}\n          key: k\n          data: {{id: \"{{{{ data.id }}}}.{to}\"}}\n",
@@ -777,11 +775,10 @@ async fn a_pass_at_the_log_end_takes_up_what_it_emitted(backend: Backend) {
         "  - name: C-journal\n    on: {{topic: {TOPIC}, type: C}}\n    actions:\n{}\n",
         journal("C")
     );
-    std::fs::write(
-        dir.path().join("routes/chain.yaml"),
-        format!("routes:\n{}{}{last}", hop("A", "B"), hop("B", "C")),
-    )
-    .unwrap();
+    let dir = project(
+        backend,
+        &format!("routes:\n{}{}{last}", hop("A", "B"), hop("B", "C")),
+    );
     let root = Event {
         topic: TopicName::parse(TOPIC).unwrap(),
         key: "k".to_owned(),
