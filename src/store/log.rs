@@ -51,7 +51,8 @@ pub async fn append_all(connection: &mut Conn<'_>, events: &[Event]) -> Result<u
     let created_at = now_rfc3339();
     let mut appended = 0;
     for chunk in events.chunks(APPEND_CHUNK) {
-        appended += append_query(chunk, &created_at, "")
+        let texts: Vec<String> = chunk.iter().map(envelope_text).collect();
+        appended += append_query(chunk, &texts, &created_at, "")
             .execute(&mut *connection)
             .await?
             .rows_affected();
@@ -70,10 +71,12 @@ pub async fn append_delivered(
     }
     take_append_lock(connection).await?;
     let created_at = now_rfc3339();
+    // Serialised once, for the insert and for the deliveries.
+    let texts: Vec<String> = events.iter().map(envelope_text).collect();
     let mut seqs = std::collections::HashMap::with_capacity(events.len());
-    for chunk in events.chunks(APPEND_CHUNK) {
+    for (chunk, chunk_texts) in events.chunks(APPEND_CHUNK).zip(texts.chunks(APPEND_CHUNK)) {
         // Neither database promises RETURNING's order: rows are matched by id.
-        let rows = append_query(chunk, &created_at, " RETURNING seq, event_id")
+        let rows = append_query(chunk, chunk_texts, &created_at, " RETURNING seq, event_id")
             .fetch_all(&mut *connection)
             .await?;
         for row in rows {
@@ -85,11 +88,12 @@ pub async fn append_delivered(
     }
     let mut delivered: Vec<Delivery> = events
         .iter()
-        .filter_map(|event| {
+        .zip(texts)
+        .filter_map(|(event, text)| {
             // Taken out, so a second event with the same id (which the insert skipped)
             // gets none.
             let seq = seqs.remove(&event.envelope.event_id)?;
-            Some(Delivery::appended(seq, event.clone(), envelope_text(event)))
+            Some(Delivery::appended(seq, event.clone(), text))
         })
         .collect();
     delivered.sort_by_key(|delivery| delivery.position_after());
@@ -110,8 +114,14 @@ async fn take_append_lock(connection: &mut Conn<'_>) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
-/// The multi-row insert of `chunk`, followed by `returning`.
-fn append_query<'q>(chunk: &'q [Event], created_at: &'q str, returning: &str) -> db::Query<'q> {
+/// The multi-row insert of `chunk`, whose envelopes serialised are `texts`, followed by
+/// `returning`.
+fn append_query<'q>(
+    chunk: &'q [Event],
+    texts: &'q [String],
+    created_at: &'q str,
+    returning: &str,
+) -> db::Query<'q> {
     // SQLite and PostgreSQL insert a VALUES list in order, so `seq` follows `events`.
     let sql = format!(
         "INSERT INTO event_log (event_id, topic, event_key, event_type, envelope, created_at) \
@@ -119,13 +129,13 @@ fn append_query<'q>(chunk: &'q [Event], created_at: &'q str, returning: &str) ->
         placeholder_rows(chunk.len(), 6)
     );
     let mut query = db::query_owned(sql);
-    for event in chunk {
+    for (event, text) in chunk.iter().zip(texts) {
         query = query
             .bind(event.envelope.event_id.as_str())
             .bind(event.topic.as_str())
             .bind(event.key.as_str())
             .bind(event.envelope.event_type.as_str())
-            .bind(envelope_text(event))
+            .bind(text.as_str())
             .bind(created_at);
     }
     query
