@@ -8,6 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::answer::Answer;
 use super::current_user::{CurrentUser, MaybeUser};
 use super::error::ApiError;
 use super::json::ApiJson;
@@ -34,10 +35,15 @@ pub struct RegisterRequest {
     pub manager_id: Option<String>,
 }
 
-/// A registered user and their first token.
+/// A registered user and their first token: the original API's `data: {user, token}`, and the
+/// setup guide's `{id, email, name, role, token}` at the top level.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterResponse {
+    /// Always `true`.
+    pub success: bool,
+    /// The user and their token.
+    pub data: LoginResponse,
     /// User id.
     pub id: String,
     /// Email address.
@@ -61,7 +67,7 @@ pub struct LoginRequest {
 }
 
 /// The user as shown in a login response.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginUser {
     /// User id.
@@ -75,7 +81,7 @@ pub struct LoginUser {
 }
 
 /// A token and whose it is.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginResponse {
     /// Bearer token, valid for 24 hours.
@@ -160,12 +166,24 @@ pub async fn register(
     )
     .await?;
     state.announce(&published);
+    // A new user's first session generation is the column's default.
     let token = state
         .tokens
-        .issue(&user.id, &user.email, role, now_seconds());
+        .issue(&user.id, &user.email, role, 0, now_seconds());
+    let data = LoginResponse {
+        token: token.clone(),
+        user: LoginUser {
+            id: user.id.clone(),
+            email: user.email.clone(),
+            name: user.name.clone(),
+            role,
+        },
+    };
     Ok((
         StatusCode::CREATED,
         Json(RegisterResponse {
+            success: true,
+            data,
             id: user.id,
             email: user.email,
             name: user.name,
@@ -181,7 +199,7 @@ const BAD_CREDENTIALS: &str = "invalid email or password";
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, body = LoginResponse),
+        (status = 200, body = Answer<LoginResponse>),
         (status = 401, description = "unknown email or wrong password (one message for both)"),
         (status = 429, description = "too many attempts; see Retry-After"),
         (status = 503, description = "password hashing is at its bound; see Retry-After"),
@@ -190,7 +208,7 @@ pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     ApiJson(request): ApiJson<LoginRequest>,
-) -> Result<Json<LoginResponse>, ApiError> {
+) -> Result<Answer<LoginResponse>, ApiError> {
     if let Err(wait) = state.login_limiter.check(&request.email, client.ip()) {
         return Err(ApiError::TooManyRequests {
             message: "too many login attempts; try again later".into(),
@@ -198,10 +216,10 @@ pub async fn login(
         });
     }
     let found = users::find_for_login(state.store.reader(), &request.email).await?;
-    let (user, verified) = blocking(move || match found {
-        Some((user, hash)) => {
-            let verified = password::verify(&request.password, &hash);
-            (Some(user), verified)
+    let (record, verified) = blocking(move || match found {
+        Some(record) => {
+            let verified = password::verify(&request.password, &record.password_hash);
+            (Some(record), verified)
         }
         None => {
             // Same work as a wrong password, so response time does not reveal accounts.
@@ -210,8 +228,8 @@ pub async fn login(
         }
     })
     .await?;
-    let user: User = match (user, verified) {
-        (Some(user), true) => user,
+    let (user, generation): (User, i64) = match (record, verified) {
+        (Some(record), true) => (record.user, record.generation),
         _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into())),
     };
     let mut transaction = state.store.begin().await?;
@@ -221,8 +239,8 @@ pub async fn login(
     let role = user.role();
     let token = state
         .tokens
-        .issue(&user.id, &user.email, role, now_seconds());
-    Ok(Json(LoginResponse {
+        .issue(&user.id, &user.email, role, generation, now_seconds());
+    Ok(Answer::new(LoginResponse {
         token,
         user: LoginUser {
             id: user.id,
@@ -233,10 +251,35 @@ pub async fn login(
     }))
 }
 
+/// What a logout answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LoggedOut {
+    /// For people.
+    pub message: &'static str,
+}
+
+/// Ends the caller's sessions: this token and every other one issued to them stop working
+/// at once (a token cannot be called back alone, and a logout that left a copied token
+/// working would not be one).
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 200, body = Answer<LoggedOut>), (status = 401)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+) -> Result<Answer<LoggedOut>, ApiError> {
+    let mut transaction = state.store.begin().await?;
+    users::end_sessions(&mut transaction, &caller.user.id).await?;
+    transaction.commit().await?;
+    Ok(Answer::new(LoggedOut {
+        message: "logged out: every token of this user has ended",
+    }))
+}
+
 /// The caller.
 #[utoipa::path(get, path = "/api/auth/me", tag = "auth",
     security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 401)))]
-pub async fn me(caller: CurrentUser) -> Json<User> {
-    Json(caller.user)
+    responses((status = 200, body = Answer<User>), (status = 401)))]
+pub async fn me(caller: CurrentUser) -> Answer<User> {
+    Answer::new(caller.user)
 }

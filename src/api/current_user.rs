@@ -37,9 +37,14 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, 
         .tokens
         .verify(token)
         .map_err(|_| ApiError::Unauthorized("invalid or expired token; log in again".into()))?;
-    let user = users::find(state.store.reader(), &claims.sub)
+    let (user, generation) = users::find_session(state.store.reader(), &claims.sub)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+    if claims.generation != generation {
+        return Err(ApiError::Unauthorized(
+            "this token was ended by a logout; log in again".into(),
+        ));
+    }
     let viewer = Viewer {
         id: user.id.clone(),
         role: user.role(),

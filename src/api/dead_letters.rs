@@ -7,9 +7,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api_key::ApiKey;
-use super::crm::{ApiQuery, Listed, PageParams};
+use super::crm::ApiQuery;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::listing::{ListBody, Listed, PageParams};
 use super::path::ApiPath;
 use super::AppState;
 use crate::crm::JsonPage;
@@ -35,7 +36,7 @@ pub struct DeadLetterSelection {
 
 /// Query of `GET /api/dlq`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct DeadLetterListParams {
     /// Only this route's.
@@ -48,10 +49,6 @@ pub struct DeadLetterListParams {
     pub until: Option<String>,
     /// PENDING, REPLAYED or DISCARDED.
     pub status: Option<String>,
-    /// Rows per page (default 50, at most 500).
-    pub limit: Option<i64>,
-    /// Rows to skip.
-    pub offset: Option<i64>,
 }
 
 impl DeadLetterSelection {
@@ -134,18 +131,15 @@ fn outcome_json(id: &str, outcome: &ReplayOutcome) -> Value {
 /// Dead letters, newest failure first.
 #[utoipa::path(get, path = "/api/dlq", tag = "dead letters",
     security(("api_key" = []), ("bearer" = [])),
-    params(DeadLetterListParams),
-    responses((status = 200, body = Vec<Value>, headers(("x-total-count" = i64))), (status = 400), (status = 401), (status = 403)))]
+    params(PageParams, DeadLetterListParams),
+    responses((status = 200, body = ListBody<Value>, headers(("x-total-count" = i64))), (status = 400), (status = 401), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     _key: ApiKey,
+    ApiQuery(asked): ApiQuery<PageParams>,
     ApiQuery(params): ApiQuery<DeadLetterListParams>,
 ) -> Result<Listed<DeadLetter>, ApiError> {
-    let paging = PageParams {
-        limit: params.limit,
-        offset: params.offset,
-    }
-    .paging()?;
+    let paging = asked.paging()?;
     let filter = DeadLetterSelection {
         route: params.route,
         event_type: params.event_type,
@@ -158,7 +152,7 @@ pub async fn list(
         dead_letters::list(state.store.reader(), &filter, paging.limit, paging.offset).await?;
     let page = JsonPage::serialized(&items, total)
         .map_err(|error| ApiError::Internal(format!("cannot serialise dead letters: {error}")))?;
-    Ok(Listed(page))
+    Ok(Listed::new(page, paging))
 }
 
 /// One dead letter.

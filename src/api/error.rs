@@ -1,5 +1,10 @@
 //! The HTTP edge's one error type: user errors become 4xx with a JSON body
-//! `{"error": {"code", "message", "fields"?}}`; internal errors are logged and shown as a bare 500.
+//! `{"success": false, "error", "message", "code", "fields"?}`; internal errors are logged and
+//! shown as a bare 500.
+//!
+//! `error` and `message` carry the same text because the original CRM's clients read either:
+//! its services answered `{"error": "…"}`, its frontend shows `message` and renders `error` as
+//! text. `code` is for machines.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,17 +24,14 @@ pub struct FieldError {
 /// The body of every error answer; the OpenAPI document gives it to every 4xx and 5xx.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong, for machines (`code`) and people (`message`).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
+    /// Always `false`.
+    pub success: bool,
+    /// What went wrong, for people (the same text as `message`).
+    pub error: String,
+    /// What went wrong, for people; for a 500 `internal` it says no more than that.
+    pub message: String,
     /// Stable and machine-readable: `bad_request`, `unauthorized`, `not_found`, `internal`…
     pub code: &'static str,
-    /// For people; for a 500 `internal` it says no more than that.
-    pub message: String,
     /// The fields at fault, when the request's fields were (400 and 422 only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldError>,
@@ -232,11 +234,11 @@ impl IntoResponse for ApiError {
             _ => Vec::new(),
         };
         let body = ErrorBody {
-            error: ErrorDetail {
-                code,
-                message,
-                fields,
-            },
+            success: false,
+            error: message.clone(),
+            message,
+            code,
+            fields,
         };
         let mut response = (status, Json(body)).into_response();
         if let Some(retry_after) = retry_after {

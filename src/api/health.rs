@@ -47,6 +47,14 @@ pub async fn healthz() -> Json<Liveness> {
     Json(Liveness { status: "ok" })
 }
 
+/// The process is up: `/healthz` under the path the original CRM's services answered on, where
+/// deployments' health checks (Render's among them) were pointed.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, body = Liveness)))]
+pub async fn health() -> Json<Liveness> {
+    healthz().await
+}
+
 /// The process can do its work: database reachable, consumer not failing.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Readiness),

@@ -2,6 +2,7 @@
 //! submission. Only this module knows HTTP and JSON shapes of requests; handlers call into
 //! `crm`, `auth`, `store`, `reload` and `route` for the work.
 
+mod answer;
 mod api_key;
 mod auth;
 mod crm;
@@ -11,6 +12,7 @@ pub mod error;
 mod events;
 mod health;
 pub mod json;
+mod listing;
 mod metrics;
 mod openapi;
 mod path;
@@ -99,6 +101,7 @@ impl AppState {
 fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
+        .routes(routes!(health::health))
         .routes(routes!(health::readyz))
         .routes(routes!(metrics::metrics))
         .routes(routes!(routes::list))
@@ -113,6 +116,7 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::me))
+        .routes(routes!(auth::logout))
         .routes(routes!(crm::customers::list, crm::customers::create))
         .routes(routes!(
             crm::customers::get,
@@ -120,6 +124,9 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             crm::customers::delete
         ))
         .routes(routes!(crm::tasks::list, crm::tasks::create))
+        .routes(routes!(crm::tasks::overdue))
+        .routes(routes!(crm::tasks::upcoming))
+        .routes(routes!(crm::tasks::complete, crm::tasks::complete_put))
         .routes(routes!(
             crm::tasks::get,
             crm::tasks::update,
@@ -131,12 +138,21 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         ))
         .routes(routes!(crm::opportunities::get, crm::opportunities::update))
         .routes(routes!(crm::approvals::list, crm::approvals::create))
+        .routes(routes!(crm::approvals::get, crm::approvals::update))
         .routes(routes!(crm::approvals::approve))
         .routes(routes!(crm::approvals::reject))
         .routes(routes!(crm::approvals::recall))
         .routes(routes!(crm::notifications::list))
-        .routes(routes!(crm::notifications::read))
-        .routes(routes!(crm::notifications::read_all))
+        .routes(routes!(crm::notifications::unread_count))
+        .routes(routes!(crm::notifications::delete))
+        .routes(routes!(
+            crm::notifications::read,
+            crm::notifications::read_put
+        ))
+        .routes(routes!(
+            crm::notifications::read_all,
+            crm::notifications::read_all_put
+        ))
         .routes(routes!(crm::analytics::summary))
         .split_for_parts();
     openapi::add_edge_responses(&mut document);

@@ -1,8 +1,8 @@
-//! A query string on an endpoint that reads none is refused, as the README promises: a
-//! parameter that is silently ignored (`GET /api/auth/me?role=ADMIN`) reads to a client as if
-//! it had worked.
+//! A query parameter an endpoint does not read is refused, as the README promises: a
+//! parameter that is silently ignored (`GET /api/auth/me?role=ADMIN`, `?serach=`) reads to a
+//! client as if it had worked.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -15,41 +15,40 @@ use utoipa::openapi::OpenApi;
 
 use super::error::ApiError;
 
-/// The endpoints whose handlers read query parameters (through `ApiQuery`, which refuses the
-/// unknown ones itself): those the OpenAPI document declares query parameters for, so the
+/// The query parameters each endpoint reads: those the OpenAPI document declares, so the
 /// guard and the document cannot disagree.
 #[derive(Debug, Clone)]
-pub struct QueryReaders(Arc<HashSet<(Method, String)>>);
+pub struct QueryReaders(Arc<HashMap<(Method, String), BTreeSet<String>>>);
 
 impl QueryReaders {
-    /// The operations of `document` with at least one `in: query` parameter.
+    /// The `in: query` parameters of each operation of `document`.
     pub fn from_document(document: &OpenApi) -> Self {
-        let mut readers = HashSet::new();
+        let mut readers = HashMap::new();
         for (path, item) in &document.paths.paths {
             for (method, operation) in super::openapi::operations(item) {
-                let reads_query = operation
+                let names: BTreeSet<String> = operation
                     .parameters
                     .iter()
                     .flatten()
-                    .any(|parameter| parameter.parameter_in == ParameterIn::Query);
-                if reads_query {
-                    readers.insert((method, path.clone()));
-                }
+                    .filter(|parameter| parameter.parameter_in == ParameterIn::Query)
+                    .map(|parameter| parameter.name.clone())
+                    .collect();
+                readers.insert((method, path.clone()), names);
             }
         }
         Self(Arc::new(readers))
     }
 
-    fn reads(&self, method: &Method, path: &str) -> bool {
-        self.0.contains(&(method.clone(), path.to_owned()))
+    fn reads(&self, method: &Method, path: &str) -> Option<&BTreeSet<String>> {
+        self.0.get(&(method.clone(), path.to_owned()))
     }
 }
 
 /// Longest parameter name echoed back in the refusal.
 const NAME_SHOWN: usize = 64;
 
-/// Middleware: 400 for any query parameter on an `/api/` endpoint not among the
-/// [`QueryReaders`].
+/// Middleware: 400 for any query parameter on an `/api/` endpoint that the endpoint's
+/// [`QueryReaders`] entry does not name.
 pub async fn refuse_unread_query(
     State(readers): State<QueryReaders>,
     matched: Option<MatchedPath>,
@@ -63,20 +62,26 @@ pub async fn refuse_unread_query(
                 && path.as_str() != "/api/openapi.json"
                 && !query.is_empty() =>
         {
-            !readers.reads(request.method(), path.as_str())
+            let known = readers.reads(request.method(), path.as_str());
+            url::form_urlencoded::parse(query.as_bytes())
+                .map(|(name, _)| name)
+                .find(|name| !known.is_some_and(|known| known.contains::<str>(name)))
+                .map(|name| (name.chars().take(NAME_SHOWN).collect::<String>(), known))
         }
-        _ => false,
+        _ => None,
     };
-    if !unread {
+    let Some((name, known)) = unread else {
         return next.run(request).await;
-    }
-    let query = request.uri().query().unwrap_or_default();
-    let name: String = url::form_urlencoded::parse(query.as_bytes())
-        .next()
-        .map(|(name, _)| name.chars().take(NAME_SHOWN).collect())
-        .unwrap_or_default();
+    };
+    let takes = match known {
+        Some(known) if !known.is_empty() => {
+            let names: Vec<String> = known.iter().map(|name| format!("`{name}`")).collect();
+            format!("this endpoint takes {}", names.join(", "))
+        }
+        _ => "this endpoint takes no query parameters".to_owned(),
+    };
     ApiError::bad_request(format!(
-        "invalid query string: unknown parameter `{name}`: this endpoint takes no query parameters"
+        "invalid query string: unknown parameter `{name}`: {takes}"
     ))
     .into_response()
 }

@@ -21,6 +21,11 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at (Unix seconds).
     pub exp: i64,
+    /// The user's session generation at issue time: a logout moves the user's on, ending every
+    /// token issued before it. Tokens from before logouts existed carry none, which reads as 0,
+    /// every user's first generation.
+    #[serde(rename = "gen", default)]
+    pub generation: i64,
 }
 
 /// Signs and checks tokens with one secret.
@@ -51,13 +56,21 @@ impl TokenKeys {
     }
 
     /// A token for the user, valid for [`TOKEN_LIFETIME_SECONDS`] from `now` (Unix seconds).
-    pub fn issue(&self, user_id: &str, email: &str, role: Role, now: i64) -> String {
+    pub fn issue(
+        &self,
+        user_id: &str,
+        email: &str,
+        role: Role,
+        generation: i64,
+        now: i64,
+    ) -> String {
         let claims = Claims {
             sub: user_id.to_owned(),
             email: email.to_owned(),
             role,
             iat: now,
             exp: now + TOKEN_LIFETIME_SECONDS,
+            generation,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing of plain claims cannot fail")
@@ -84,7 +97,7 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_expire() {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");
-        let token = keys.issue("u1", "a@example.com", Role::Manager, now());
+        let token = keys.issue("u1", "a@example.com", Role::Manager, 0, now());
         let claims = keys.verify(&token).unwrap();
         assert_eq!((claims.sub.as_str(), claims.role), ("u1", Role::Manager));
         assert_eq!(claims.exp - claims.iat, TOKEN_LIFETIME_SECONDS);
@@ -93,6 +106,7 @@ mod tests {
             "u1",
             "a@example.com",
             Role::User,
+            0,
             now() - 2 * TOKEN_LIFETIME_SECONDS,
         );
         assert!(keys.verify(&expired).is_err());
@@ -103,9 +117,23 @@ mod tests {
     }
 
     #[test]
+    fn a_token_carries_its_session_generation_and_older_ones_read_as_the_first() {
+        let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");
+        let token = keys.issue("u1", "a@example.com", Role::User, 3, now());
+        assert_eq!(keys.verify(&token).unwrap().generation, 3);
+        // A token issued before generations existed: the same claims without `gen`.
+        let old = serde_json::json!({
+            "sub": "u1", "email": "a@example.com", "role": "USER",
+            "iat": now(), "exp": now() + 60,
+        });
+        let old = encode(&Header::new(Algorithm::HS256), &old, &keys.encoding).unwrap();
+        assert_eq!(keys.verify(&old).unwrap().generation, 0);
+    }
+
+    #[test]
     fn unsigned_tokens_are_refused() {
         let keys = TokenKeys::new(b"0123456789abcdef0123456789abcdef");
-        let token = keys.issue("u1", "a@example.com", Role::Admin, now());
+        let token = keys.issue("u1", "a@example.com", Role::Admin, 0, now());
         let mut parts = token.split('.');
         let (_, payload) = (parts.next().unwrap(), parts.next().unwrap());
         // {"alg":"none","typ":"JWT"}

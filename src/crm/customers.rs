@@ -11,6 +11,10 @@ use crate::template::now_rfc3339;
 
 /// Allowed `size` values.
 pub const SIZES: &[&str] = &["SMALL", "MEDIUM", "LARGE", "ENTERPRISE"];
+/// Allowed `investmentProfile` values: the original CRM's.
+pub const INVESTMENT_PROFILES: &[&str] = &["conservative", "moderate", "aggressive"];
+/// The range of `riskTolerance`.
+pub const RISK_TOLERANCE: std::ops::RangeInclusive<i64> = 1..=10;
 
 /// A customer as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -31,6 +35,12 @@ pub struct Customer {
     pub size: Option<String>,
     /// Postal address.
     pub address: Option<String>,
+    /// conservative, moderate or aggressive.
+    pub investment_profile: Option<String>,
+    /// 1 (lowest) to 10.
+    pub risk_tolerance: Option<i64>,
+    /// Investment experience, in the customer's words.
+    pub investment_experience: Option<String>,
     /// The user responsible for the customer.
     pub owner_id: Option<String>,
     /// Created (RFC 3339).
@@ -47,6 +57,9 @@ crate::record_from_row!(Customer {
     industry,
     size,
     address,
+    investment_profile,
+    risk_tolerance,
+    investment_experience,
     owner_id,
     created_at,
     updated_at
@@ -67,12 +80,18 @@ pub struct CustomerFields {
     pub size: Option<Option<String>>,
     /// Address.
     pub address: Option<Option<String>>,
+    /// Investment profile.
+    pub investment_profile: Option<Option<String>>,
+    /// Risk tolerance.
+    pub risk_tolerance: Option<Option<i64>>,
+    /// Investment experience.
+    pub investment_experience: Option<Option<String>>,
     /// Owner.
     pub owner_id: Option<String>,
 }
 
-const COLUMNS: &str =
-    "id, name, email, phone, industry, size, address, owner_id, created_at, updated_at";
+const COLUMNS: &str = "id, name, email, phone, industry, size, address, investment_profile, \
+     risk_tolerance, investment_experience, owner_id, created_at, updated_at";
 
 /// How a customer appears in a list the database renders (as `Customer` serialises).
 pub(crate) const FIELDS: &[super::JsonField] = &[
@@ -83,6 +102,9 @@ pub(crate) const FIELDS: &[super::JsonField] = &[
     super::field("industry", "industry"),
     super::field("size", "size"),
     super::field("address", "address"),
+    super::field("investmentProfile", "investment_profile"),
+    super::field("riskTolerance", "risk_tolerance"),
+    super::field("investmentExperience", "investment_experience"),
     super::field("ownerId", "owner_id"),
     super::field("createdAt", "created_at"),
     super::field("updatedAt", "updated_at"),
@@ -96,6 +118,8 @@ fn event_data(customer: &Customer) -> serde_json::Value {
         "phone": customer.phone,
         "industry": customer.industry,
         "size": customer.size,
+        "investmentProfile": customer.investment_profile,
+        "riskTolerance": customer.risk_tolerance,
         "ownerId": customer.owner_id,
     })
 }
@@ -127,6 +151,30 @@ fn check(fields: &CustomerFields, creating: bool) -> Result<CustomerFields, CrmE
         size.as_deref()
             .map(|size| problems.one_of("size", size, SIZES))
     });
+    checked.investment_profile = fields.investment_profile.as_ref().map(|profile| {
+        profile
+            .as_deref()
+            .map(|profile| problems.one_of("investmentProfile", profile, INVESTMENT_PROFILES))
+    });
+    if let Some(Some(risk)) = fields.risk_tolerance {
+        if !RISK_TOLERANCE.contains(&risk) {
+            problems.add(
+                "riskTolerance",
+                format!(
+                    "must be a whole number from {} to {}",
+                    RISK_TOLERANCE.start(),
+                    RISK_TOLERANCE.end()
+                ),
+            );
+        }
+    }
+    checked.risk_tolerance = fields.risk_tolerance;
+    checked.investment_experience = optional(
+        &mut problems,
+        "investmentExperience",
+        &fields.investment_experience,
+        2000,
+    );
     checked.owner_id = fields.owner_id.clone();
     problems.into_result()?;
     Ok(checked)
@@ -203,12 +251,16 @@ pub async fn create(
         industry: fields.industry.flatten(),
         size: fields.size.flatten(),
         address: fields.address.flatten(),
+        investment_profile: fields.investment_profile.flatten(),
+        risk_tolerance: fields.risk_tolerance.flatten(),
+        investment_experience: fields.investment_experience.flatten(),
         owner_id: Some(fields.owner_id.unwrap_or_else(|| viewer.id.clone())),
         created_at: now.clone(),
         updated_at: now,
     };
     db::query(&format!(
-        "INSERT INTO customers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        "INSERT INTO customers ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     ))
     .bind(customer.id.as_str())
     .bind(customer.name.as_str())
@@ -217,6 +269,9 @@ pub async fn create(
     .bind(customer.industry.as_deref())
     .bind(customer.size.as_deref())
     .bind(customer.address.as_deref())
+    .bind(customer.investment_profile.as_deref())
+    .bind(customer.risk_tolerance)
+    .bind(customer.investment_experience.as_deref())
     .bind(customer.owner_id.as_deref())
     .bind(customer.created_at.as_str())
     .bind(customer.updated_at.as_str())
@@ -258,13 +313,30 @@ pub async fn get(
 pub async fn list(
     pool: &Pool,
     viewer: &Viewer,
+    search: Option<&str>,
     paging: Paging,
 ) -> Result<super::JsonPage<Customer>, CrmError> {
+    let pattern = match search.map(str::trim).filter(|search| !search.is_empty()) {
+        Some(search) if search.chars().count() > MAX_SEARCH => {
+            let mut problems = Problems::default();
+            problems.add("search", format!("must be at most {MAX_SEARCH} characters"));
+            return Err(CrmError::Invalid(problems));
+        }
+        Some(search) => Some(like_pattern(search)),
+        None => None,
+    };
     let filter = |select: &str| {
         let mut statement = StatementBuilder::new(format!(
             "SELECT {select} FROM customers WHERE deleted_at IS NULL"
         ));
         viewer.restrict(&mut statement, "owner_id");
+        if let Some(pattern) = &pattern {
+            statement.push(" AND (LOWER(name) LIKE ");
+            statement.push_param(pattern.clone());
+            statement.push(" ESCAPE '\\' OR LOWER(email) LIKE ");
+            statement.push_param(pattern.clone());
+            statement.push(" ESCAPE '\\')");
+        }
         statement
     };
     super::fetch_json_page(
@@ -276,6 +348,23 @@ pub async fn list(
         paging,
     )
     .await
+}
+
+/// Longest `search` text.
+const MAX_SEARCH: usize = 200;
+
+/// A `LIKE` pattern matching any text that contains `search`, compared in lower case, with
+/// `%`, `_` and the escape character itself taken literally.
+fn like_pattern(search: &str) -> String {
+    let mut pattern = String::from("%");
+    for character in search.to_lowercase().chars() {
+        if matches!(character, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(character);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// Changes the given fields of a visible customer and announces `CUSTOMER_UPDATED`.
@@ -306,6 +395,15 @@ pub async fn update(
     if let Some(address) = fields.address {
         customer.address = address;
     }
+    if let Some(profile) = fields.investment_profile {
+        customer.investment_profile = profile;
+    }
+    if let Some(risk) = fields.risk_tolerance {
+        customer.risk_tolerance = risk;
+    }
+    if let Some(experience) = fields.investment_experience {
+        customer.investment_experience = experience;
+    }
     if let Some(owner) = fields.owner_id {
         if customer.owner_id.as_deref() != Some(owner.as_str()) {
             check_owner(connection, viewer, &owner).await?;
@@ -315,7 +413,8 @@ pub async fn update(
     customer.updated_at = now_rfc3339();
     db::query(
         "UPDATE customers SET name = $1, email = $2, phone = $3, industry = $4, size = $5, \
-         address = $6, owner_id = $7, updated_at = $8 WHERE id = $9",
+         address = $6, owner_id = $7, updated_at = $8, investment_profile = $10, \
+         risk_tolerance = $11, investment_experience = $12 WHERE id = $9",
     )
     .bind(customer.name.as_str())
     .bind(customer.email.as_deref())
@@ -326,6 +425,9 @@ pub async fn update(
     .bind(customer.owner_id.as_deref())
     .bind(customer.updated_at.as_str())
     .bind(customer.id.as_str())
+    .bind(customer.investment_profile.as_deref())
+    .bind(customer.risk_tolerance)
+    .bind(customer.investment_experience.as_deref())
     .execute(&mut *connection)
     .await
     .map_err(conflict_or)?;
@@ -365,4 +467,15 @@ pub async fn delete(
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod search_tests {
+    use super::like_pattern;
+
+    #[test]
+    fn search_text_is_taken_literally_in_lower_case() {
+        assert_eq!(like_pattern("Acme"), "%acme%");
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
 }

@@ -166,22 +166,41 @@ impl Paging {
     /// Largest page size.
     pub const MAX_LIMIT: i64 = 500;
 
-    /// Checks the query parameters.
+    /// Checks the query parameters. A `limit` above [`Self::MAX_LIMIT`] is served as the
+    /// largest page rather than refused: the original frontend asks for 1,000 rows to fill its
+    /// select boxes, and the answer's `pagination.limit` says what it got.
     pub fn new(limit: Option<i64>, offset: Option<i64>) -> Result<Self, CrmError> {
         let mut problems = Problems::default();
         let limit = limit.unwrap_or(Self::DEFAULT_LIMIT);
-        if !(1..=Self::MAX_LIMIT).contains(&limit) {
-            problems.add(
-                "limit",
-                format!("must be between 1 and {}", Self::MAX_LIMIT),
-            );
+        if limit < 1 {
+            problems.add("limit", "must be at least 1");
         }
         let offset = offset.unwrap_or(0);
         if offset < 0 {
             problems.add("offset", "must not be negative");
         }
         problems.into_result()?;
-        Ok(Self { limit, offset })
+        Ok(Self {
+            limit: limit.min(Self::MAX_LIMIT),
+            offset,
+        })
+    }
+
+    /// Paging by 1-based page number, as the original API asks for it.
+    pub fn by_page(limit: Option<i64>, page: i64) -> Result<Self, CrmError> {
+        let refused = |message: &str| {
+            let mut problems = Problems::default();
+            problems.add("page", message);
+            CrmError::Invalid(problems)
+        };
+        if page < 1 {
+            return Err(refused("must be at least 1"));
+        }
+        let first = Self::new(limit, None)?;
+        let offset = (page - 1)
+            .checked_mul(first.limit)
+            .ok_or_else(|| refused("is too large"))?;
+        Ok(Self { offset, ..first })
     }
 }
 

@@ -28,6 +28,9 @@ pub struct Notification {
     pub link: Option<String>,
     /// Whether it was read.
     pub read: bool,
+    /// Whether it was read, under the original CRM's name.
+    #[serde(rename = "isRead")]
+    pub is_read: bool,
     /// Created (RFC 3339).
     pub created_at: String,
     /// When it was read.
@@ -45,13 +48,16 @@ impl crate::store::db::FromRow for Notification {
             link: row.try_get("link")?,
             // An integer column (0/1) on both databases.
             read: row.try_get::<i64, _>("read")? != 0,
+            is_read: row.try_get::<i64, _>("read")? != 0,
             created_at: row.try_get("created_at")?,
             read_at: row.try_get("read_at")?,
         })
     }
 }
 
-const COLUMNS: &str = "id, user_id, type, title, message, link, read, created_at, read_at";
+/// `read` twice: a rendered list shows it under both its names (see [`FIELDS`]).
+const COLUMNS: &str =
+    "id, user_id, type, title, message, link, read, read AS is_read, created_at, read_at";
 
 /// How a notification appears in a list the database renders (as `Notification` serialises).
 pub(crate) const FIELDS: &[super::JsonField] = &[
@@ -62,15 +68,16 @@ pub(crate) const FIELDS: &[super::JsonField] = &[
     super::field("message", "message"),
     super::field("link", "link"),
     super::flag("read", "read"),
+    super::flag("isRead", "is_read"),
     super::field("createdAt", "created_at"),
     super::field("readAt", "read_at"),
 ];
 
-/// The viewer's notifications, newest first; only unread ones when `unread_only`.
+/// The viewer's notifications, newest first; only those read (or unread) when `read` says.
 pub async fn list(
     pool: &Pool,
     viewer: &Viewer,
-    unread_only: bool,
+    read: Option<bool>,
     paging: Paging,
 ) -> Result<super::JsonPage<Notification>, CrmError> {
     let build = |select: &str| {
@@ -78,8 +85,10 @@ pub async fn list(
             "SELECT {select} FROM notifications WHERE user_id = "
         ));
         statement.push_param(viewer.id.to_string());
-        if unread_only {
-            statement.push(" AND read = 0");
+        match read {
+            Some(true) => statement.push(" AND read = 1"),
+            Some(false) => statement.push(" AND read = 0"),
+            None => {}
         }
         statement
     };
@@ -128,4 +137,28 @@ pub async fn mark_all_read(connection: &mut Conn<'_>, viewer: &Viewer) -> Result
     .execute(&mut *connection)
     .await?;
     Ok(changed.rows_affected())
+}
+
+/// How many of the viewer's notifications are unread.
+pub async fn unread_count(pool: &Pool, viewer: &Viewer) -> Result<i64, CrmError> {
+    let count: i64 =
+        db::query("SELECT COUNT(*) AS count FROM notifications WHERE user_id = $1 AND read = 0")
+            .bind(viewer.id.as_str())
+            .fetch_one(pool)
+            .await?
+            .try_get("count")?;
+    Ok(count)
+}
+
+/// Deletes one of the viewer's notifications; 404 for anyone else's.
+pub async fn delete(connection: &mut Conn<'_>, viewer: &Viewer, id: &str) -> Result<(), CrmError> {
+    let deleted = db::query("DELETE FROM notifications WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(viewer.id.as_str())
+        .execute(&mut *connection)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(CrmError::NotFound("notification"));
+    }
+    Ok(())
 }

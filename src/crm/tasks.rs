@@ -85,6 +85,43 @@ pub struct TaskFilter {
     pub assignee_id: Option<String>,
     /// Only tasks in this status.
     pub status: Option<String>,
+    /// Only open tasks due in this window, soonest first.
+    pub due: Option<DueWindow>,
+}
+
+/// Due dates of open tasks (neither COMPLETED nor CANCELLED): at or after `from`, if given,
+/// and before `before` (RFC 3339, as stored).
+#[derive(Debug, Clone)]
+pub struct DueWindow {
+    /// Earliest due date listed.
+    pub from: Option<String>,
+    /// First due date not listed.
+    pub before: String,
+}
+
+impl DueWindow {
+    /// Open tasks whose due date has passed.
+    pub fn overdue() -> Self {
+        Self {
+            from: None,
+            before: now_rfc3339(),
+        }
+    }
+
+    /// Open tasks due from the start of today (UTC) to the end of the third day after it, as
+    /// the original CRM's dashboard lists them.
+    pub fn upcoming() -> Self {
+        let today = chrono::Utc::now().date_naive();
+        let midnight = |date: chrono::NaiveDate| {
+            date.and_time(chrono::NaiveTime::MIN)
+                .and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        };
+        Self {
+            from: Some(midnight(today)),
+            before: midnight(today + chrono::Days::new(4)),
+        }
+    }
 }
 
 const COLUMNS: &str = "id, title, description, customer_id, assignee_id, due_date, status, priority, completed_at, created_at, updated_at";
@@ -277,17 +314,21 @@ pub async fn list(
                 statement.push_param(value.to_string());
             }
         }
+        if let Some(window) = &filter.due {
+            statement.push(" AND status NOT IN ('COMPLETED', 'CANCELLED') AND due_date < ");
+            statement.push_param(window.before.clone());
+            if let Some(from) = &window.from {
+                statement.push(" AND due_date >= ");
+                statement.push_param(from.clone());
+            }
+        }
         statement
     };
-    super::fetch_json_page(
-        pool,
-        build,
-        COLUMNS,
-        FIELDS,
-        "created_at DESC, id DESC",
-        paging,
-    )
-    .await
+    let order = match filter.due {
+        Some(_) => "due_date ASC, id ASC",
+        None => "created_at DESC, id DESC",
+    };
+    super::fetch_json_page(pool, build, COLUMNS, FIELDS, order, paging).await
 }
 
 /// Changes a visible task; announces `TASK_UPDATED`, and `TASK_COMPLETED` when it becomes

@@ -180,22 +180,63 @@ pub async fn find(pool: &Pool, id: &str) -> Result<Option<User>, CrmError> {
     Ok(row)
 }
 
-/// A user and their password hash by email (case-insensitive).
-pub async fn find_for_login(pool: &Pool, email: &str) -> Result<Option<(User, String)>, CrmError> {
+/// A user with their current session generation (see [`end_sessions`]), by id.
+pub async fn find_session(pool: &Pool, id: &str) -> Result<Option<(User, i64)>, CrmError> {
     let row = db::query(
-        "SELECT id, email, name, role, manager_id, created_at, updated_at, password_hash \
-         FROM users WHERE email = $1",
+        "SELECT id, email, name, role, manager_id, created_at, updated_at, token_generation \
+         FROM users WHERE id = $1",
     )
-    .bind(super::validate::normalise_email(email))
+    .bind(id)
     .fetch_optional(pool)
     .await?;
     match row {
         Some(row) => Ok(Some((
             crate::store::db::FromRow::from_row(&row)?,
-            row.try_get("password_hash")?,
+            row.try_get("token_generation")?,
         ))),
         None => Ok(None),
     }
+}
+
+/// A user who may log in: their record, password hash and session generation.
+#[derive(Debug, Clone)]
+pub struct LoginRecord {
+    /// The user.
+    pub user: User,
+    /// Their password hash (PHC string).
+    pub password_hash: String,
+    /// Their current session generation, which a new token carries.
+    pub generation: i64,
+}
+
+/// A user who may log in, by email (case-insensitive).
+pub async fn find_for_login(pool: &Pool, email: &str) -> Result<Option<LoginRecord>, CrmError> {
+    let row = db::query(
+        "SELECT id, email, name, role, manager_id, created_at, updated_at, password_hash, \
+         token_generation FROM users WHERE email = $1",
+    )
+    .bind(super::validate::normalise_email(email))
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => Ok(Some(LoginRecord {
+            user: crate::store::db::FromRow::from_row(&row)?,
+            password_hash: row.try_get("password_hash")?,
+            generation: row.try_get("token_generation")?,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Ends every session of the user: moves their session generation on, so each token issued
+/// before stops working at once. Also what a logout does, since a bearer token cannot be
+/// called back on its own.
+pub async fn end_sessions(connection: &mut Conn<'_>, id: &str) -> Result<(), CrmError> {
+    db::query("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
 }
 
 /// Records a successful login as `USER_LOGGED_IN`.

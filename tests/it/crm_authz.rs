@@ -35,16 +35,16 @@ struct Answer {
 
 impl Answer {
     fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_default()
+        self.body["code"].as_str().unwrap_or_default()
     }
 
     fn message(&self) -> &str {
-        self.body["error"]["message"].as_str().unwrap_or_default()
+        self.body["message"].as_str().unwrap_or_default()
     }
 
     /// The `field`s of `error.fields`.
     fn fields(&self) -> Vec<String> {
-        self.body["error"]["fields"]
+        self.body["fields"]
             .as_array()
             .map(|fields| {
                 fields
@@ -67,7 +67,7 @@ impl Answer {
 
     /// The `id` of every row of a list.
     fn ids(&self) -> Vec<String> {
-        self.body
+        self.body["data"]
             .as_array()
             .unwrap_or_else(|| panic!("not a list: {}", self.body))
             .iter()

@@ -43,7 +43,8 @@ impl Client {
         }
     }
 
-    async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+    /// Any method, with an optional JSON body.
+    pub(crate) async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -147,8 +148,7 @@ async fn wait_for_item(
     eventually(Duration::from_secs(10), what, || async {
         let answer = client.get(path).await;
         assert_eq!(answer.status, 200, "{path}: {}", answer.body);
-        answer
-            .body
+        answer.body["data"]
             .as_array()
             .unwrap()
             .iter()
@@ -417,7 +417,7 @@ async fn the_approval_flow_notifies_managers_and_the_requester_and_creates_the_f
     let path = format!("/api/approvals/{approval_id}/approve");
     let by_user = requester.post(&path, json!({})).await;
     assert_eq!(by_user.status, 403, "{}", by_user.body);
-    assert_eq!(by_user.body["error"]["code"], "forbidden");
+    assert_eq!(by_user.body["code"], "forbidden");
     let approved = manager
         .post(&path, json!({"comment": "よろしくお願いします"}))
         .await;
@@ -428,7 +428,7 @@ async fn the_approval_flow_notifies_managers_and_the_requester_and_creates_the_f
         .post(&format!("/api/approvals/{approval_id}/reject"), json!({}))
         .await;
     assert_eq!(again.status, 409, "{}", again.body);
-    assert_eq!(again.body["error"]["code"], "conflict");
+    assert_eq!(again.body["code"], "conflict");
 
     let notification = wait_for_item(&requester, "/api/notifications", "the decision", |n| {
         n["type"] == "APPROVAL_APPROVED"
@@ -598,7 +598,7 @@ async fn errors_have_statuses_and_a_json_body(backend: Backend) {
             "forbidden",
             None,
         ),
-        (user.get("/api/customers?limit=501").await, 400, "bad_request", Some("limit")),
+        (user.get("/api/customers?limit=0").await, 400, "bad_request", Some("limit")),
         (
             user.post("/api/customers", json!({"name": "X", "emial": "x@example.com"})).await,
             400,
@@ -608,14 +608,10 @@ async fn errors_have_statuses_and_a_json_body(backend: Backend) {
     ];
     for (index, (answer, status, code, field)) in cases.into_iter().enumerate() {
         assert_eq!(answer.status, status, "case {index}: {}", answer.body);
-        assert_eq!(
-            answer.body["error"]["code"], code,
-            "case {index}: {}",
-            answer.body
-        );
-        assert!(answer.body["error"]["message"].is_string(), "case {index}");
+        assert_eq!(answer.body["code"], code, "case {index}: {}", answer.body);
+        assert!(answer.body["message"].is_string(), "case {index}");
         if let Some(field) = field {
-            let fields = answer.body["error"]["fields"].as_array().unwrap();
+            let fields = answer.body["fields"].as_array().unwrap();
             assert!(
                 fields.iter().any(|f| f["field"] == field),
                 "case {index}: {}",
@@ -662,7 +658,7 @@ async fn look_alike_emails_are_refused_and_equivalent_spellings_are_one_account(
     ] {
         let refused = anonymous.post("/api/auth/register", register(email)).await;
         assert_eq!(refused.status, 400, "{email:?}: {}", refused.body);
-        let fields = refused.body["error"]["fields"].as_array().unwrap();
+        let fields = refused.body["fields"].as_array().unwrap();
         assert!(
             fields.iter().any(|field| field["field"] == "email"
                 && field["message"].as_str().unwrap().contains(code)),
@@ -716,15 +712,14 @@ async fn query_parameters_an_endpoint_does_not_read_are_refused() {
         (user.get("/api/analytics/summary?days=7").await, "days"),
     ] {
         assert_eq!(answer.status, 400, "{}", answer.body);
-        assert_eq!(answer.body["error"]["code"], "bad_request");
-        let message = answer.body["error"]["message"].as_str().unwrap();
+        assert_eq!(answer.body["code"], "bad_request");
+        let message = answer.body["message"].as_str().unwrap();
         assert!(message.contains(&format!("`{parameter}`")), "{message}");
     }
     // Nothing was created by the refused request.
     let list = user.get("/api/customers?limit=10").await;
     assert_eq!(list.status, 200, "{}", list.body);
-    let names: Vec<&str> = list
-        .body
+    let names: Vec<&str> = list.body["data"]
         .as_array()
         .unwrap()
         .iter()

@@ -135,9 +135,9 @@ async fn a_burst_of_sign_ups_from_one_address_is_throttled_and_others_keep_answe
             201 => registered += 1,
             429 => {
                 throttled += 1;
-                assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+                assert_eq!(body["code"], "too_many_requests", "{body}");
                 assert_eq!(
-                    body["error"]["message"],
+                    body["message"],
                     "too many sign-ups from this address; try again later"
                 );
                 let seconds: u64 = retry_after

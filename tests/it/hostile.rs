@@ -140,23 +140,23 @@ fn all_cases(fixture: &Fixture) -> Vec<Case> {
 }
 
 /// What is wrong with a refusal: another status or code, or a body that is not exactly
-/// `{"error": {"code", "message", "fields"?}}` with a message and well-formed fields.
+/// `{"success": false, "error", "message", "code", "fields"?}` with a message (the same text in
+/// `error`) and well-formed fields.
 fn refusal_problem(answer: &Answer, status: u16, code: &str) -> Option<String> {
     let got = || format!("got {} {:?}", answer.status, answer.excerpt());
-    if answer.status != status || answer.body["error"]["code"] != code {
+    if answer.status != status || answer.body["code"] != code {
         return Some(format!("expected {status} {code}, {}", got()));
     }
     if !answer.content_type.starts_with("application/json") {
         return Some(format!("content type {:?}, {}", answer.content_type, got()));
     }
-    // The code matched, so the body is an object holding an `error` object.
-    let top: Vec<&String> = answer.body.as_object().unwrap().keys().collect();
-    let error = answer.body["error"].as_object().unwrap();
-    let unexpected = error
+    // The code matched, so the body is an object.
+    let body = answer.body.as_object().unwrap();
+    let unexpected = body
         .keys()
-        .any(|key| !["code", "message", "fields"].contains(&key.as_str()));
-    let message = error.get("message").and_then(Value::as_str).unwrap_or("");
-    let fields_ok = match error.get("fields") {
+        .any(|key| !["success", "error", "message", "code", "fields"].contains(&key.as_str()));
+    let message = body.get("message").and_then(Value::as_str).unwrap_or("");
+    let fields_ok = match body.get("fields") {
         None => true,
         Some(fields) => fields.as_array().is_some_and(|fields| {
             !fields.is_empty()
@@ -165,7 +165,12 @@ fn refusal_problem(answer: &Answer, status: u16, code: &str) -> Option<String> {
                     .all(|field| field["field"].is_string() && field["message"].is_string())
         }),
     };
-    if top != ["error"] || unexpected || message.is_empty() || !fields_ok {
+    if unexpected
+        || message.is_empty()
+        || body.get("error").and_then(Value::as_str) != Some(message)
+        || body.get("success") != Some(&Value::Bool(false))
+        || !fields_ok
+    {
         return Some(format!("not our error format: {}", got()));
     }
     None
@@ -204,8 +209,7 @@ async fn stored_problem(
     };
     let fetched = send(http, base, &read).await;
     let record = match read_back {
-        ReadBack::Listed(_) => fetched
-            .body
+        ReadBack::Listed(_) => fetched.body["data"]
             .as_array()
             .and_then(|rows| rows.iter().find(|row| row["id"] == id))
             .cloned()

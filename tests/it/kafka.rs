@@ -182,7 +182,7 @@ async fn get_list(daemon: &Daemon, token: &str, path: &str) -> Vec<Value> {
         .json()
         .await
         .unwrap();
-    answer.as_array().cloned().unwrap_or_default()
+    answer["data"].as_array().cloned().unwrap_or_default()
 }
 
 #[test_case(Backend::Sqlite ; "sqlite")]

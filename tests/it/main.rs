@@ -21,6 +21,7 @@ mod kafka;
 mod metrics;
 mod openapi;
 mod operations;
+mod original_api;
 mod postgres_tls;
 mod reload;
 mod replay;

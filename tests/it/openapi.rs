@@ -63,17 +63,27 @@ async fn every_parameter_is_declared_where_its_handler_reads_it() {
 
     // The lists' filters and paging are optional query parameters.
     for (path, names) in [
-        ("/api/customers", &["limit", "offset"][..]),
+        ("/api/customers", &["search", "limit", "offset", "page"][..]),
         (
             "/api/tasks",
-            &["customerId", "assigneeId", "status", "limit", "offset"],
+            &[
+                "customerId",
+                "assigneeId",
+                "status",
+                "limit",
+                "offset",
+                "page",
+            ],
         ),
         (
             "/api/opportunities",
-            &["customerId", "stage", "limit", "offset"],
+            &["customerId", "stage", "limit", "offset", "page"],
         ),
-        ("/api/approvals", &["status", "limit", "offset"]),
-        ("/api/notifications", &["unread", "limit", "offset"]),
+        ("/api/approvals", &["status", "limit", "offset", "page"]),
+        (
+            "/api/notifications",
+            &["unread", "isRead", "limit", "offset", "page"],
+        ),
         (
             "/api/dlq",
             &[
@@ -84,6 +94,7 @@ async fn every_parameter_is_declared_where_its_handler_reads_it() {
                 "status",
                 "limit",
                 "offset",
+                "page",
             ],
         ),
     ] {
@@ -140,10 +151,19 @@ fn property_mismatches(document: &Value, schema: &Value, value: &Value, at: &str
         }
     }
     if let Some(parts) = schema["allOf"].as_array() {
-        return parts
-            .iter()
-            .flat_map(|part| property_mismatches(document, part, value, at))
-            .collect();
+        // A value of `allOf` has every part's properties: checked against their union, as one
+        // object schema, or each part would call the others' properties undocumented.
+        let mut properties = serde_json::Map::new();
+        let mut required = Vec::new();
+        for part in parts {
+            let part = resolve(document, part);
+            if let Some(part_properties) = part["properties"].as_object() {
+                properties.extend(part_properties.clone());
+            }
+            required.extend(part["required"].as_array().into_iter().flatten().cloned());
+        }
+        let merged = json!({"type": "object", "properties": properties, "required": required});
+        return property_mismatches(document, &merged, value, at);
     }
     match value {
         Value::Array(items) => match schema.get("items") {
@@ -216,8 +236,7 @@ fn conformance(document: &Value, method: &str, path: &str, answer: &Answer) -> V
 async fn wait_for_first(client: &Client, path: &str) -> Answer {
     eventually(Duration::from_secs(10), path, || async {
         let answer = client.get(path).await;
-        let filled = answer
-            .body
+        let filled = answer.body["data"]
             .as_array()
             .is_some_and(|items| !items.is_empty());
         filled.then_some(answer)
@@ -245,8 +264,10 @@ async fn documented_response_properties_are_the_ones_the_api_answers() {
         .await;
     assert_eq!(registered.status, 201, "{}", registered.body);
     let rep = Client::signed_in(&daemon, &registered.body);
+    let health = anonymous.get("/health").await;
 
     let mut answers = vec![
+        ("post", "/api/auth/register", registered),
         ("post", "/api/auth/login", login),
         ("get", "/api/auth/me", rep.get("/api/auth/me").await),
     ];
@@ -314,7 +335,10 @@ async fn documented_response_properties_are_the_ones_the_api_answers() {
     ));
     // The request notifies the admin (a route), and the decision notifies the requester.
     let notifications = wait_for_first(&admin, "/api/notifications").await;
-    let notification_id = notifications.body[0]["id"].as_str().unwrap().to_owned();
+    let notification_id = notifications.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     answers.push(("get", "/api/notifications", notifications));
     answers.push((
         "post",
@@ -341,6 +365,37 @@ async fn documented_response_properties_are_the_ones_the_api_answers() {
             )
             .await,
     ));
+    answers.push((
+        "get",
+        "/api/notifications/unread-count",
+        admin.get("/api/notifications/unread-count").await,
+    ));
+    answers.push((
+        "get",
+        "/api/approvals/{id}",
+        admin.get(&format!("/api/approvals/{approval_id}")).await,
+    ));
+    answers.push((
+        "get",
+        "/api/tasks/upcoming",
+        rep.get("/api/tasks/upcoming").await,
+    ));
+    answers.push((
+        "get",
+        "/api/tasks/overdue",
+        rep.get("/api/tasks/overdue").await,
+    ));
+    answers.push((
+        "patch",
+        "/api/tasks/{id}/complete",
+        rep.send(
+            reqwest::Method::PATCH,
+            &format!("/api/tasks/{task_id}/complete"),
+            None,
+        )
+        .await,
+    ));
+    answers.push(("get", "/health", health));
     let summary = eventually(Duration::from_secs(10), "analytics", || async {
         let answer = admin.get("/api/analytics/summary").await;
         let counted = answer.body["daily"]
@@ -363,6 +418,11 @@ async fn documented_response_properties_are_the_ones_the_api_answers() {
             .await,
     ));
     answers.push(("get", "/api/auth/me", anonymous.get("/api/auth/me").await));
+    answers.push((
+        "post",
+        "/api/auth/logout",
+        rep.post("/api/auth/logout", json!({})).await,
+    ));
 
     let mut mismatches = Vec::new();
     for (method, path, answer) in &answers {

@@ -146,7 +146,7 @@ async fn the_bundled_due_soon_alert_is_sent_once_per_open_task_due_within_a_day(
         [(
             "u-1".to_owned(),
             "TASK_DUE_SOON".to_owned(),
-            "/tasks/due-soon".to_owned()
+            "/dashboard/tasks/due-soon".to_owned()
         )]
     );
     let notified: Vec<String> = sqlx::query_scalar(
@@ -267,8 +267,8 @@ async fn scheduled_routes_tick_by_themselves_and_failures_do_not_stop_them(backe
     // Triggered by hand, the failure comes back as the answer.
     let (status, body) = trigger(&daemon, "broken").await;
     assert_eq!(status, 500, "{body}");
-    assert_eq!(body["error"]["code"], "route_failed");
-    let message = body["error"]["message"].as_str().unwrap();
+    assert_eq!(body["code"], "route_failed");
+    let message = body["message"].as_str().unwrap();
     assert!(
         message.starts_with("route \"broken\" failed and was dead-lettered: action 0 (insert) failed: template error:"),
         "{message}"
@@ -301,13 +301,18 @@ async fn the_trigger_endpoint_refuses_unknown_and_event_routes_and_missing_keys(
     assert_eq!(status, 404, "{body}");
     assert_eq!(
         body,
-        json!({"error": {"code": "not_found", "message": "no route named \"nope\""}})
+        json!({
+            "success": false,
+            "error": "no route named \"nope\"",
+            "message": "no route named \"nope\"",
+            "code": "not_found",
+        })
     );
     let (status, body) = trigger(&daemon, "on-event").await;
     assert_eq!(status, 409, "{body}");
-    assert_eq!(body["error"]["code"], "conflict");
+    assert_eq!(body["code"], "conflict");
     assert!(
-        body["error"]["message"]
+        body["message"]
             .as_str()
             .unwrap()
             .contains("runs on events, not on a schedule"),

@@ -1,10 +1,10 @@
 //! `GET /api/analytics/summary`.
 
 use axum::extract::State;
-use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::api::answer::Answer;
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::AppState;
@@ -14,7 +14,7 @@ use crate::crm::analytics::{self, DailyCount, EventCount};
 const DAYS: i64 = 30;
 
 /// Event counts kept by the analytics route.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Summary {
     /// Totals per topic and event type.
     pub events: Vec<EventCount>,
@@ -24,11 +24,11 @@ pub struct Summary {
 
 /// Event counts by type and by day. Counts are aggregates, so every signed-in user may read them.
 #[utoipa::path(get, path = "/api/analytics/summary", tag = "analytics", security(("bearer" = [])),
-    responses((status = 200, body = Summary), (status = 401)))]
+    responses((status = 200, body = Answer<Summary>), (status = 401)))]
 pub async fn summary(
     State(state): State<AppState>,
     _caller: CurrentUser,
-) -> Result<Json<Summary>, ApiError> {
+) -> Result<Answer<Summary>, ApiError> {
     let (events, daily) = analytics::summary(state.store.reader(), DAYS).await?;
-    Ok(Json(Summary { events, daily }))
+    Ok(Answer::new(Summary { events, daily }))
 }

@@ -4,14 +4,15 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{ApiQuery, Listed, PageParams};
+use super::ApiQuery;
+use crate::api::answer::Answer;
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::json::{self, ApiJson};
+use crate::api::listing::{ListBody, Listed, PageParams};
 use crate::api::path::ApiPath;
 use crate::api::AppState;
 use crate::crm::approvals::{self, Approval, ApprovalRequest, Decision};
@@ -39,33 +40,36 @@ pub struct DecisionBody {
     pub comment: Option<String>,
 }
 
+/// A decision as the original CRM's `PUT /api/approvals/{id}` takes it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecisionUpdate {
+    /// APPROVED or REJECTED.
+    pub status: String,
+    /// Shown to the requester.
+    pub comment: Option<String>,
+}
+
 /// Filters of `GET /api/approvals`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ApprovalListParams {
     /// Only requests in this status.
     pub status: Option<String>,
-    /// Rows per page (default 50, at most 500).
-    pub limit: Option<i64>,
-    /// Rows to skip.
-    pub offset: Option<i64>,
 }
 
 /// Requests the caller may see (their own; managers and admins see all), newest first.
 #[utoipa::path(get, path = "/api/approvals", tag = "approvals", security(("bearer" = [])),
-    params(ApprovalListParams),
-    responses((status = 200, body = Vec<Approval>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
+    params(PageParams, ApprovalListParams),
+    responses((status = 200, body = ListBody<Approval>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: CurrentUser,
+    ApiQuery(asked): ApiQuery<PageParams>,
     ApiQuery(params): ApiQuery<ApprovalListParams>,
 ) -> Result<Listed<Approval>, ApiError> {
-    let paging = PageParams {
-        limit: params.limit,
-        offset: params.offset,
-    }
-    .paging()?;
+    let paging = asked.paging()?;
     let page = approvals::list(
         state.store.reader(),
         &caller.viewer,
@@ -73,18 +77,18 @@ pub async fn list(
         paging,
     )
     .await?;
-    Ok(Listed(page))
+    Ok(Listed::new(page, paging))
 }
 
 /// Files a request; emits `APPROVAL_REQUESTED` (every manager and admin is notified).
 #[utoipa::path(post, path = "/api/approvals", tag = "approvals", security(("bearer" = [])),
     request_body = ApprovalBody,
-    responses((status = 201, body = Approval), (status = 400), (status = 401)))]
+    responses((status = 201, body = Answer<Approval>), (status = 400), (status = 401)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiJson(body): ApiJson<ApprovalBody>,
-) -> Result<(StatusCode, Json<Approval>), ApiError> {
+) -> Result<(StatusCode, Answer<Approval>), ApiError> {
     let request = ApprovalRequest {
         title: body.title,
         opportunity_id: body.opportunity_id,
@@ -97,7 +101,7 @@ pub async fn create(
     let approval =
         approvals::create(&mut transaction, &mut published, &caller.viewer, &request).await?;
     state.commit(transaction, published).await?;
-    Ok((StatusCode::CREATED, Json(approval)))
+    Ok((StatusCode::CREATED, Answer::new(approval)))
 }
 
 /// The body is optional: empty means no comment. A body that is there is read like every other
@@ -121,10 +125,8 @@ async fn decide(
     caller: CurrentUser,
     id: String,
     decision: Decision,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Approval>, ApiError> {
-    let comment = decision_body(&headers, body)?.comment;
+    comment: Option<String>,
+) -> Result<Answer<Approval>, ApiError> {
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();
     let approval = approvals::decide(
@@ -137,51 +139,95 @@ async fn decide(
     )
     .await?;
     state.commit(transaction, published).await?;
-    Ok(Json(approval))
+    Ok(Answer::new(approval))
 }
 
 /// Approves a pending request (MANAGER/ADMIN, not one's own); emits `APPROVAL_APPROVED`.
 #[utoipa::path(post, path = "/api/approvals/{id}/approve", tag = "approvals", security(("bearer" = [])),
     params(("id" = String, Path)), request_body(content = Option<DecisionBody>),
-    responses((status = 200, body = Approval), (status = 401), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 200, body = Answer<Approval>), (status = 401), (status = 403), (status = 404), (status = 409)))]
 pub async fn approve(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Approval>, ApiError> {
-    decide(state, caller, id, Decision::Approve, headers, body).await
+) -> Result<Answer<Approval>, ApiError> {
+    let comment = decision_body(&headers, body)?.comment;
+    decide(state, caller, id, Decision::Approve, comment).await
 }
 
 /// Rejects a pending request (MANAGER/ADMIN, not one's own); emits `APPROVAL_REJECTED`.
 #[utoipa::path(post, path = "/api/approvals/{id}/reject", tag = "approvals", security(("bearer" = [])),
     params(("id" = String, Path)), request_body(content = Option<DecisionBody>),
-    responses((status = 200, body = Approval), (status = 401), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 200, body = Answer<Approval>), (status = 401), (status = 403), (status = 404), (status = 409)))]
 pub async fn reject(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Approval>, ApiError> {
-    decide(state, caller, id, Decision::Reject, headers, body).await
+) -> Result<Answer<Approval>, ApiError> {
+    let comment = decision_body(&headers, body)?.comment;
+    decide(state, caller, id, Decision::Reject, comment).await
+}
+
+/// One visible request.
+#[utoipa::path(get, path = "/api/approvals/{id}", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Answer<Approval>), (status = 401), (status = 404)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Answer<Approval>, ApiError> {
+    let mut connection = state.store.reader().acquire().await?;
+    Ok(Answer::new(
+        approvals::get(&mut connection, &caller.viewer, &id).await?,
+    ))
+}
+
+/// Decides a pending request, the original CRM's way: `{"status": "APPROVED" | "REJECTED",
+/// "comment"?}`, under the same rules as `POST …/approve` and `…/reject`.
+#[utoipa::path(put, path = "/api/approvals/{id}", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = DecisionUpdate,
+    responses((status = 200, body = Answer<Approval>), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<DecisionUpdate>,
+) -> Result<Answer<Approval>, ApiError> {
+    let decision = match body.status.as_str() {
+        "APPROVED" => Decision::Approve,
+        "REJECTED" => Decision::Reject,
+        _ => {
+            return Err(ApiError::BadRequest {
+                message: "invalid request: status: must be APPROVED or REJECTED".into(),
+                fields: vec![crate::api::error::FieldError {
+                    field: "status".into(),
+                    message: "must be APPROVED or REJECTED".into(),
+                }],
+            })
+        }
+    };
+    decide(state, caller, id, decision, body.comment).await
 }
 
 /// Withdraws one's own pending request; emits `APPROVAL_RECALLED`.
 #[utoipa::path(post, path = "/api/approvals/{id}/recall", tag = "approvals", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Approval), (status = 401), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 200, body = Answer<Approval>), (status = 401), (status = 403), (status = 404), (status = 409)))]
 pub async fn recall(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Approval>, ApiError> {
+) -> Result<Answer<Approval>, ApiError> {
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();
     let approval = approvals::recall(&mut transaction, &mut published, &caller.viewer, &id).await?;
     state.commit(transaction, published).await?;
-    Ok(Json(approval))
+    Ok(Answer::new(approval))
 }
 
 #[cfg(test)]

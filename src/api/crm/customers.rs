@@ -2,14 +2,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{nullable, ApiQuery, Listed, PageParams};
+use super::{nullable, ApiQuery};
+use crate::api::answer::Answer;
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
+use crate::api::listing::{ListBody, Listed, PageParams};
 use crate::api::path::ApiPath;
 use crate::api::AppState;
 use crate::crm::customers::{self, Customer, CustomerFields};
@@ -41,6 +42,18 @@ pub struct CustomerBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub address: Option<Option<String>>,
+    /// conservative, moderate or aggressive.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub investment_profile: Option<Option<String>>,
+    /// A whole number from 1 (lowest) to 10.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
+    pub risk_tolerance: Option<Option<i64>>,
+    /// Investment experience, in the customer's words.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub investment_experience: Option<Option<String>>,
     /// Owner (default: the caller; others need MANAGER for their team or ADMIN).
     pub owner_id: Option<String>,
 }
@@ -54,33 +67,53 @@ impl From<CustomerBody> for CustomerFields {
             industry: body.industry,
             size: body.size,
             address: body.address,
+            investment_profile: body.investment_profile,
+            risk_tolerance: body.risk_tolerance,
+            investment_experience: body.investment_experience,
             owner_id: body.owner_id,
         }
     }
 }
 
+/// Filters of `GET /api/customers`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct CustomerListParams {
+    /// Only customers whose name or email contains this text, in any case.
+    pub search: Option<String>,
+}
+
 /// Customers the caller may see, newest first.
 #[utoipa::path(get, path = "/api/customers", tag = "customers", security(("bearer" = [])),
-    params(PageParams),
-    responses((status = 200, body = Vec<Customer>, headers(("x-total-count" = i64))), (status = 401)))]
+    params(PageParams, CustomerListParams),
+    responses((status = 200, body = ListBody<Customer>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: CurrentUser,
-    ApiQuery(params): ApiQuery<PageParams>,
+    ApiQuery(asked): ApiQuery<PageParams>,
+    ApiQuery(params): ApiQuery<CustomerListParams>,
 ) -> Result<Listed<Customer>, ApiError> {
-    let page = customers::list(state.store.reader(), &caller.viewer, params.paging()?).await?;
-    Ok(Listed(page))
+    let paging = asked.paging()?;
+    let page = customers::list(
+        state.store.reader(),
+        &caller.viewer,
+        params.search.as_deref(),
+        paging,
+    )
+    .await?;
+    Ok(Listed::new(page, paging))
 }
 
 /// Creates a customer; emits `CUSTOMER_CREATED` (a first-contact task and an opportunity follow).
 #[utoipa::path(post, path = "/api/customers", tag = "customers", security(("bearer" = [])),
     request_body = CustomerBody,
-    responses((status = 201, body = Customer), (status = 400), (status = 401), (status = 403), (status = 409)))]
+    responses((status = 201, body = Answer<Customer>), (status = 400), (status = 401), (status = 403), (status = 409)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiJson(body): ApiJson<CustomerBody>,
-) -> Result<(StatusCode, Json<Customer>), ApiError> {
+) -> Result<(StatusCode, Answer<Customer>), ApiError> {
     let fields = CustomerFields::from(body);
     customers::validate(&fields, true)?;
     let mut transaction = state.store.begin().await?;
@@ -88,20 +121,20 @@ pub async fn create(
     let customer =
         customers::create(&mut transaction, &mut published, &caller.viewer, &fields).await?;
     state.commit(transaction, published).await?;
-    Ok((StatusCode::CREATED, Json(customer)))
+    Ok((StatusCode::CREATED, Answer::new(customer)))
 }
 
 /// One customer.
 #[utoipa::path(get, path = "/api/customers/{id}", tag = "customers", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Customer), (status = 401), (status = 404)))]
+    responses((status = 200, body = Answer<Customer>), (status = 401), (status = 404)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Customer>, ApiError> {
+) -> Result<Answer<Customer>, ApiError> {
     let mut connection = state.store.reader().acquire().await?;
-    Ok(Json(
+    Ok(Answer::new(
         customers::get(&mut connection, &caller.viewer, &id).await?,
     ))
 }
@@ -109,13 +142,13 @@ pub async fn get(
 /// Changes a customer; emits `CUSTOMER_UPDATED`.
 #[utoipa::path(put, path = "/api/customers/{id}", tag = "customers", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = CustomerBody,
-    responses((status = 200, body = Customer), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
+    responses((status = 200, body = Answer<Customer>), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CustomerBody>,
-) -> Result<Json<Customer>, ApiError> {
+) -> Result<Answer<Customer>, ApiError> {
     let fields = CustomerFields::from(body);
     customers::validate(&fields, false)?;
     let mut transaction = state.store.begin().await?;
@@ -129,7 +162,7 @@ pub async fn update(
     )
     .await?;
     state.commit(transaction, published).await?;
-    Ok(Json(customer))
+    Ok(Answer::new(customer))
 }
 
 /// Soft-deletes a customer; emits `CUSTOMER_DELETED`.

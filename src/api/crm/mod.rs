@@ -10,13 +10,10 @@ pub mod tasks;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use super::error::ApiError;
-use crate::crm::{JsonPage, Paging};
 
 /// Query parameters, with our error format for malformed ones.
 #[derive(Debug, Clone)]
@@ -42,39 +39,6 @@ where
             .map_err(|rejection| {
                 ApiError::bad_request(format!("invalid query string: {}", rejection.body_text()))
             })
-    }
-}
-
-/// `limit` and `offset`, shared by every list.
-#[derive(Debug, Clone, Copy, Default, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct PageParams {
-    /// Rows per page (default 50, at most 500).
-    pub limit: Option<i64>,
-    /// Rows to skip (default 0).
-    pub offset: Option<i64>,
-}
-
-impl PageParams {
-    /// Checked paging.
-    pub fn paging(self) -> Result<Paging, ApiError> {
-        Ok(Paging::new(self.limit, self.offset)?)
-    }
-}
-
-/// A list response: the rows as a JSON array, the total in `X-Total-Count`.
-pub struct Listed<T>(pub JsonPage<T>);
-
-impl<T> IntoResponse for Listed<T> {
-    fn into_response(self) -> Response {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-total-count", HeaderValue::from(self.0.total));
-        headers.insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        (headers, self.0.json).into_response()
     }
 }
 

@@ -2,14 +2,15 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{ApiQuery, Listed, PageParams};
+use super::ApiQuery;
+use crate::api::answer::Answer;
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
+use crate::api::listing::{ListBody, Listed, PageParams};
 use crate::api::path::ApiPath;
 use crate::api::AppState;
 use crate::crm::opportunities::{self, Opportunity, OpportunityFields};
@@ -45,33 +46,26 @@ impl From<OpportunityBody> for OpportunityFields {
 
 /// Filters of `GET /api/opportunities`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct OpportunityListParams {
     /// Only opportunities of this customer.
     pub customer_id: Option<String>,
     /// Only opportunities in this stage.
     pub stage: Option<String>,
-    /// Rows per page (default 50, at most 500).
-    pub limit: Option<i64>,
-    /// Rows to skip.
-    pub offset: Option<i64>,
 }
 
 /// Opportunities the caller may see, newest first.
 #[utoipa::path(get, path = "/api/opportunities", tag = "opportunities", security(("bearer" = [])),
-    params(OpportunityListParams),
-    responses((status = 200, body = Vec<Opportunity>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
+    params(PageParams, OpportunityListParams),
+    responses((status = 200, body = ListBody<Opportunity>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: CurrentUser,
+    ApiQuery(asked): ApiQuery<PageParams>,
     ApiQuery(params): ApiQuery<OpportunityListParams>,
 ) -> Result<Listed<Opportunity>, ApiError> {
-    let paging = PageParams {
-        limit: params.limit,
-        offset: params.offset,
-    }
-    .paging()?;
+    let paging = asked.paging()?;
     let page = opportunities::list(
         state.store.reader(),
         &caller.viewer,
@@ -80,18 +74,18 @@ pub async fn list(
         paging,
     )
     .await?;
-    Ok(Listed(page))
+    Ok(Listed::new(page, paging))
 }
 
 /// Creates an opportunity; emits `OPPORTUNITY_CREATED`.
 #[utoipa::path(post, path = "/api/opportunities", tag = "opportunities", security(("bearer" = [])),
     request_body = OpportunityBody,
-    responses((status = 201, body = Opportunity), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 201, body = Answer<Opportunity>), (status = 400), (status = 401), (status = 403)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiJson(body): ApiJson<OpportunityBody>,
-) -> Result<(StatusCode, Json<Opportunity>), ApiError> {
+) -> Result<(StatusCode, Answer<Opportunity>), ApiError> {
     let fields = OpportunityFields::from(body);
     opportunities::validate(&fields, true)?;
     let mut transaction = state.store.begin().await?;
@@ -99,20 +93,20 @@ pub async fn create(
     let opportunity =
         opportunities::create(&mut transaction, &mut published, &caller.viewer, &fields).await?;
     state.commit(transaction, published).await?;
-    Ok((StatusCode::CREATED, Json(opportunity)))
+    Ok((StatusCode::CREATED, Answer::new(opportunity)))
 }
 
 /// One opportunity.
 #[utoipa::path(get, path = "/api/opportunities/{id}", tag = "opportunities", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Opportunity), (status = 401), (status = 404)))]
+    responses((status = 200, body = Answer<Opportunity>), (status = 401), (status = 404)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Opportunity>, ApiError> {
+) -> Result<Answer<Opportunity>, ApiError> {
     let mut connection = state.store.reader().acquire().await?;
-    Ok(Json(
+    Ok(Answer::new(
         opportunities::get(&mut connection, &caller.viewer, &id).await?,
     ))
 }
@@ -120,13 +114,13 @@ pub async fn get(
 /// Changes an opportunity; emits `OPPORTUNITY_UPDATED`.
 #[utoipa::path(put, path = "/api/opportunities/{id}", tag = "opportunities", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = OpportunityBody,
-    responses((status = 200, body = Opportunity), (status = 400), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200, body = Answer<Opportunity>), (status = 400), (status = 401), (status = 403), (status = 404)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<OpportunityBody>,
-) -> Result<Json<Opportunity>, ApiError> {
+) -> Result<Answer<Opportunity>, ApiError> {
     let fields = OpportunityFields::from(body);
     opportunities::validate(&fields, false)?;
     let mut transaction = state.store.begin().await?;
@@ -140,5 +134,5 @@ pub async fn update(
     )
     .await?;
     state.commit(transaction, published).await?;
-    Ok(Json(opportunity))
+    Ok(Answer::new(opportunity))
 }

@@ -2,17 +2,18 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{nullable, ApiQuery, Listed, PageParams};
+use super::{nullable, ApiQuery};
+use crate::api::answer::Answer;
 use crate::api::current_user::CurrentUser;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
+use crate::api::listing::{ListBody, Listed, PageParams};
 use crate::api::path::ApiPath;
 use crate::api::AppState;
-use crate::crm::tasks::{self, Task, TaskFields, TaskFilter};
+use crate::crm::tasks::{self, DueWindow, Task, TaskFields, TaskFilter};
 use crate::crm::Published;
 
 /// A new task, or the fields to change (absent fields stay as they are; `null` clears).
@@ -57,7 +58,7 @@ impl From<TaskBody> for TaskFields {
 
 /// Filters of `GET /api/tasks`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct TaskListParams {
     /// Only tasks of this customer.
@@ -66,64 +67,100 @@ pub struct TaskListParams {
     pub assignee_id: Option<String>,
     /// Only tasks in this status.
     pub status: Option<String>,
-    /// Rows per page (default 50, at most 500).
-    pub limit: Option<i64>,
-    /// Rows to skip.
-    pub offset: Option<i64>,
 }
 
 /// Tasks the caller may see (assigned to them, or about their customers), newest first.
 #[utoipa::path(get, path = "/api/tasks", tag = "tasks", security(("bearer" = [])),
-    params(TaskListParams),
-    responses((status = 200, body = Vec<Task>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
+    params(PageParams, TaskListParams),
+    responses((status = 200, body = ListBody<Task>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: CurrentUser,
+    ApiQuery(asked): ApiQuery<PageParams>,
     ApiQuery(params): ApiQuery<TaskListParams>,
 ) -> Result<Listed<Task>, ApiError> {
-    let paging = PageParams {
-        limit: params.limit,
-        offset: params.offset,
-    }
-    .paging()?;
+    let paging = asked.paging()?;
     let filter = TaskFilter {
         customer_id: params.customer_id,
         assignee_id: params.assignee_id,
         status: params.status,
+        due: None,
     };
     let page = tasks::list(state.store.reader(), &caller.viewer, &filter, paging).await?;
-    Ok(Listed(page))
+    Ok(Listed::new(page, paging))
+}
+
+/// The caller's visible open tasks in a window of due dates, soonest first.
+async fn due_in(
+    state: &AppState,
+    caller: &CurrentUser,
+    asked: PageParams,
+    window: DueWindow,
+) -> Result<Listed<Task>, ApiError> {
+    let paging = asked.paging()?;
+    let filter = TaskFilter {
+        due: Some(window),
+        ..TaskFilter::default()
+    };
+    let page = tasks::list(state.store.reader(), &caller.viewer, &filter, paging).await?;
+    Ok(Listed::new(page, paging))
+}
+
+/// Open tasks (neither COMPLETED nor CANCELLED) the caller may see whose due date has passed,
+/// soonest first.
+#[utoipa::path(get, path = "/api/tasks/overdue", tag = "tasks", security(("bearer" = [])),
+    params(PageParams),
+    responses((status = 200, body = ListBody<Task>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
+pub async fn overdue(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    ApiQuery(asked): ApiQuery<PageParams>,
+) -> Result<Listed<Task>, ApiError> {
+    due_in(&state, &caller, asked, DueWindow::overdue()).await
+}
+
+/// Open tasks the caller may see due from the start of today (UTC) to the end of the third
+/// day after it, soonest first.
+#[utoipa::path(get, path = "/api/tasks/upcoming", tag = "tasks", security(("bearer" = [])),
+    params(PageParams),
+    responses((status = 200, body = ListBody<Task>, headers(("x-total-count" = i64))), (status = 400), (status = 401)))]
+pub async fn upcoming(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    ApiQuery(asked): ApiQuery<PageParams>,
+) -> Result<Listed<Task>, ApiError> {
+    due_in(&state, &caller, asked, DueWindow::upcoming()).await
 }
 
 /// Creates a task; emits `TASK_CREATED`.
 #[utoipa::path(post, path = "/api/tasks", tag = "tasks", security(("bearer" = [])),
     request_body = TaskBody,
-    responses((status = 201, body = Task), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 201, body = Answer<Task>), (status = 400), (status = 401), (status = 403)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiJson(body): ApiJson<TaskBody>,
-) -> Result<(StatusCode, Json<Task>), ApiError> {
+) -> Result<(StatusCode, Answer<Task>), ApiError> {
     let fields = TaskFields::from(body);
     tasks::validate(&fields, true)?;
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();
     let task = tasks::create(&mut transaction, &mut published, &caller.viewer, &fields).await?;
     state.commit(transaction, published).await?;
-    Ok((StatusCode::CREATED, Json(task)))
+    Ok((StatusCode::CREATED, Answer::new(task)))
 }
 
 /// One task.
 #[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = Task), (status = 401), (status = 404)))]
+    responses((status = 200, body = Answer<Task>), (status = 401), (status = 404)))]
 pub async fn get(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<Answer<Task>, ApiError> {
     let mut connection = state.store.reader().acquire().await?;
-    Ok(Json(
+    Ok(Answer::new(
         tasks::get(&mut connection, &caller.viewer, &id).await?,
     ))
 }
@@ -131,27 +168,60 @@ pub async fn get(
 /// Changes a task; emits `TASK_UPDATED` (and `TASK_COMPLETED` when it becomes COMPLETED).
 #[utoipa::path(put, path = "/api/tasks/{id}", tag = "tasks", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = TaskBody,
-    responses((status = 200, body = Task), (status = 400), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200, body = Answer<Task>), (status = 400), (status = 401), (status = 403), (status = 404)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: CurrentUser,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<TaskBody>,
-) -> Result<Json<Task>, ApiError> {
+) -> Result<Answer<Task>, ApiError> {
     let fields = TaskFields::from(body);
     tasks::validate(&fields, false)?;
+    change(&state, &caller, &id, &fields).await
+}
+
+/// Changes a visible task in a transaction of its own.
+async fn change(
+    state: &AppState,
+    caller: &CurrentUser,
+    id: &str,
+    fields: &TaskFields,
+) -> Result<Answer<Task>, ApiError> {
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();
-    let task = tasks::update(
-        &mut transaction,
-        &mut published,
-        &caller.viewer,
-        &id,
-        &fields,
-    )
-    .await?;
+    let task = tasks::update(&mut transaction, &mut published, &caller.viewer, id, fields).await?;
     state.commit(transaction, published).await?;
-    Ok(Json(task))
+    Ok(Answer::new(task))
+}
+
+/// Marks a task COMPLETED, as `PUT` with `{"status": "COMPLETED"}` does; emits `TASK_UPDATED`
+/// and `TASK_COMPLETED` (unless it already was).
+#[utoipa::path(patch, path = "/api/tasks/{id}/complete", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Answer<Task>), (status = 401), (status = 403), (status = 404)))]
+pub async fn complete(
+    State(state): State<AppState>,
+    caller: CurrentUser,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Answer<Task>, ApiError> {
+    let fields = TaskFields {
+        status: Some("COMPLETED".into()),
+        ..TaskFields::default()
+    };
+    change(&state, &caller, &id, &fields).await
+}
+
+/// `PUT /api/tasks/{id}/complete`, which the original API took as well as `PATCH`. A handler
+/// of its own so that each operation keeps an `operationId` of its own, as OpenAPI requires.
+#[utoipa::path(put, path = "/api/tasks/{id}/complete", tag = "tasks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = Answer<Task>), (status = 401), (status = 403), (status = 404)))]
+pub async fn complete_put(
+    state: State<AppState>,
+    caller: CurrentUser,
+    id: ApiPath<String>,
+) -> Result<Answer<Task>, ApiError> {
+    complete(state, caller, id).await
 }
 
 /// Soft-deletes a task.

@@ -139,12 +139,14 @@ async fn every_endpoint_answers_401_without_a_valid_token(backend: Backend) {
         &victim.id,
         &victim.email,
         Role::User,
+        0,
         now - 2 * TOKEN_LIFETIME_SECONDS,
     );
     let foreign = TokenKeys::new(b"some other 32-byte secret.......").issue(
         &admin.id,
         &admin.email,
         Role::Admin,
+        0,
         now,
     );
     let admin_claims = foreign.split('.').nth(1).unwrap();
@@ -557,6 +559,7 @@ async fn operator_endpoints_take_an_admin_token_and_refuse_other_roles(backend: 
         &user.id,
         &user.email,
         Role::Admin,
+        0,
         chrono::Utc::now().timestamp(),
     );
     let forged = crm

@@ -131,7 +131,7 @@ async fn a_user_cannot_read_change_delete_or_list_another_users_records(backend:
     // A sees exactly their own registration customer.
     let own = crm.get(&a.token, "/api/customers").await;
     assert_eq!(own.total(), 1, "{}", own.body);
-    assert_eq!(own.body[0]["ownerId"], a.id.as_str());
+    assert_eq!(own.body["data"][0]["ownerId"], a.id.as_str());
 
     // Handing records to B, or creating on B's customer, is refused too.
     let give = crm
@@ -344,7 +344,7 @@ async fn no_endpoint_shows_or_marks_another_users_notifications(backend: Backend
     let read_all = crm
         .post(&a.token, "/api/notifications/read-all", json!({}))
         .await;
-    assert_eq!(read_all.body, json!({"updated": 1}));
+    assert_eq!(read_all.body["data"], json!({"updated": 1}));
 
     let state = |id: String| {
         let db = crm.db.clone();
@@ -366,7 +366,7 @@ async fn no_endpoint_shows_or_marks_another_users_notifications(backend: Backend
     assert_eq!(state(for_a).await.0, 1);
     let b_list = crm.get(&b.token, "/api/notifications?unread=true").await;
     assert_eq!(b_list.ids(), [for_b], "{}", b_list.body);
-    assert_eq!(b_list.body[0]["read"], false);
+    assert_eq!(b_list.body["data"][0]["read"], false);
 }
 
 #[test_case(Backend::Sqlite ; "sqlite")]

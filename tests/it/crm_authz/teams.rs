@@ -40,8 +40,7 @@ async fn a_manager_sees_their_team_but_no_one_else_and_an_admin_sees_everyone(ba
     drained(&crm.db).await;
 
     let owners = |answer: &Answer| -> Vec<String> {
-        let mut owners: Vec<String> = answer
-            .body
+        let mut owners: Vec<String> = answer.body["data"]
             .as_array()
             .unwrap()
             .iter()

@@ -81,9 +81,7 @@ pub async fn post_until_accepted(
         let answer: Value = response.json().await.unwrap_or(Value::Null);
         match status {
             202 => return Ok(unavailable),
-            503 if answer["error"]["code"] == "unavailable"
-                && answer["error"]["message"].is_string() =>
-            {
+            503 if answer["code"] == "unavailable" && answer["message"].is_string() => {
                 unavailable += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
