@@ -229,7 +229,7 @@ enum UserCommand {
         /// Display name.
         #[arg(long)]
         name: String,
-        /// USER, MANAGER or ADMIN.
+        /// USER, SALES, COMPLIANCE, MANAGER or ADMIN.
         #[arg(long, default_value = "USER")]
         role: Role,
         #[command(flatten)]

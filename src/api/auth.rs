@@ -27,7 +27,7 @@ pub struct RegisterRequest {
     pub password: String,
     /// Display name.
     pub name: String,
-    /// USER (default); MANAGER and ADMIN need an ADMIN's token.
+    /// USER (default) or SALES; COMPLIANCE, MANAGER and ADMIN need an ADMIN's token.
     #[serde(default)]
     pub role: Option<Role>,
     /// The new user's manager; only an ADMIN may set it.
@@ -110,7 +110,7 @@ async fn blocking<T: Send + 'static>(
         (status = 503, description = "password hashing is at its bound; see Retry-After"),
         (status = 400, description = "invalid email, name or password (fields say which)"),
         (status = 401, description = "a bearer token was sent, and it is invalid or expired"),
-        (status = 403, description = "MANAGER/ADMIN or managerId without an ADMIN's token"),
+        (status = 403, description = "COMPLIANCE/MANAGER/ADMIN or managerId without an ADMIN's token"),
         (status = 409, description = "the email is taken"),
     ))]
 pub async fn register(
@@ -133,9 +133,9 @@ pub async fn register(
             });
         }
     }
-    if role != Role::User && !caller_is_admin {
+    if !role.is_self_service() && !caller_is_admin {
         return Err(ApiError::Forbidden(format!(
-            "registering a {role} needs an ADMIN's token; anyone may register as USER"
+            "registering a {role} needs an ADMIN's token; anyone may register as USER or SALES"
         )));
     }
     if request.manager_id.is_some() && !caller_is_admin {
@@ -145,7 +145,7 @@ pub async fn register(
     }
     if let Some(manager_id) = &request.manager_id {
         let manager = users::find(state.store.reader(), manager_id).await?;
-        if !manager.is_some_and(|manager| manager.role().is_manager_or_admin()) {
+        if !manager.is_some_and(|manager| manager.role().leads_a_team()) {
             return Err(CrmError::Invalid({
                 let mut problems = crate::crm::Problems::default();
                 problems.add("managerId", "no MANAGER or ADMIN with this id");

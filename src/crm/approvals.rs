@@ -76,7 +76,8 @@ pub enum Decision {
     Reject,
 }
 
-const COLUMNS: &str = "id, opportunity_id, customer_id, requester_id, approver_id, title, amount, status, comment, requested_at, decided_at";
+/// The columns a record is read from, in the order of [`FIELDS`].
+pub(crate) const COLUMNS: &str = "id, opportunity_id, customer_id, requester_id, approver_id, title, amount, status, comment, requested_at, decided_at";
 
 /// How a approval appears in a list the database renders (as `Approval` serialises).
 pub(crate) const FIELDS: &[super::JsonField] = &[
@@ -127,6 +128,7 @@ pub async fn create(
     viewer: &Viewer,
     request: &ApprovalRequest,
 ) -> Result<Approval, CrmError> {
+    viewer.require_changes()?;
     validate(request)?;
     if let Some(customer) = &request.customer_id {
         super::customers::require_visible(connection, viewer, customer, "customerId").await?;
@@ -189,9 +191,10 @@ pub async fn create(
     Ok(approval)
 }
 
-/// Requests the viewer may see: their own; managers and admins see all (any of them may decide).
+/// Requests the viewer may see: their own; those who decide (MANAGER, COMPLIANCE, ADMIN) see
+/// all, since any of them may decide.
 fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
-    if !viewer.role.is_manager_or_admin() {
+    if !viewer.role.decides_approvals() {
         statement.push(" AND requester_id = ");
         statement.push_param(viewer.id.to_string());
     }
@@ -277,7 +280,7 @@ async fn settle(
     Ok(())
 }
 
-/// Approves or rejects a request (MANAGER or ADMIN, never one's own).
+/// Approves or rejects a request (MANAGER, COMPLIANCE or ADMIN, never one's own).
 pub async fn decide(
     connection: &mut Conn<'_>,
     published: &mut Published,
@@ -286,9 +289,9 @@ pub async fn decide(
     decision: Decision,
     comment: Option<String>,
 ) -> Result<Approval, CrmError> {
-    if !viewer.role.is_manager_or_admin() {
+    if !viewer.role.decides_approvals() {
         return Err(CrmError::Forbidden(
-            "only a MANAGER or ADMIN may decide approval requests".into(),
+            "only a MANAGER, COMPLIANCE or ADMIN user may decide approval requests".into(),
         ));
     }
     let mut problems = Problems::default();

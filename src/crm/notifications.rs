@@ -55,8 +55,9 @@ impl crate::store::db::FromRow for Notification {
     }
 }
 
-/// `read` twice: a rendered list shows it under both its names (see [`FIELDS`]).
-const COLUMNS: &str =
+/// The columns a record is read from, in the order of [`FIELDS`]; `read` twice, since a
+/// rendered list shows it under both its names.
+pub(crate) const COLUMNS: &str =
     "id, user_id, type, title, message, link, read, read AS is_read, created_at, read_at";
 
 /// How a notification appears in a list the database renders (as `Notification` serialises).

@@ -67,7 +67,8 @@ pub struct OpportunityFields {
     pub owner_id: Option<String>,
 }
 
-const COLUMNS: &str = "id, customer_id, name, amount, stage, owner_id, activity_count, last_activity_at, created_at, updated_at";
+/// The columns a record is read from, in the order of [`FIELDS`].
+pub(crate) const COLUMNS: &str = "id, customer_id, name, amount, stage, owner_id, activity_count, last_activity_at, created_at, updated_at";
 
 /// How a opportunity appears in a list the database renders (as `Opportunity` serialises).
 pub(crate) const FIELDS: &[super::JsonField] = &[
@@ -148,6 +149,7 @@ pub async fn create(
     viewer: &Viewer,
     fields: &OpportunityFields,
 ) -> Result<Opportunity, CrmError> {
+    viewer.require_changes()?;
     let fields = check(fields, true)?;
     let customer_id = fields.customer_id.unwrap_or_default();
     super::customers::require_visible(connection, viewer, &customer_id, "customerId").await?;
@@ -239,6 +241,7 @@ pub async fn update(
     id: &str,
     fields: &OpportunityFields,
 ) -> Result<Opportunity, CrmError> {
+    viewer.require_changes()?;
     let fields = check(fields, false)?;
     let mut opportunity = get(connection, viewer, id).await?;
     if let Some(customer) = fields.customer_id {

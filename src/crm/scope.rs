@@ -1,8 +1,9 @@
 //! Who is asking, and which rows that lets them see.
 //!
-//! A USER sees rows they own; a MANAGER also sees rows owned by their team (users whose
-//! `manager_id` is the manager); an ADMIN sees everything. Rows outside the scope are reported
-//! as not found, so their existence does not leak.
+//! A USER or SALES sees rows they own; a MANAGER also sees rows owned by their team (users
+//! whose `manager_id` is the manager); an ADMIN and a COMPLIANCE user see everything, and
+//! COMPLIANCE changes nothing. Rows outside the scope are reported as not found, so their
+//! existence does not leak.
 
 use crate::auth::Role;
 use crate::store::sql::StatementBuilder;
@@ -17,10 +18,22 @@ pub struct Viewer {
 }
 
 impl Viewer {
+    /// Refuses a COMPLIANCE user's write: they read every record and change none.
+    pub fn require_changes(&self) -> Result<(), super::CrmError> {
+        if self.role.changes_records() {
+            Ok(())
+        } else {
+            Err(super::CrmError::Forbidden(format!(
+                "a {} user reads records but does not change them",
+                self.role
+            )))
+        }
+    }
+
     /// Appends ` AND <column is visible>` to `statement`. `column` is a fixed column name.
     pub fn restrict(&self, statement: &mut StatementBuilder, column: &'static str) {
         match self.role {
-            Role::Admin => {}
+            Role::Admin | Role::Compliance => {}
             Role::Manager => {
                 statement.push(&format!(" AND ({column} = "));
                 statement.push_param(self.id.to_string());
@@ -30,7 +43,7 @@ impl Viewer {
                 statement.push_param(self.id.to_string());
                 statement.push("))");
             }
-            Role::User => {
+            Role::User | Role::Sales => {
                 statement.push(&format!(" AND {column} = "));
                 statement.push_param(self.id.to_string());
             }

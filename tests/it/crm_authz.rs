@@ -15,6 +15,7 @@ use crate::support::{Backend, Daemon, Project};
 mod authentication;
 mod input;
 mod ownership;
+mod roles;
 mod teams;
 
 const PASSWORD: &str = "correct horse battery staple";
