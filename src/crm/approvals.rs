@@ -4,6 +4,7 @@ use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::reference::{self, Reference};
 use super::{fetch_visible, CrmError, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
@@ -32,12 +33,25 @@ pub struct Approval {
     pub amount: Option<f64>,
     /// PENDING, APPROVED, REJECTED or RECALLED.
     pub status: String,
-    /// The decider's comment.
+    /// The requester's note, replaced by the decider's comment when the decision has one.
     pub comment: Option<String>,
     /// Requested (RFC 3339).
     pub requested_at: String,
     /// Decided or recalled (RFC 3339).
     pub decided_at: Option<String>,
+    /// `title` under the original CRM's name.
+    pub product_name: String,
+    /// `decidedAt` under the original CRM's name.
+    pub processed_at: Option<String>,
+    /// The customer it is about, nested (the original CRM's `approval.customer`).
+    #[schema(value_type = Option<super::reference::CustomerReference>)]
+    pub customer: Option<serde_json::Value>,
+    /// Who asked, nested.
+    #[schema(value_type = Option<super::reference::UserReference>)]
+    pub requester: Option<serde_json::Value>,
+    /// Who decided, nested.
+    #[schema(value_type = Option<super::reference::UserReference>)]
+    pub approver: Option<serde_json::Value>,
 }
 
 crate::record_from_row!(Approval {
@@ -51,7 +65,12 @@ crate::record_from_row!(Approval {
     status,
     comment,
     requested_at,
-    decided_at
+    decided_at,
+    product_name,
+    processed_at,
+    customer,
+    requester,
+    approver
 });
 
 /// A new request.
@@ -65,6 +84,8 @@ pub struct ApprovalRequest {
     pub customer_id: Option<String>,
     /// Amount.
     pub amount: Option<f64>,
+    /// The requester's note.
+    pub comment: Option<String>,
 }
 
 /// A decision on a pending request.
@@ -92,7 +113,53 @@ pub(crate) const FIELDS: &[super::JsonField] = &[
     super::field("comment", "comment"),
     super::field("requestedAt", "requested_at"),
     super::field("decidedAt", "decided_at"),
+    super::field("productName", "product_name"),
+    super::field("processedAt", "processed_at"),
+    super::json("customer", "customer"),
+    super::json("requester", "requester"),
+    super::json("approver", "approver"),
 ];
+
+/// The columns an approval is read with beyond its own: the original CRM's names for two.
+const ALIASES: &str = "title AS product_name, decided_at AS processed_at";
+
+/// The records an approval nests.
+const REFERENCES: &[Reference] = &[
+    Reference {
+        alias: "customer",
+        table: "customers",
+        pointer: "approvals.customer_id",
+        keys: reference::CUSTOMER_KEYS,
+    },
+    Reference {
+        alias: "requester",
+        table: "users",
+        pointer: "approvals.requester_id",
+        keys: reference::USER_KEYS,
+    },
+    Reference {
+        alias: "approver",
+        table: "users",
+        pointer: "approvals.approver_id",
+        keys: reference::USER_KEYS,
+    },
+];
+
+/// An approval's `SELECT` list on `dialect`: its columns, their aliases and what it nests.
+pub(crate) fn selected(dialect: crate::store::Dialect) -> String {
+    reference::selected(&format!("{COLUMNS}, {ALIASES}"), REFERENCES, dialect)
+}
+
+/// An approval just written, read back for the records it nests (not restricted to the
+/// viewer, who was allowed the write).
+async fn read_back(connection: &mut Conn<'_>, id: &str) -> Result<Approval, CrmError> {
+    let mut statement = StatementBuilder::new(format!(
+        "SELECT {} FROM approvals WHERE id = ",
+        selected(connection.dialect())
+    ));
+    statement.push_param(id.to_string());
+    fetch_visible(connection, statement, "approval").await
+}
 
 fn event_data(approval: &Approval) -> serde_json::Value {
     json!({
@@ -117,6 +184,7 @@ pub fn validate(request: &ApprovalRequest) -> Result<(), CrmError> {
     if let Some(amount) = request.amount {
         problems.amount("amount", amount);
     }
+    problems.optional_text("comment", request.comment.as_deref(), 2000);
     problems.into_result()
 }
 
@@ -154,9 +222,19 @@ pub async fn create(
             .to_owned(),
         amount: request.amount,
         status: "PENDING".into(),
-        comment: None,
+        comment: request
+            .comment
+            .as_deref()
+            .map(str::trim)
+            .filter(|comment| !comment.is_empty())
+            .map(str::to_owned),
         requested_at: now_rfc3339(),
         decided_at: None,
+        product_name: String::new(),
+        processed_at: None,
+        customer: None,
+        requester: None,
+        approver: None,
     };
     db::query(&format!(
         "INSERT INTO approvals ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
@@ -188,7 +266,7 @@ pub async fn create(
             event_data(&approval),
         )
         .await?;
-    Ok(approval)
+    read_back(connection, &approval.id).await
 }
 
 /// Requests the viewer may see: their own; those who decide (MANAGER, COMPLIANCE, ADMIN) see
@@ -206,8 +284,10 @@ pub async fn get(
     viewer: &Viewer,
     id: &str,
 ) -> Result<Approval, CrmError> {
-    let mut statement =
-        StatementBuilder::new(format!("SELECT {COLUMNS} FROM approvals WHERE id = "));
+    let mut statement = StatementBuilder::new(format!(
+        "SELECT {} FROM approvals WHERE id = ",
+        selected(connection.dialect())
+    ));
     statement.push_param(id.to_string());
     restrict(viewer, &mut statement);
     fetch_visible(connection, statement, "approval").await
@@ -238,7 +318,7 @@ pub async fn list(
     super::fetch_json_page(
         pool,
         build,
-        COLUMNS,
+        &selected(pool.dialect()),
         FIELDS,
         "requested_at DESC, id DESC",
         paging,
@@ -257,8 +337,8 @@ async fn settle(
 ) -> Result<(), CrmError> {
     let now = now_rfc3339();
     let changed = db::query(
-        "UPDATE approvals SET status = $1, approver_id = $2, comment = $3, decided_at = $4 \
-         WHERE id = $5 AND status = 'PENDING'",
+        "UPDATE approvals SET status = $1, approver_id = $2, comment = COALESCE($3, comment), \
+         decided_at = $4 WHERE id = $5 AND status = 'PENDING'",
     )
     .bind(status)
     .bind(approver_id)
@@ -275,7 +355,9 @@ async fn settle(
     }
     approval.status = status.to_owned();
     approval.approver_id = approver_id.map(str::to_owned);
-    approval.comment = comment;
+    if comment.is_some() {
+        approval.comment = comment;
+    }
     approval.decided_at = Some(now);
     Ok(())
 }
@@ -320,7 +402,7 @@ pub async fn decide(
             data,
         )
         .await?;
-    Ok(approval)
+    read_back(connection, &approval.id).await
 }
 
 /// Withdraws a pending request (requester only).
@@ -346,5 +428,5 @@ pub async fn recall(
             event_data(&approval),
         )
         .await?;
-    Ok(approval)
+    read_back(connection, &approval.id).await
 }

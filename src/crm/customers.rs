@@ -4,6 +4,7 @@ use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::reference::{self, Reference};
 use super::{fetch_visible, is_unique_violation, CrmError, Paging, Problems, Published, Viewer};
 use crate::auth::Role;
 use crate::store::sql::StatementBuilder;
@@ -47,6 +48,9 @@ pub struct Customer {
     pub created_at: String,
     /// Last changed (RFC 3339).
     pub updated_at: String,
+    /// The owner, nested (the original CRM's `customer.assignedSales`).
+    #[schema(value_type = Option<super::reference::UserReference>)]
+    pub assigned_sales: Option<serde_json::Value>,
 }
 
 crate::record_from_row!(Customer {
@@ -62,7 +66,8 @@ crate::record_from_row!(Customer {
     investment_experience,
     owner_id,
     created_at,
-    updated_at
+    updated_at,
+    assigned_sales
 });
 
 /// Fields of a new or changed customer; `None` leaves a field as it is on update.
@@ -110,7 +115,32 @@ pub(crate) const FIELDS: &[super::JsonField] = &[
     super::field("ownerId", "owner_id"),
     super::field("createdAt", "created_at"),
     super::field("updatedAt", "updated_at"),
+    super::json("assignedSales", "assigned_sales"),
 ];
+
+/// The records a customer nests.
+const REFERENCES: &[Reference] = &[Reference {
+    alias: "assigned_sales",
+    table: "users",
+    pointer: "customers.owner_id",
+    keys: reference::USER_KEYS,
+}];
+
+/// A customer's `SELECT` list on `dialect`: its columns and what it nests.
+pub(crate) fn selected(dialect: crate::store::Dialect) -> String {
+    reference::selected(COLUMNS, REFERENCES, dialect)
+}
+
+/// A customer just written, read back for the records it nests (not restricted to the
+/// viewer, who was allowed the write).
+async fn read_back(connection: &mut Conn<'_>, id: &str) -> Result<Customer, CrmError> {
+    let mut statement = StatementBuilder::new(format!(
+        "SELECT {} FROM customers WHERE id = ",
+        selected(connection.dialect())
+    ));
+    statement.push_param(id.to_string());
+    fetch_visible(connection, statement, "customer").await
+}
 
 fn event_data(customer: &Customer) -> serde_json::Value {
     json!({
@@ -261,6 +291,7 @@ pub async fn create(
         owner_id: Some(fields.owner_id.unwrap_or_else(|| viewer.id.clone())),
         created_at: now.clone(),
         updated_at: now,
+        assigned_sales: None,
     };
     db::query(&format!(
         "INSERT INTO customers ({COLUMNS}) \
@@ -291,7 +322,7 @@ pub async fn create(
             event_data(&customer),
         )
         .await?;
-    Ok(customer)
+    read_back(connection, &customer.id).await
 }
 
 /// Checks fields before a create (for 400s before the transaction starts).
@@ -306,7 +337,8 @@ pub async fn get(
     id: &str,
 ) -> Result<Customer, CrmError> {
     let mut statement = StatementBuilder::new(format!(
-        "SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND id = "
+        "SELECT {} FROM customers WHERE deleted_at IS NULL AND id = ",
+        selected(connection.dialect())
     ));
     statement.push_param(id.to_string());
     viewer.restrict(&mut statement, "owner_id");
@@ -346,7 +378,7 @@ pub async fn list(
     super::fetch_json_page(
         pool,
         filter,
-        COLUMNS,
+        &selected(pool.dialect()),
         FIELDS,
         "created_at DESC, id DESC",
         paging,
@@ -445,7 +477,7 @@ pub async fn update(
             event_data(&customer),
         )
         .await?;
-    Ok(customer)
+    read_back(connection, &customer.id).await
 }
 
 /// Soft-deletes a visible customer and announces `CUSTOMER_DELETED`.

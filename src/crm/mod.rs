@@ -15,6 +15,7 @@ pub mod customers;
 pub mod notifications;
 pub mod opportunities;
 pub mod publish;
+pub mod reference;
 pub mod scope;
 pub mod tasks;
 pub mod users;
@@ -31,7 +32,7 @@ pub use publish::Published;
 pub use scope::Viewer;
 pub use validate::{FieldProblem, Problems};
 
-pub(crate) use crate::store::db::page::{field, flag, float, JsonField};
+pub(crate) use crate::store::db::page::{field, flag, float, json, JsonField};
 
 /// Why a CRM operation was refused or failed.
 #[derive(Debug, Error)]
@@ -292,14 +293,19 @@ mod tests {
                 "INSERT INTO customers (id, name, email, owner_id, created_at, updated_at) VALUES \
                  ('c1', 'Ünïcode \"quoted\"\n名前', NULL, 'u1', '2026-01-01T00:00:00.000Z', 'x'), \
                  ('c2', 'Plain', 'p@example.com', NULL, 'b', 'y'); \
+                 INSERT INTO users (id, email, password_hash, name, role, created_at, updated_at) \
+                 VALUES ('u1', 'u1@example.com', 'x', 'Nested \"user\" 名前', 'SALES', 'a', 'b'); \
                  INSERT INTO tasks (id, title, due_date, created_at, updated_at) VALUES \
                  ('t1', 'Call', '2026-02-01', 'a', 'b'); \
+                 INSERT INTO tasks (id, title, customer_id, assignee_id, created_at, updated_at) \
+                 VALUES ('t2', 'Nested', 'c1', 'u1', 'a', 'b'); \
                  INSERT INTO opportunities (id, name, amount, activity_count, created_at, updated_at) VALUES \
                  ('o1', 'Deal', 1500000.0, 3, 'a', 'b'), ('o2', 'Small', 0.1, 0, 'a', 'b'), \
                  ('o3', 'Sum', 0.1 + 0.2, 0, 'a', 'b'), ('o4', 'Long', 123456789.123456789, 0, 'a', 'b'), \
                  ('o5', 'Huge', 1e308 * 10, 0, 'a', 'b'); \
                  INSERT INTO approvals (id, requester_id, title, amount, requested_at) VALUES \
                  ('a1', 'u1', 'Discount', 12.5, 'a'), ('a2', 'u1', 'No amount', NULL, 'b'); \
+                 UPDATE approvals SET customer_id = 'c2', approver_id = 'u1' WHERE id = 'a1'; \
                  INSERT INTO notifications (id, user_id, type, title, message, read, created_at) VALUES \
                  ('n1', 'u1', 'TASK', 't', 'm', 0, 'a'), ('n2', 'u1', 'TASK', 't', 'm', 1, 'b');",
             )
@@ -310,14 +316,26 @@ mod tests {
         let (rendered, serialised) = both_renderings::<customers::Customer>(
             pool,
             "customers",
-            customers::COLUMNS,
+            &customers::selected(pool.dialect()),
             customers::FIELDS,
         )
         .await;
         assert_eq!(rendered, serialised);
-        let (rendered, serialised) =
-            both_renderings::<tasks::Task>(pool, "tasks", tasks::COLUMNS, tasks::FIELDS).await;
+        let (rendered, serialised) = both_renderings::<tasks::Task>(
+            pool,
+            "tasks",
+            &tasks::selected(pool.dialect()),
+            tasks::FIELDS,
+        )
+        .await;
         assert_eq!(rendered, serialised);
+        // The nested records are there, not just equally absent in both renderings.
+        assert_eq!(
+            rendered[1]["user"]["name"], "Nested \"user\" 名前",
+            "{rendered}"
+        );
+        assert_eq!(rendered[1]["customer"]["id"], "c1", "{rendered}");
+        assert_eq!(rendered[0]["customer"], Value::Null);
         let (rendered, serialised) = both_renderings::<opportunities::Opportunity>(
             pool,
             "opportunities",
@@ -329,7 +347,7 @@ mod tests {
         let (rendered, serialised) = both_renderings::<approvals::Approval>(
             pool,
             "approvals",
-            approvals::COLUMNS,
+            &approvals::selected(pool.dialect()),
             approvals::FIELDS,
         )
         .await;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::customers::{check_owner, require_visible};
+use super::reference::{self, Reference};
 use super::{fetch_visible, CrmError, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
 use crate::template::now_rfc3339;
@@ -41,6 +42,12 @@ pub struct Task {
     pub created_at: String,
     /// Last changed (RFC 3339).
     pub updated_at: String,
+    /// The customer it is about, nested (the original CRM's `task.customer`).
+    #[schema(value_type = Option<super::reference::CustomerReference>)]
+    pub customer: Option<serde_json::Value>,
+    /// Who does it, nested (the original CRM's `task.user`).
+    #[schema(value_type = Option<super::reference::UserReference>)]
+    pub user: Option<serde_json::Value>,
 }
 
 crate::record_from_row!(Task {
@@ -54,7 +61,9 @@ crate::record_from_row!(Task {
     priority,
     completed_at,
     created_at,
-    updated_at
+    updated_at,
+    customer,
+    user
 });
 
 /// Fields of a new or changed task; `None` leaves a field as it is on update.
@@ -140,7 +149,30 @@ pub(crate) const FIELDS: &[super::JsonField] = &[
     super::field("completedAt", "completed_at"),
     super::field("createdAt", "created_at"),
     super::field("updatedAt", "updated_at"),
+    super::json("customer", "customer"),
+    super::json("user", "user"),
 ];
+
+/// The records a task nests.
+const REFERENCES: &[Reference] = &[
+    Reference {
+        alias: "customer",
+        table: "customers",
+        pointer: "tasks.customer_id",
+        keys: reference::CUSTOMER_KEYS,
+    },
+    Reference {
+        alias: "user",
+        table: "users",
+        pointer: "tasks.assignee_id",
+        keys: reference::USER_KEYS,
+    },
+];
+
+/// A task's `SELECT` list on `dialect`: its columns and what it nests.
+pub(crate) fn selected(dialect: crate::store::Dialect) -> String {
+    reference::selected(COLUMNS, REFERENCES, dialect)
+}
 
 fn check(fields: &TaskFields, creating: bool) -> Result<TaskFields, CrmError> {
     let mut problems = Problems::default();
@@ -233,6 +265,8 @@ pub async fn create(
         priority: fields.priority.unwrap_or_else(|| "MEDIUM".to_owned()),
         created_at: now.clone(),
         updated_at: now,
+        customer: None,
+        user: None,
     };
     write(connection, &task, true).await?;
     let mut data = event_data(&task);
@@ -246,7 +280,7 @@ pub async fn create(
             data,
         )
         .await?;
-    Ok(task)
+    read_back(connection, &task.id).await
 }
 
 async fn write(connection: &mut Conn<'_>, task: &Task, insert: bool) -> Result<(), CrmError> {
@@ -279,10 +313,23 @@ async fn write(connection: &mut Conn<'_>, task: &Task, insert: bool) -> Result<(
     Ok(())
 }
 
+/// A task just written, read back for the records it nests. Not restricted to the viewer:
+/// they were allowed the write, and a change (of customer, say) may take it out of their
+/// sight without undoing what they did.
+async fn read_back(connection: &mut Conn<'_>, id: &str) -> Result<Task, CrmError> {
+    let mut statement = StatementBuilder::new(format!(
+        "SELECT {} FROM tasks WHERE id = ",
+        selected(connection.dialect())
+    ));
+    statement.push_param(id.to_string());
+    fetch_visible(connection, statement, "task").await
+}
+
 /// A visible, not deleted task.
 pub async fn get(connection: &mut Conn<'_>, viewer: &Viewer, id: &str) -> Result<Task, CrmError> {
     let mut statement = StatementBuilder::new(format!(
-        "SELECT {COLUMNS} FROM tasks WHERE deleted_at IS NULL AND id = "
+        "SELECT {} FROM tasks WHERE deleted_at IS NULL AND id = ",
+        selected(connection.dialect())
     ));
     statement.push_param(id.to_string());
     restrict(viewer, &mut statement);
@@ -330,7 +377,15 @@ pub async fn list(
         Some(_) => "due_date ASC, id ASC",
         None => "created_at DESC, id DESC",
     };
-    super::fetch_json_page(pool, build, COLUMNS, FIELDS, order, paging).await
+    super::fetch_json_page(
+        pool,
+        build,
+        &selected(pool.dialect()),
+        FIELDS,
+        order,
+        paging,
+    )
+    .await
 }
 
 /// Changes a visible task; announces `TASK_UPDATED`, and `TASK_COMPLETED` when it becomes
@@ -409,7 +464,7 @@ pub async fn update(
             )
             .await?;
     }
-    Ok(task)
+    read_back(connection, &task.id).await
 }
 
 /// Soft-deletes a visible task (announced as `TASK_UPDATED` with status CANCELLED).

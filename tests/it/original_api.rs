@@ -174,6 +174,9 @@ async fn sign_in_and_lists_answer_what_the_frontend_reads(backend: Backend) {
         ))
         .await;
     assert_eq!(one.body["data"]["name"], "Acme Trading");
+    // customers/[id]/page.tsx reads `customer.assignedSales.name`.
+    assert_eq!(one.body["data"]["assignedSales"]["name"], "Sales Person");
+    assert_eq!(created.body["assignedSales"]["email"], "sales@example.com");
     assert_refusal(
         &user.get("/api/customers/no-such-id").await,
         404,
@@ -235,13 +238,22 @@ async fn tasks_due_soon_overdue_and_completed_as_the_dashboard_asks(backend: Bac
         },
     )
     .await;
-    assert!(
-        rows(&first_contacts)
-            .iter()
-            .any(|task| task["title"] == "初回コンタクト: Due Co"),
-        "{}",
-        first_contacts.body
-    );
+    let due_co_task = rows(&first_contacts)
+        .iter()
+        .find(|task| task["title"] == "初回コンタクト: Due Co")
+        .unwrap_or_else(|| panic!("{}", first_contacts.body))
+        .clone();
+    // tasks/page.tsx and the dashboard read `task.customer.name` and `task.user.name`.
+    assert_eq!(due_co_task["customer"]["name"], "Due Co");
+    assert_eq!(due_co_task["customer"]["id"], customer_id.as_str());
+    assert_eq!(due_co_task["user"]["name"], "Task Owner");
+    let one = user
+        .get(&format!(
+            "/api/tasks/{}",
+            due_co_task["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(one.body["data"]["user"]["email"], "tasks@example.com");
     let overdue = user
         .post(
             "/api/tasks",
@@ -340,13 +352,20 @@ async fn approvals_and_notifications_as_their_pages_use_them(backend: Backend) {
         },
     )
     .await;
+    // approvals/new/page.tsx sends {customerId, productName, amount, comment}.
     let filed = requester
         .post(
             "/api/approvals",
-            json!({"title": "Discount", "opportunityId": opportunity["id"], "amount": 1000}),
+            json!({"customerId": customer_id, "productName": "Discount", "amount": 1000, "comment": "long-standing client"}),
         )
         .await;
     assert_eq!(filed.status, 201, "{}", filed.body);
+    assert_eq!(filed.body["data"]["productName"], "Discount");
+    assert_eq!(filed.body["data"]["customer"]["name"], "Deal Co");
+    assert_eq!(filed.body["data"]["requester"]["name"], "Asker");
+    assert_eq!(filed.body["data"]["approver"], Value::Null);
+    assert_eq!(filed.body["data"]["comment"], "long-standing client");
+    assert!(opportunity["id"].is_string());
     let approval_id = filed.body["id"].as_str().unwrap().to_owned();
 
     // approvals/[id]/page.tsx reads one request and decides with PUT {status}.
@@ -412,6 +431,12 @@ async fn approvals_and_notifications_as_their_pages_use_them(backend: Backend) {
         .await;
     assert_eq!(decided.status, 200, "{}", decided.body);
     assert_eq!(decided.body["data"]["status"], "APPROVED");
+    // approvals/[id]/page.tsx reads who decided and when.
+    assert_eq!(decided.body["data"]["approver"]["name"], "Boss");
+    assert!(decided.body["data"]["processedAt"].is_string());
+    assert_eq!(decided.body["data"]["comment"], "ok");
+    let listed = admin.get("/api/approvals?status=APPROVED").await;
+    assert_eq!(rows(&listed)[0]["requester"]["email"], "asker@example.com");
     let twice = admin
         .put(
             &format!("/api/approvals/{approval_id}"),

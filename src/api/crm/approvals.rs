@@ -22,7 +22,8 @@ use crate::crm::Published;
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApprovalBody {
-    /// What is asked (required).
+    /// What is asked (required; `productName` is the original CRM's name for it).
+    #[serde(alias = "productName")]
     pub title: Option<String>,
     /// The opportunity it is about (must be visible to the caller).
     pub opportunity_id: Option<String>,
@@ -30,6 +31,8 @@ pub struct ApprovalBody {
     pub customer_id: Option<String>,
     /// Amount at stake.
     pub amount: Option<f64>,
+    /// The requester's note (a decider's comment replaces it).
+    pub comment: Option<String>,
 }
 
 /// A decision's optional comment.
@@ -80,7 +83,8 @@ pub async fn list(
     Ok(Listed::new(page, paging))
 }
 
-/// Files a request; emits `APPROVAL_REQUESTED` (every manager and admin is notified).
+/// Files a request; emits `APPROVAL_REQUESTED` (every MANAGER, COMPLIANCE and ADMIN user is
+/// notified).
 #[utoipa::path(post, path = "/api/approvals", tag = "approvals", security(("bearer" = [])),
     request_body = ApprovalBody,
     responses((status = 201, body = Answer<Approval>), (status = 400), (status = 401)))]
@@ -94,6 +98,7 @@ pub async fn create(
         opportunity_id: body.opportunity_id,
         customer_id: body.customer_id,
         amount: body.amount,
+        comment: body.comment,
     };
     approvals::validate(&request)?;
     let mut transaction = state.store.begin().await?;

@@ -32,6 +32,8 @@ enum Shown {
     Flag,
     /// A double, to the last digit.
     Float,
+    /// JSON text (an object the statement built), shown as the JSON it holds.
+    Json,
 }
 
 /// A field shown as its column's value.
@@ -64,6 +66,15 @@ pub const fn float(key: &'static str, column: &'static str) -> JsonField {
     }
 }
 
+/// A column holding JSON text that the statement built (a nested object), shown as that JSON.
+pub const fn json(key: &'static str, column: &'static str) -> JsonField {
+    JsonField {
+        key,
+        column,
+        shown: Shown::Json,
+    }
+}
+
 /// The SQL expression of one row as a JSON object of `fields`.
 fn json_object_sql(dialect: Dialect, fields: &[JsonField]) -> String {
     let pairs: Vec<String> = fields
@@ -76,6 +87,8 @@ fn json_object_sql(dialect: Dialect, fields: &[JsonField]) -> String {
                     format!("json(CASE WHEN {column} <> 0 THEN 'true' ELSE 'false' END)")
                 }
                 (Shown::Flag, Dialect::Postgres) => format!("({column} <> 0)"),
+                (Shown::Json, Dialect::Sqlite) => format!("json({column})"),
+                (Shown::Json, Dialect::Postgres) => format!("({column})::json"),
                 (Shown::Float, Dialect::Sqlite) => format!(
                     "CASE WHEN {column} IS NULL OR abs({column}) > 1.7976931348623157e308 \
                      THEN NULL ELSE json(printf('%!.17g', {column})) END"
@@ -187,6 +200,8 @@ fn write_field(
         (Shown::Flag, ValueRef::Integer(integer)) => write_json(json, integer != 0)?,
         (Shown::Flag, ValueRef::Real(real)) => write_json(json, real != 0.0)?,
         (_, ValueRef::Null) => json.extend_from_slice(b"null"),
+        // Built by the statement itself (`json_object`), so it is JSON already.
+        (Shown::Json, ValueRef::Text(text)) => json.extend_from_slice(text),
         (Shown::Float, ValueRef::Integer(integer)) => write_json(json, integer as f64)?,
         (_, ValueRef::Integer(integer)) => write_json(json, integer)?,
         // serde writes a non-finite double as null, as the record does.

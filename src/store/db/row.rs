@@ -337,6 +337,23 @@ impl Decode for f64 {
     }
 }
 
+/// JSON text (a nested object a statement built), parsed.
+impl Decode for serde_json::Value {
+    fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error> {
+        parse_json(&String::from_sqlite(row, index)?)
+    }
+    fn from_postgres(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
+        parse_json(&String::from_postgres(row, index)?)
+    }
+    fn from_sqlite_value(value: ValueRef<'_>) -> Result<Self, String> {
+        serde_json::from_str(&String::from_sqlite_value(value)?).map_err(|error| error.to_string())
+    }
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, sqlx::Error> {
+    serde_json::from_str(text).map_err(|error| sqlx::Error::Decode(error.into()))
+}
+
 impl<T: Decode> Decode for Option<T> {
     fn from_sqlite(row: &SqliteRow, index: usize) -> Result<Self, sqlx::Error> {
         if row.try_get_raw(index)?.is_null() {

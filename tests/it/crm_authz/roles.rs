@@ -127,7 +127,8 @@ async fn compliance_reads_everything_decides_approvals_and_changes_nothing(backe
         (404, "not_found")
     );
 
-    // Writes: refused, and nothing changes.
+    // Writes: refused, and nothing changes (once the request's notifications are written).
+    drained(&crm.db).await;
     let before = crm.dump(super::CRM_TABLES).await;
     let refusals = [
         crm.post(
