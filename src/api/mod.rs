@@ -123,6 +123,12 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             crm::customers::update,
             crm::customers::delete
         ))
+        .routes(routes!(crm::meetings::list, crm::meetings::create))
+        .routes(routes!(
+            crm::meetings::get,
+            crm::meetings::update,
+            crm::meetings::delete
+        ))
         .routes(routes!(crm::tasks::list, crm::tasks::create))
         .routes(routes!(crm::tasks::overdue))
         .routes(routes!(crm::tasks::upcoming))

@@ -27,7 +27,7 @@ use super::error::ErrorBody;
     modifiers(&SecuritySchemes),
     tags(
         (name = "auth", description = "Registration, login, the current user"),
-        (name = "customers"), (name = "tasks"), (name = "opportunities"),
+        (name = "customers"), (name = "meetings"), (name = "tasks"), (name = "opportunities"),
         (name = "approvals"), (name = "notifications"), (name = "analytics"),
         (name = "operations", description = "Health, routes and raw events (API key or ADMIN token)")
     )

@@ -150,15 +150,13 @@ pub(crate) fn selected(dialect: crate::store::Dialect) -> String {
     reference::selected(&format!("{COLUMNS}, {ALIASES}"), REFERENCES, dialect)
 }
 
-/// An approval just written, read back for the records it nests (not restricted to the
-/// viewer, who was allowed the write).
-async fn read_back(connection: &mut Conn<'_>, id: &str) -> Result<Approval, CrmError> {
-    let mut statement = StatementBuilder::new(format!(
-        "SELECT {} FROM approvals WHERE id = ",
-        selected(connection.dialect())
-    ));
-    statement.push_param(id.to_string());
-    fetch_visible(connection, statement, "approval").await
+impl super::Record for Approval {
+    const TABLE: &'static str = "approvals";
+    const WHAT: &'static str = "approval";
+
+    fn selected(dialect: crate::store::Dialect) -> String {
+        selected(dialect)
+    }
 }
 
 fn event_data(approval: &Approval) -> serde_json::Value {
@@ -266,7 +264,7 @@ pub async fn create(
             event_data(&approval),
         )
         .await?;
-    read_back(connection, &approval.id).await
+    super::read_back(connection, &approval.id).await
 }
 
 /// Requests the viewer may see: their own; those who decide (MANAGER, COMPLIANCE, ADMIN) see
@@ -402,7 +400,7 @@ pub async fn decide(
             data,
         )
         .await?;
-    read_back(connection, &approval.id).await
+    super::read_back(connection, &approval.id).await
 }
 
 /// Withdraws a pending request (requester only).
@@ -428,5 +426,5 @@ pub async fn recall(
             event_data(&approval),
         )
         .await?;
-    read_back(connection, &approval.id).await
+    super::read_back(connection, &approval.id).await
 }

@@ -131,15 +131,13 @@ pub(crate) fn selected(dialect: crate::store::Dialect) -> String {
     reference::selected(COLUMNS, REFERENCES, dialect)
 }
 
-/// A customer just written, read back for the records it nests (not restricted to the
-/// viewer, who was allowed the write).
-async fn read_back(connection: &mut Conn<'_>, id: &str) -> Result<Customer, CrmError> {
-    let mut statement = StatementBuilder::new(format!(
-        "SELECT {} FROM customers WHERE id = ",
-        selected(connection.dialect())
-    ));
-    statement.push_param(id.to_string());
-    fetch_visible(connection, statement, "customer").await
+impl super::Record for Customer {
+    const TABLE: &'static str = "customers";
+    const WHAT: &'static str = "customer";
+
+    fn selected(dialect: crate::store::Dialect) -> String {
+        selected(dialect)
+    }
 }
 
 fn event_data(customer: &Customer) -> serde_json::Value {
@@ -322,7 +320,7 @@ pub async fn create(
             event_data(&customer),
         )
         .await?;
-    read_back(connection, &customer.id).await
+    super::read_back(connection, &customer.id).await
 }
 
 /// Checks fields before a create (for 400s before the transaction starts).
@@ -477,7 +475,7 @@ pub async fn update(
             event_data(&customer),
         )
         .await?;
-    read_back(connection, &customer.id).await
+    super::read_back(connection, &customer.id).await
 }
 
 /// Soft-deletes a visible customer and announces `CUSTOMER_DELETED`.

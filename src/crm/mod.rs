@@ -12,6 +12,7 @@
 pub mod analytics;
 pub mod approvals;
 pub mod customers;
+pub mod meetings;
 pub mod notifications;
 pub mod opportunities;
 pub mod publish;
@@ -203,6 +204,33 @@ impl Paging {
             .ok_or_else(|| refused("is too large"))?;
         Ok(Self { offset, ..first })
     }
+}
+
+/// A CRM record type as it is read: its table and the `SELECT` list of its columns and the
+/// records it nests.
+pub(crate) trait Record: FromRow {
+    /// Its table.
+    const TABLE: &'static str;
+    /// What a missing one is called in a 404.
+    const WHAT: &'static str;
+    /// Its `SELECT` list on `dialect`.
+    fn selected(dialect: crate::store::Dialect) -> String;
+}
+
+/// A record just written, read back by id so the answer carries the records it nests. Not
+/// restricted to the viewer: they were allowed the write, and a change (of customer, say) may
+/// take the record out of their sight without undoing what they did.
+pub(crate) async fn read_back<T: Record>(
+    connection: &mut Conn<'_>,
+    id: &str,
+) -> Result<T, CrmError> {
+    let mut statement = StatementBuilder::new(format!(
+        "SELECT {} FROM {} WHERE id = ",
+        T::selected(connection.dialect()),
+        T::TABLE
+    ));
+    statement.push_param(id.to_string());
+    fetch_visible(connection, statement, T::WHAT).await
 }
 
 /// The one row `statement` selects, or [`CrmError::NotFound`] naming `what`.

@@ -174,6 +174,15 @@ pub(crate) fn selected(dialect: crate::store::Dialect) -> String {
     reference::selected(COLUMNS, REFERENCES, dialect)
 }
 
+impl super::Record for Task {
+    const TABLE: &'static str = "tasks";
+    const WHAT: &'static str = "task";
+
+    fn selected(dialect: crate::store::Dialect) -> String {
+        selected(dialect)
+    }
+}
+
 fn check(fields: &TaskFields, creating: bool) -> Result<TaskFields, CrmError> {
     let mut problems = Problems::default();
     let mut checked = TaskFields::default();
@@ -280,7 +289,7 @@ pub async fn create(
             data,
         )
         .await?;
-    read_back(connection, &task.id).await
+    super::read_back(connection, &task.id).await
 }
 
 async fn write(connection: &mut Conn<'_>, task: &Task, insert: bool) -> Result<(), CrmError> {
@@ -311,18 +320,6 @@ async fn write(connection: &mut Conn<'_>, task: &Task, insert: bool) -> Result<(
         .execute(&mut *connection)
         .await?;
     Ok(())
-}
-
-/// A task just written, read back for the records it nests. Not restricted to the viewer:
-/// they were allowed the write, and a change (of customer, say) may take it out of their
-/// sight without undoing what they did.
-async fn read_back(connection: &mut Conn<'_>, id: &str) -> Result<Task, CrmError> {
-    let mut statement = StatementBuilder::new(format!(
-        "SELECT {} FROM tasks WHERE id = ",
-        selected(connection.dialect())
-    ));
-    statement.push_param(id.to_string());
-    fetch_visible(connection, statement, "task").await
 }
 
 /// A visible, not deleted task.
@@ -464,7 +461,7 @@ pub async fn update(
             )
             .await?;
     }
-    read_back(connection, &task.id).await
+    super::read_back(connection, &task.id).await
 }
 
 /// Soft-deletes a visible task (announced as `TASK_UPDATED` with status CANCELLED).

@@ -11,6 +11,7 @@ mod crash_cascade;
 mod crm_authz;
 mod crm_flows;
 mod dead_letters;
+mod deletions;
 mod differential;
 mod faults;
 mod flood;

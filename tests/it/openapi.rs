@@ -396,6 +396,15 @@ async fn documented_response_properties_are_the_ones_the_api_answers() {
         .await,
     ));
     answers.push(("get", "/health", health));
+    let meeting = rep
+        .post(
+            "/api/meetings",
+            json!({"customerId": customer_id, "date": "2030-01-01T10:00:00Z", "summary": "Review"}),
+        )
+        .await;
+    assert_eq!(meeting.status, 201, "{}", meeting.body);
+    answers.push(("post", "/api/meetings", meeting));
+    answers.push(("get", "/api/meetings", rep.get("/api/meetings").await));
     let summary = eventually(Duration::from_secs(10), "analytics", || async {
         let answer = admin.get("/api/analytics/summary").await;
         let counted = answer.body["daily"]

@@ -472,3 +472,167 @@ async fn approvals_and_notifications_as_their_pages_use_them(backend: Backend) {
         .await;
     assert_refusal(&again, 404, "not_found");
 }
+
+/// Runs the bundled meeting reminders now, as their minute would.
+async fn remind(daemon: &crate::support::Daemon) {
+    let response = daemon
+        .request(Method::POST, "/api/routes/meeting-reminder-alerts/trigger")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn meetings_are_recorded_listed_by_date_and_reminded_once(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    let daemon = project.start();
+    let db = project.database().await;
+    let anonymous = Client::anonymous(&daemon);
+    let (user, registered) = anonymous
+        .register("meets@example.com", "Meeting Holder", "SALES")
+        .await;
+    let (stranger, _) = anonymous
+        .register("stranger@example.com", "Stranger", "SALES")
+        .await;
+    let customer = user.post("/api/customers", json!({"name": "Met Co"})).await;
+    let customer_id = customer.body["id"].as_str().unwrap().to_owned();
+
+    // meetings/new/page.tsx posts these fields; the list page reads the nested customer and
+    // salesperson.
+    let soon = user
+        .post(
+            "/api/meetings",
+            json!({
+                "customerId": customer_id, "date": in_hours(2), "summary": "Portfolio review",
+                "nextAction": "Send the proposal", "nextActionDate": in_hours(72),
+            }),
+        )
+        .await;
+    assert_eq!(soon.status, 201, "{}", soon.body);
+    assert_eq!(soon.body["data"]["customer"]["name"], "Met Co");
+    assert_eq!(soon.body["data"]["sales"]["name"], "Meeting Holder");
+    assert_eq!(soon.body["salesId"], registered["id"]);
+    let soon_id = soon.body["id"].as_str().unwrap().to_owned();
+    let past = user
+        .post(
+            "/api/meetings",
+            json!({"customerId": customer_id, "date": in_hours(-240), "summary": "First call"}),
+        )
+        .await;
+    assert_eq!(past.status, 201, "{}", past.body);
+    let refused = user
+        .post(
+            "/api/meetings",
+            json!({"customerId": customer_id, "summary": "When?"}),
+        )
+        .await;
+    assert_refusal(&refused, 400, "bad_request");
+    assert_eq!(refused.body["fields"][0]["field"], "date");
+    let elsewhere = stranger
+        .post(
+            "/api/meetings",
+            json!({"customerId": customer_id, "date": in_hours(1), "summary": "Poaching"}),
+        )
+        .await;
+    assert_refusal(&elsewhere, 400, "bad_request");
+
+    let of_customer = user
+        .get(&format!("/api/meetings?customerId={customer_id}&limit=10"))
+        .await;
+    assert_eq!(
+        ids(&of_customer),
+        [soon_id.as_str(), past.body["id"].as_str().unwrap()]
+    );
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let from_today = user.get(&format!("/api/meetings?from={today}")).await;
+    assert_eq!(ids(&from_today), [soon_id.as_str()], "{}", from_today.body);
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    let until_yesterday = user.get(&format!("/api/meetings?to={yesterday}")).await;
+    assert_eq!(until_yesterday.body["pagination"]["total"], 1);
+    assert_refusal(
+        &user.get("/api/meetings?from=soon").await,
+        400,
+        "bad_request",
+    );
+    assert_eq!(
+        stranger.get("/api/meetings").await.body["pagination"]["total"],
+        0
+    );
+    assert_refusal(
+        &stranger.get(&format!("/api/meetings/{soon_id}")).await,
+        404,
+        "not_found",
+    );
+
+    // The reminder goes out once, however often the schedule runs; a meeting moved to
+    // another time is reminded of again.
+    let reminders = || {
+        let db = db.clone();
+        async move {
+            crate::support::count(
+                &db,
+                "SELECT COUNT(*) FROM notifications WHERE type = 'MEETING_REMINDER'",
+            )
+            .await
+        }
+    };
+    remind(&daemon).await;
+    remind(&daemon).await;
+    crate::support::drained(&db).await;
+    assert_eq!(reminders().await, 1);
+    let unread = user.get("/api/notifications?isRead=false").await;
+    assert!(
+        rows(&unread)
+            .iter()
+            .any(|n| n["type"] == "MEETING_REMINDER"),
+        "{}",
+        unread.body
+    );
+    let moved = user
+        .put(
+            &format!("/api/meetings/{soon_id}"),
+            json!({"date": in_hours(3), "nextAction": null}),
+        )
+        .await;
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    assert_eq!(moved.body["data"]["nextAction"], Value::Null);
+    remind(&daemon).await;
+    crate::support::drained(&db).await;
+    assert_eq!(reminders().await, 2);
+
+    let deleted = user
+        .send(Method::DELETE, &format!("/api/meetings/{soon_id}"), None)
+        .await;
+    assert_eq!(deleted.status, 204);
+    assert_refusal(
+        &user.get(&format!("/api/meetings/{soon_id}")).await,
+        404,
+        "not_found",
+    );
+    let events = |event_type: &'static str| {
+        let db = db.clone();
+        async move {
+            crate::support::count(
+                &db,
+                &format!("SELECT COUNT(*) FROM event_log WHERE event_type = '{event_type}'"),
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        (
+            events("MEETING_CREATED").await,
+            events("MEETING_UPDATED").await,
+            events("MEETING_DELETED").await,
+            events("MEETING_REMINDER").await
+        ),
+        (2, 1, 1, 2)
+    );
+}

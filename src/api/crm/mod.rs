@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod approvals;
 pub mod customers;
+pub mod meetings;
 pub mod notifications;
 pub mod opportunities;
 pub mod tasks;
