@@ -18,6 +18,7 @@ mod openapi;
 mod path;
 mod query_guard;
 mod routes;
+mod users;
 
 use std::sync::Arc;
 
@@ -117,6 +118,8 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::login))
         .routes(routes!(auth::me))
         .routes(routes!(auth::logout))
+        .routes(routes!(users::list))
+        .routes(routes!(users::get, users::update, users::delete))
         .routes(routes!(crm::customers::list, crm::customers::create))
         .routes(routes!(
             crm::customers::get,

@@ -12,6 +12,7 @@ use sqlx::AnyPool;
 
 use crate::support::{Backend, Daemon, Project};
 
+mod administration;
 mod authentication;
 mod input;
 mod ownership;

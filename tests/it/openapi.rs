@@ -264,6 +264,7 @@ async fn documented_response_properties_are_the_ones_the_api_answers() {
         .await;
     assert_eq!(registered.status, 201, "{}", registered.body);
     let rep = Client::signed_in(&daemon, &registered.body);
+    let rep_id = registered.body["id"].as_str().unwrap().to_owned();
     let health = anonymous.get("/health").await;
 
     let mut answers = vec![
@@ -396,6 +397,22 @@ async fn documented_response_properties_are_the_ones_the_api_answers() {
         .await,
     ));
     answers.push(("get", "/health", health));
+    answers.push(("get", "/api/auth/users", admin.get("/api/auth/users").await));
+    answers.push((
+        "get",
+        "/api/auth/users/{id}",
+        admin.get(&format!("/api/auth/users/{rep_id}")).await,
+    ));
+    answers.push((
+        "put",
+        "/api/auth/users/{id}",
+        admin
+            .put(
+                &format!("/api/auth/users/{rep_id}"),
+                json!({"name": "Rep Renamed"}),
+            )
+            .await,
+    ));
     let meeting = rep
         .post(
             "/api/meetings",

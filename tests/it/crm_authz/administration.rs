@@ -1,0 +1,184 @@
+//! User administration at the original CRM's `/api/auth/users`: who may look users up, an
+//! ADMIN's changes taking effect at once, and a deletion that ends the user's sessions and
+//! cascades to what they own.
+
+use serde_json::json;
+use test_case::test_case;
+
+use super::{id, Crm};
+use crate::support::{count, drained, Backend};
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn admins_manage_users_managers_see_their_team_and_others_nobody(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
+    let admin = crm.admin().await;
+    let manager = crm
+        .register(Some(&admin), "manager@example.com", "MANAGER", None)
+        .await;
+    let member = crm
+        .register(Some(&admin), "member@example.com", "SALES", Some(&manager))
+        .await;
+    let outsider = crm
+        .register(None, "outsider@example.com", "SALES", None)
+        .await;
+
+    let everyone = crm
+        .get(&admin.token, "/api/auth/users?limit=2&page=1")
+        .await;
+    assert_eq!(
+        (everyone.status, everyone.total()),
+        (200, 4),
+        "{}",
+        everyone.body
+    );
+    assert_eq!(everyone.body["pagination"]["totalPages"], 2);
+    let team = crm.get(&manager.token, "/api/auth/users").await;
+    let mut ids = team.ids();
+    ids.sort();
+    let mut expected = vec![manager.id.clone(), member.id.clone()];
+    expected.sort();
+    assert_eq!(ids, expected, "{}", team.body);
+    assert_eq!(
+        crm.get(&manager.token, &format!("/api/auth/users/{}", outsider.id))
+            .await
+            .outcome(),
+        (404, "not_found")
+    );
+    for path in [
+        "/api/auth/users".to_owned(),
+        format!("/api/auth/users/{}", member.id),
+    ] {
+        assert_eq!(
+            crm.get(&outsider.token, &path).await.outcome(),
+            (403, "forbidden"),
+            "{path}"
+        );
+    }
+    let by_manager = crm
+        .put(
+            &manager.token,
+            &format!("/api/auth/users/{}", member.id),
+            json!({"role": "ADMIN"}),
+        )
+        .await;
+    assert_eq!(
+        by_manager.outcome(),
+        (403, "forbidden"),
+        "{}",
+        by_manager.body
+    );
+
+    // A role change applies to the user's next request, with the token they already hold.
+    assert_eq!(
+        crm.get(&outsider.token, "/api/auth/users").await.status,
+        403
+    );
+    let promoted = crm
+        .put(
+            &admin.token,
+            &format!("/api/auth/users/{}", outsider.id),
+            json!({"role": "COMPLIANCE", "name": "Auditor"}),
+        )
+        .await;
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    assert_eq!(promoted.body["data"]["role"], "COMPLIANCE");
+    assert_eq!(crm.get(&outsider.token, "/api/auth/users").await.total(), 4);
+    let not_a_manager = crm
+        .put(
+            &admin.token,
+            &format!("/api/auth/users/{}", member.id),
+            json!({"managerId": outsider.id}),
+        )
+        .await;
+    assert_eq!(
+        not_a_manager.outcome(),
+        (400, "bad_request"),
+        "{}",
+        not_a_manager.body
+    );
+    assert_eq!(not_a_manager.fields(), ["managerId"]);
+    drained(&crm.db).await;
+    assert_eq!(
+        count(
+            &crm.db,
+            "SELECT COUNT(*) FROM event_log WHERE event_type = 'USER_UPDATED'"
+        )
+        .await,
+        1
+    );
+}
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn a_deleted_user_is_signed_out_at_once_and_what_they_own_goes(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
+    let admin = crm.admin().await;
+    let leaver = crm
+        .register(None, "leaver@example.com", "SALES", None)
+        .await;
+    let customer = id(&crm
+        .created(&leaver.token, "/api/customers", json!({"name": "Theirs"}))
+        .await);
+    drained(&crm.db).await;
+
+    let own = crm
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/auth/users/{}", admin.id),
+            Some(&admin.token),
+            None,
+        )
+        .await;
+    assert_eq!(own.outcome(), (409, "conflict"), "{}", own.body);
+    let deleted = crm
+        .delete(&admin.token, &format!("/api/auth/users/{}", leaver.id))
+        .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(
+        crm.get(&leaver.token, "/api/auth/me").await.outcome(),
+        (401, "unauthorized")
+    );
+    let login = crm.login("leaver@example.com", super::PASSWORD).await;
+    assert_eq!(login.outcome(), (401, "unauthorized"));
+    assert_eq!(
+        crm.get(&admin.token, &format!("/api/auth/users/{}", leaver.id))
+            .await
+            .outcome(),
+        (404, "not_found")
+    );
+    // USER_DELETED took their customers (the one from sign-up too) and the customers' tasks
+    // assigned to them.
+    drained(&crm.db).await;
+    assert_eq!(
+        count(
+            &crm.db,
+            &format!(
+                "SELECT COUNT(*) FROM customers WHERE owner_id = '{}' AND deleted_at IS NOT NULL",
+                leaver.id
+            )
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        crm.get(&admin.token, &format!("/api/customers/{customer}"))
+            .await
+            .outcome(),
+        (404, "not_found")
+    );
+    assert_eq!(
+        count(
+            &crm.db,
+            "SELECT COUNT(*) FROM event_log WHERE event_type = 'USER_DELETED'"
+        )
+        .await,
+        1
+    );
+}
