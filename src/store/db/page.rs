@@ -103,13 +103,6 @@ fn json_object_sql(dialect: Dialect, fields: &[JsonField]) -> String {
     }
 }
 
-impl JsonField {
-    /// The column the field shows.
-    pub fn column(&self) -> &'static str {
-        self.column
-    }
-}
-
 /// A page's statements: the count of every matching row, and one page of them in order.
 #[derive(Debug, Clone, Copy)]
 pub struct PageQuery<'a> {
