@@ -5,7 +5,7 @@
 //! the consumer, the scheduler, the reload loop, the file watcher and the HTTP server.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,6 +140,7 @@ impl Application {
         };
         store.migrate(settings.migrations.as_deref()).await?;
         tracing::info!(database = %store.display_url(), "database ready");
+        warn_about_ephemeral_sqlite(&store);
         let handle: RouteSetHandle = Arc::new(ArcSwap::from_pointee(RouteSet::empty()));
         let reloader = Reloader::new(
             store.clone(),
@@ -157,6 +158,7 @@ impl Application {
                     source,
                 })?;
         let log_signal = Arc::new(Notify::new());
+        crate::engine::set_queued_for_kafka(settings.kafka.is_some());
         let (bus, relay_health) = match &settings.kafka {
             None => (Bus::Embedded(bus_lock), None),
             Some(kafka) => {
@@ -419,6 +421,47 @@ async fn consume_while_locked(
 
 /// On Kafka only the configured topics are consumed; a route waiting on any other topic would
 /// silently never run.
+/// Warns when the SQLite file would be lost at the next deploy: on Render (which sets `RENDER`)
+/// a service's filesystem is rebuilt from the image each time, and only a persistent disk, a
+/// mount of its own, survives. The database holds the data, the outbox and the consumer
+/// positions, so losing it is losing everything.
+fn warn_about_ephemeral_sqlite(store: &Store) {
+    if std::env::var_os("RENDER").is_none() {
+        return;
+    }
+    let Some(file) = store.sqlite_file() else {
+        return;
+    };
+    let directory = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if on_a_disk_of_its_own(&directory) {
+        return;
+    }
+    tracing::warn!(
+        file = %file.display(),
+        "the SQLite database is on Render's ephemeral filesystem and will be lost at the next deploy or restart, with every record and event in it: attach a persistent disk and put the file on it (DATABASE_URL=sqlite:///var/data/crm-router.db for a disk mounted at /var/data), or set DATABASE_URL to a PostgreSQL database"
+    );
+}
+
+/// Whether `directory` is on another filesystem than `/` (a mounted disk).
+fn on_a_disk_of_its_own(directory: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(directory), std::fs::metadata("/")) {
+            (Ok(directory), Ok(root)) => directory.dev() != root.dev(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = directory;
+        false
+    }
+}
+
 fn warn_about_unsubscribed_routes(routes: &RouteSet, kafka: &crate::kafka::KafkaSettings) {
     use crate::route::trigger::TriggerKind;
     for route in &routes.routes {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod crm;
 pub mod engine;
 pub mod event;
+pub mod import;
 pub mod init;
 pub mod kafka;
 pub mod reload;

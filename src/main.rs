@@ -76,6 +76,19 @@ enum Command {
     /// Measure throughput, latency and memory on this machine, each variant on a database of
     /// its own (see BENCHMARKS.md).
     Bench(BenchArgs),
+    /// Import the original CRM's users, customers, meetings, tasks, approval requests and
+    /// notifications from its PostgreSQL database or a JSON lines file, without events.
+    /// Idempotent; exits 1 when a row was refused.
+    Import {
+        /// `postgres://…` of the original CRM's database, or a file of JSON lines
+        /// (`{"table": "users", "row": {...}}`).
+        from: String,
+        /// What a bad row does: `skip` reports it and goes on, `stop` imports nothing after it.
+        #[arg(long, value_enum, default_value = "skip")]
+        on_error: crm_router::import::OnError,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
 }
 
 /// `crm-router bench`.
@@ -447,12 +460,64 @@ async fn create_user(
             role,
             manager_id: None,
         },
+        None,
+        None,
     )
     .await?;
     store.close().await;
     // A running daemon on this database picks USER_CREATED up from the log within a second.
     println!("created {} {} ({})", user.role, user.email, user.id);
     Ok(ExitCode::SUCCESS)
+}
+
+async fn import(
+    settings: Settings,
+    from: &str,
+    on_error: crm_router::import::OnError,
+) -> anyhow::Result<ExitCode> {
+    use crm_router::import::{self, original::OriginalTable, source::Source};
+    let source = Source::parse(from);
+    let store = open_store(&settings).await?;
+    // Drawn on a terminal only; piped, it stays silent and the summary says it all.
+    let progress = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} rows ({per_sec}, {eta} left)",
+        )
+        .context("the progress bar's template")?,
+    );
+    let outcome = import::import(&store, &source, on_error, &progress).await;
+    progress.finish_and_clear();
+    store.close().await;
+    let summary = outcome.with_context(|| format!("importing from {}", source.display()))?;
+    println!("imported from {}:", source.display());
+    for table in OriginalTable::ALL {
+        if let Some(counts) = summary.counts.get(&table) {
+            println!(
+                "  {:<18} {} imported, {} already here, {} refused",
+                table.name(),
+                counts.imported,
+                counts.present,
+                counts.refused
+            );
+        }
+    }
+    const SHOWN: usize = 50;
+    for refusal in summary.refusals.iter().take(SHOWN) {
+        println!("refused: {refusal}");
+    }
+    if summary.refusals.len() > SHOWN {
+        println!("… and {} more refused rows", summary.refusals.len() - SHOWN);
+    }
+    if summary.stopped {
+        println!(
+            "stopped at the first refused row (--on-error stop): nothing after it was imported"
+        );
+    }
+    Ok(if summary.refusals.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// A failed read of the dead letters; a missing table means `run` never prepared the database.
@@ -633,6 +698,17 @@ async fn main() -> ExitCode {
             init_tracing_quiet();
             match settings(config.as_deref(), cli.log_format, source) {
                 Ok(settings) => create_user(settings, email, name, role).await,
+                Err(error) => Err(error),
+            }
+        }
+        Command::Import {
+            from,
+            on_error,
+            source,
+        } => {
+            init_tracing_quiet();
+            match settings(config.as_deref(), cli.log_format, source) {
+                Ok(settings) => import(settings, &from, on_error).await,
                 Err(error) => Err(error),
             }
         }

@@ -8,7 +8,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
-use super::current_user::{authenticate, bearer_token};
+use super::current_user::{authenticate, bearer_token, peer_address};
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::Role;
@@ -26,7 +26,7 @@ impl FromRequestParts<AppState> for ApiKey {
     ) -> Result<Self, Self::Rejection> {
         if parts.headers.get("x-api-key").is_none() {
             if let Some(token) = bearer_token(parts) {
-                let caller = authenticate(state, token).await?;
+                let caller = authenticate(state, token, peer_address(parts)).await?;
                 if caller.viewer.role == Role::Admin {
                     return Ok(Self);
                 }

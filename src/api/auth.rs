@@ -163,6 +163,8 @@ pub async fn register(
             role,
             manager_id: request.manager_id,
         },
+        caller.as_ref().map(|caller| &caller.viewer),
+        Some(client.ip()),
     )
     .await?;
     state.announce(&published);
@@ -193,7 +195,8 @@ pub async fn register(
     ))
 }
 
-const BAD_CREDENTIALS: &str = "invalid email or password";
+/// Word for word the original CRM's, which its frontend's login spec expects.
+const BAD_CREDENTIALS: &str = "Invalid email or password";
 
 /// Exchanges credentials for a token; emits `USER_LOGGED_IN`.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth",
@@ -216,25 +219,44 @@ pub async fn login(
         });
     }
     let found = users::find_for_login(state.store.reader(), &request.email).await?;
-    let (record, verified) = blocking(move || match found {
+    let (record, verified, rehashed) = blocking(move || match found {
         Some(record) => {
             let verified = password::verify(&request.password, &record.password_hash);
-            (Some(record), verified)
+            // An imported user's bcrypt hash is replaced by Argon2id at their first login,
+            // the one moment the password is known.
+            let rehashed = (verified && password::is_outdated(&record.password_hash))
+                .then(|| password::hash(&request.password))
+                .transpose();
+            (Some(record), verified, rehashed)
         }
         None => {
             // Same work as a wrong password, so response time does not reveal accounts.
             password::verify(&request.password, password::decoy_hash());
-            (None, false)
+            (None, false, Ok(None))
         }
     })
     .await?;
+    let rehashed = rehashed.map_err(|error| ApiError::Internal(error.to_string()))?;
+    let outdated_hash = record
+        .as_ref()
+        .map(|record| record.password_hash.clone())
+        .unwrap_or_default();
     let (user, generation): (User, i64) = match (record, verified) {
+        // Said only to whoever knows the password, so it reveals nothing to a guesser.
+        (Some(record), true) if !record.user.active => {
+            return Err(ApiError::Forbidden(
+                "this account is deactivated; an ADMIN can reactivate it".into(),
+            ))
+        }
         (Some(record), true) => (record.user, record.generation),
         _ => return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into())),
     };
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();
-    users::logged_in(&mut transaction, &mut published, &user).await?;
+    if let Some(rehashed) = &rehashed {
+        users::replace_password_hash(&mut transaction, &user.id, &outdated_hash, rehashed).await?;
+    }
+    users::logged_in(&mut transaction, &mut published, &user, Some(client.ip())).await?;
     state.commit(transaction, published).await?;
     let role = user.role();
     let token = state
@@ -269,7 +291,7 @@ pub async fn logout(
     caller: CurrentUser,
 ) -> Result<Answer<LoggedOut>, ApiError> {
     let mut transaction = state.store.begin().await?;
-    users::end_sessions(&mut transaction, &caller.user.id).await?;
+    users::log_out(&mut transaction, &caller.viewer).await?;
     transaction.commit().await?;
     Ok(Answer::new(LoggedOut {
         message: "logged out: every token of this user has ended",

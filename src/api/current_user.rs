@@ -31,8 +31,20 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
-/// Resolves a bearer token to a current user.
-pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, ApiError> {
+/// The address of the connection a request came on (the server records it for every request).
+pub fn peer_address(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// Resolves a bearer token, sent from `address`, to a current user.
+pub async fn authenticate(
+    state: &AppState,
+    token: &str,
+    address: Option<std::net::IpAddr>,
+) -> Result<CurrentUser, ApiError> {
     let claims = state
         .tokens
         .verify(token)
@@ -40,6 +52,11 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, 
     let (user, generation) = users::find_session(state.store.reader(), &claims.sub)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+    if !user.active {
+        return Err(ApiError::Unauthorized(
+            "this account is deactivated; an ADMIN can reactivate it".into(),
+        ));
+    }
     if claims.generation != generation {
         return Err(ApiError::Unauthorized(
             "this token was ended by a logout; log in again".into(),
@@ -48,6 +65,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<CurrentUser, 
     let viewer = Viewer {
         id: user.id.clone(),
         role: user.role(),
+        address,
     };
     Ok(CurrentUser { user, viewer })
 }
@@ -64,7 +82,7 @@ impl FromRequestParts<AppState> for CurrentUser {
                 "log in first: send `Authorization: Bearer <token>` (POST /api/auth/login)".into(),
             )
         })?;
-        authenticate(state, token).await
+        authenticate(state, token, peer_address(parts)).await
     }
 }
 
@@ -81,7 +99,7 @@ impl FromRequestParts<AppState> for MaybeUser {
     ) -> Result<Self, Self::Rejection> {
         match bearer_token(parts) {
             None => Ok(Self(None)),
-            Some(token) => authenticate(state, token)
+            Some(token) => authenticate(state, token, peer_address(parts))
                 .await
                 .map(|user| Self(Some(user))),
         }

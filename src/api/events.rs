@@ -11,7 +11,7 @@ use super::error::{ApiError, FieldError};
 use super::json::ApiJson;
 use super::path::ApiPath;
 use super::AppState;
-use crate::engine::log_published;
+use crate::engine::log_committed;
 use crate::event::{Delivery, EventError, SubmittedEvent};
 use crate::store::dead_letters;
 
@@ -95,7 +95,7 @@ pub async fn submit(
     let appended = state.appender.append(event.clone()).await?;
     if appended {
         state.log_signal.notify_one();
-        log_published(std::slice::from_ref(&event));
+        log_committed(std::slice::from_ref(&event));
     }
     Ok((
         StatusCode::ACCEPTED,

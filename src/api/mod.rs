@@ -35,7 +35,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{LoginLimiter, SignupLimiter, TokenKeys};
 use crate::crm::Published;
-use crate::engine::{log_published, EngineHealth, LogSignal, RouteSetHandle};
+use crate::engine::{log_committed, EngineHealth, LogSignal, RouteSetHandle};
 use crate::reload::{Reloader, Signal};
 use crate::store::Store;
 use error::ApiError;
@@ -78,7 +78,7 @@ pub struct AppState {
 
 impl AppState {
     /// Commits a write and then announces its events: wakes the consumer and logs
-    /// `📤 Event published` for each. Nothing is announced for a write that did not commit.
+    /// its events (`engine::log_committed`). Nothing is announced for a write that did not commit.
     pub async fn commit(
         &self,
         transaction: Tx<'static>,
@@ -89,11 +89,11 @@ impl AppState {
         Ok(())
     }
 
-    /// Wakes the consumer for committed events and logs `📤 Event published` for each.
+    /// Wakes the consumer for committed events and logs each (`engine::log_committed`).
     pub fn announce(&self, published: &Published) {
         if !published.0.is_empty() {
             self.log_signal.notify_one();
-            log_published(&published.0);
+            log_committed(&published.0);
         }
     }
 }
@@ -163,6 +163,12 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             crm::notifications::read_all_put
         ))
         .routes(routes!(crm::analytics::summary))
+        .routes(routes!(crm::audit::list))
+        .routes(routes!(crm::audit::get))
+        .routes(routes!(crm::reports::dashboard))
+        .routes(routes!(crm::reports::sales_metrics))
+        .routes(routes!(crm::reports::task_trends))
+        .routes(routes!(crm::reports::export))
         .split_for_parts();
     openapi::add_edge_responses(&mut document);
     (router, document)

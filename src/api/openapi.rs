@@ -21,7 +21,7 @@ use super::error::ErrorBody;
 #[openapi(
     info(
         title = "crm-router",
-        description = "The bundled CRM's REST API and the daemon's operator endpoints. Errors are `{\"error\": {\"code\", \"message\", \"fields\"?}}`."
+        description = "The bundled CRM's REST API and the daemon's operator endpoints. Errors are `{\"success\": false, \"error\", \"message\", \"code\", \"fields\"?}`."
     ),
     components(schemas(ErrorBody)),
     modifiers(&SecuritySchemes),
@@ -29,6 +29,8 @@ use super::error::ErrorBody;
         (name = "auth", description = "Registration, login, the current user"),
         (name = "customers"), (name = "meetings"), (name = "tasks"), (name = "opportunities"),
         (name = "approvals"), (name = "notifications"), (name = "analytics"),
+        (name = "reports", description = "The original CRM's reports, for what the caller may see"),
+        (name = "audit", description = "Who did what, for ADMIN and COMPLIANCE users"),
         (name = "operations", description = "Health, routes and raw events (API key or ADMIN token)")
     )
 )]

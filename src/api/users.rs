@@ -31,6 +31,8 @@ pub struct UserBody {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub manager_id: Option<Option<String>>,
+    /// Whether the user may sign in; `false` ends their sessions at once.
+    pub active: Option<bool>,
 }
 
 /// Users the caller may look up, newest first.
@@ -62,10 +64,12 @@ pub async fn get(
     ))
 }
 
-/// Changes a user's name, role or manager (ADMIN); emits `USER_UPDATED` with what changed.
+/// Changes a user's name, role, manager or whether they may sign in (ADMIN); emits
+/// `USER_UPDATED` with what changed.
 #[utoipa::path(put, path = "/api/auth/users/{id}", tag = "auth", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = UserBody,
-    responses((status = 200, body = Answer<User>), (status = 400), (status = 401), (status = 403), (status = 404)))]
+    responses((status = 200, body = Answer<User>), (status = 400), (status = 401), (status = 403), (status = 404),
+        (status = 409, description = "an ADMIN deactivating themselves, or the last ADMIN giving up the role")))]
 pub async fn update(
     State(state): State<AppState>,
     caller: CurrentUser,
@@ -76,6 +80,7 @@ pub async fn update(
         name: body.name,
         role: body.role,
         manager_id: body.manager_id,
+        active: body.active,
     };
     let mut transaction = state.store.begin().await?;
     let mut published = Published::default();

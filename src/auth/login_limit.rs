@@ -8,8 +8,10 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// Attempts per (email, address): a burst of 5, then one every 12 s.
-const PER_ACCOUNT_BURST: u32 = 5;
+/// Attempts per (email, address): a burst of 10, then one every 12 s. Ten, not fewer, because
+/// successful logins count too (the limiter cannot tell them apart before the slow hash), and
+/// the original CRM's own end-to-end specs log one user in 8 times within 40 s.
+const PER_ACCOUNT_BURST: u32 = 10;
 const PER_ACCOUNT_PERIOD: Duration = Duration::from_secs(12);
 /// Attempts per address over all emails: a burst of 30, then one per second.
 const PER_ADDRESS_BURST: u32 = 30;
@@ -73,7 +75,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_sixth_quick_attempt_for_one_account_waits() {
+    fn an_attempt_beyond_the_burst_for_one_account_waits() {
         let limiter = LoginLimiter::new();
         let address: IpAddr = "192.0.2.1".parse().unwrap();
         for _ in 0..PER_ACCOUNT_BURST {

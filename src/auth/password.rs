@@ -1,4 +1,5 @@
-//! Argon2id password hashes in PHC string format.
+//! Argon2id password hashes in PHC string format, and the bcrypt hashes of users imported from
+//! the original CRM, which verify until their first login replaces them ([`is_outdated`]).
 //!
 //! Hashing is deliberately slow (tens of milliseconds) and takes about 19 MiB; callers run it
 //! through [`super::hashing`]. The working memory is kept per thread and reused
@@ -76,9 +77,35 @@ pub fn hash(password: &str) -> Result<String, AuthError> {
     Ok(hash.to_string())
 }
 
-/// Whether `password` matches `stored`. A malformed stored hash, or one asking for more than
-/// 64 MiB of working memory, never matches.
+/// The highest bcrypt cost a stored hash may ask for (2^14 rounds, about a second); the
+/// original CRM used 10.
+const MAX_BCRYPT_COST: u32 = 14;
+
+/// Whether `stored` is a bcrypt hash (`$2a$`, `$2b$`, `$2y$`), as the original CRM stored.
+fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|prefix| stored.starts_with(prefix))
+}
+
+/// Whether `stored` should be replaced by an Argon2id hash once its password is known: a bcrypt
+/// hash of an imported user.
+pub fn is_outdated(stored: &str) -> bool {
+    is_bcrypt(stored)
+}
+
+/// Whether `password` matches `stored`, an Argon2 or a bcrypt hash. A malformed stored hash,
+/// or one asking for more than 64 MiB of working memory or a bcrypt cost above 14, never
+/// matches. bcrypt reads the first 72 bytes of a password only, as the original CRM's bcryptjs
+/// did, so imported users log in with exactly the passwords they had.
 pub fn verify(password: &str, stored: &str) -> bool {
+    if is_bcrypt(stored) {
+        let cost = stored
+            .parse::<bcrypt::HashParts>()
+            .map(|parts| parts.get_cost());
+        return cost.is_ok_and(|cost| cost <= MAX_BCRYPT_COST)
+            && bcrypt::verify(password, stored).unwrap_or(false);
+    }
     let Ok(parsed) = PasswordHash::new(stored) else {
         return false;
     };
@@ -128,6 +155,23 @@ mod tests {
         assert!(!verify("Password123", &first));
         assert!(!verify("Password123!", "not a hash"));
         assert!(!verify("anything", decoy_hash()));
+    }
+
+    #[test]
+    fn bcrypt_hashes_of_the_original_crm_verify_and_are_outdated() {
+        // As bcryptjs stores them ($2a$ and $2b$ differ in name only for these passwords).
+        let stored = bcrypt::hash("password123", 4).unwrap();
+        let bcryptjs_style = stored.replacen("$2b$", "$2a$", 1);
+        for stored in [&stored, &bcryptjs_style] {
+            assert!(verify("password123", stored), "{stored}");
+            assert!(!verify("password124", stored));
+            assert!(is_outdated(stored));
+        }
+        assert!(!is_outdated(&hash("password123").unwrap()));
+        // Refused before any work: the cost is read from the hash.
+        let too_costly = stored.replacen("$04$", "$15$", 1);
+        assert!(!verify("password123", &too_costly));
+        assert!(!verify("password123", "$2b$10$not-a-hash"));
     }
 
     #[test]

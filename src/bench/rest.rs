@@ -25,6 +25,8 @@ pub async fn register_admin(store: &Store) -> Result<(), BenchError> {
             role: Role::Admin,
             manager_id: None,
         },
+        None,
+        None,
     )
     .await
     .map_err(|error| BenchError::Setup(format!("cannot register the bench user: {error}")))?;

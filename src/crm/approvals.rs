@@ -4,6 +4,7 @@ use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::audit::{Action, Resource};
 use super::reference::{self, Reference};
 use super::{fetch_visible, CrmError, Paging, Problems, Published, Viewer};
 use crate::store::sql::StatementBuilder;
@@ -255,6 +256,16 @@ pub async fn create(
     .persistent(false)
     .execute(&mut *connection)
     .await?;
+    let changes = json!({"new": event_data(&approval)});
+    viewer
+        .audit(
+            connection,
+            Action::Create,
+            Resource::ApprovalRequest,
+            &approval.id,
+            Some(changes),
+        )
+        .await?;
     published
         .append(
             connection,
@@ -269,7 +280,7 @@ pub async fn create(
 
 /// Requests the viewer may see: their own; those who decide (MANAGER, COMPLIANCE, ADMIN) see
 /// all, since any of them may decide.
-fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
+pub(crate) fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
     if !viewer.role.decides_approvals() {
         statement.push(" AND requester_id = ");
         statement.push_param(viewer.id.to_string());
@@ -388,6 +399,16 @@ pub async fn decide(
         Decision::Reject => ("REJECTED", "APPROVAL_REJECTED"),
     };
     settle(connection, &mut approval, status, Some(&viewer.id), comment).await?;
+    let changes = json!({"status": status, "comment": approval.comment});
+    viewer
+        .audit(
+            connection,
+            Action::Update,
+            Resource::ApprovalRequest,
+            &approval.id,
+            Some(changes),
+        )
+        .await?;
     let mut data = event_data(&approval);
     data["approverId"] = json!(approval.approver_id);
     data["comment"] = json!(approval.comment);
@@ -417,6 +438,16 @@ pub async fn recall(
         ));
     }
     settle(connection, &mut approval, "RECALLED", None, None).await?;
+    let changes = json!({"status": "RECALLED"});
+    viewer
+        .audit(
+            connection,
+            Action::Update,
+            Resource::ApprovalRequest,
+            &approval.id,
+            Some(changes),
+        )
+        .await?;
     published
         .append(
             connection,

@@ -4,6 +4,7 @@ use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::audit::{Action, Resource};
 use super::reference::{self, Reference};
 use super::{fetch_visible, is_unique_violation, CrmError, Paging, Problems, Published, Viewer};
 use crate::auth::Role;
@@ -311,6 +312,16 @@ pub async fn create(
     .execute(&mut *connection)
     .await
     .map_err(conflict_or)?;
+    let changes = json!({"new": event_data(&customer)});
+    viewer
+        .audit(
+            connection,
+            Action::Create,
+            Resource::Customer,
+            &customer.id,
+            Some(changes),
+        )
+        .await?;
     published
         .append(
             connection,
@@ -412,6 +423,7 @@ pub async fn update(
     viewer.require_changes()?;
     let fields = check(fields, false)?;
     let mut customer = get(connection, viewer, id).await?;
+    let before = event_data(&customer);
     if let Some(name) = fields.name {
         customer.name = name;
     }
@@ -466,6 +478,16 @@ pub async fn update(
     .execute(&mut *connection)
     .await
     .map_err(conflict_or)?;
+    let changes = json!({"before": before, "after": event_data(&customer)});
+    viewer
+        .audit(
+            connection,
+            Action::Update,
+            Resource::Customer,
+            &customer.id,
+            Some(changes),
+        )
+        .await?;
     published
         .append(
             connection,
@@ -492,6 +514,15 @@ pub async fn delete(
         .bind(now.as_str())
         .bind(customer.id.as_str())
         .execute(&mut *connection)
+        .await?;
+    viewer
+        .audit(
+            connection,
+            Action::Delete,
+            Resource::Customer,
+            &customer.id,
+            None,
+        )
         .await?;
     published
         .append(

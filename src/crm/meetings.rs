@@ -6,6 +6,7 @@ use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::audit::{Action, Resource};
 use super::customers::{check_owner, require_visible};
 use super::reference::{self, Reference};
 use super::{fetch_visible, CrmError, Paging, Problems, Published, Viewer};
@@ -188,7 +189,7 @@ fn event_data(meeting: &Meeting) -> serde_json::Value {
 
 /// Which meetings a viewer sees: held by someone in their scope, or with a customer owned by
 /// someone in their scope (as tasks).
-fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
+pub(crate) fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
     if viewer.role.sees_everything() {
         return;
     }
@@ -260,6 +261,16 @@ pub async fn create(
     .bind(meeting.updated_at.as_str())
     .execute(&mut *connection)
     .await?;
+    let changes = json!({"new": event_data(&meeting)});
+    viewer
+        .audit(
+            connection,
+            Action::Create,
+            Resource::Meeting,
+            &meeting.id,
+            Some(changes),
+        )
+        .await?;
     announce(connection, published, "MEETING_CREATED", &meeting).await?;
     super::read_back(connection, &meeting.id).await
 }
@@ -337,6 +348,7 @@ pub async fn update(
     viewer.require_changes()?;
     let fields = check(fields, false)?;
     let mut meeting = get(connection, viewer, id).await?;
+    let before = event_data(&meeting);
     if let Some(customer) = fields.customer_id {
         if customer != meeting.customer_id {
             require_visible(connection, viewer, &customer, "customerId").await?;
@@ -378,6 +390,16 @@ pub async fn update(
     .bind(meeting.id.as_str())
     .execute(&mut *connection)
     .await?;
+    let changes = json!({"before": before, "after": event_data(&meeting)});
+    viewer
+        .audit(
+            connection,
+            Action::Update,
+            Resource::Meeting,
+            &meeting.id,
+            Some(changes),
+        )
+        .await?;
     announce(connection, published, "MEETING_UPDATED", &meeting).await?;
     super::read_back(connection, &meeting.id).await
 }
@@ -395,6 +417,15 @@ pub async fn delete(
         .bind(now_rfc3339())
         .bind(meeting.id.as_str())
         .execute(&mut *connection)
+        .await?;
+    viewer
+        .audit(
+            connection,
+            Action::Delete,
+            Resource::Meeting,
+            &meeting.id,
+            None,
+        )
         .await?;
     announce(connection, published, "MEETING_DELETED", &meeting).await
 }

@@ -11,12 +11,14 @@
 
 pub mod analytics;
 pub mod approvals;
+pub mod audit;
 pub mod customers;
 pub mod meetings;
 pub mod notifications;
 pub mod opportunities;
 pub mod publish;
 pub mod reference;
+pub mod reports;
 pub mod scope;
 pub mod tasks;
 pub mod users;
@@ -335,7 +337,11 @@ mod tests {
                  ('a1', 'u1', 'Discount', 12.5, 'a'), ('a2', 'u1', 'No amount', NULL, 'b'); \
                  UPDATE approvals SET customer_id = 'c2', approver_id = 'u1' WHERE id = 'a1'; \
                  INSERT INTO notifications (id, user_id, type, title, message, read, created_at) VALUES \
-                 ('n1', 'u1', 'TASK', 't', 'm', 0, 'a'), ('n2', 'u1', 'TASK', 't', 'm', 1, 'b');",
+                 ('n1', 'u1', 'TASK', 't', 'm', 0, 'a'), ('n2', 'u1', 'TASK', 't', 'm', 1, 'b'); \
+                 INSERT INTO audit_log (id, user_id, action, resource_type, resource_id, changes, \
+                 ip_address, recorded_at) VALUES ('e1', 'u1', 'UPDATE', 'Customer', 'c1', \
+                 '{\"before\":{\"name\":\"A \\\"q\\\"\"},\"after\":{\"n\":1.5}}', '127.0.0.1', 'a'), \
+                 ('e2', 'gone', 'LOGIN', 'User', 'gone', NULL, NULL, 'b');",
             )
             .await
             .unwrap();
@@ -388,5 +394,19 @@ mod tests {
         )
         .await;
         assert_eq!(rendered, serialised);
+        let (rendered, serialised) = both_renderings::<audit::AuditEntry>(
+            pool,
+            "audit_log",
+            &audit::selected(pool.dialect()),
+            audit::FIELDS,
+        )
+        .await;
+        assert_eq!(rendered, serialised);
+        assert_eq!(
+            rendered[0]["changes"]["before"]["name"], "A \"q\"",
+            "{rendered}"
+        );
+        assert_eq!(rendered[0]["user"]["role"], "SALES", "{rendered}");
+        assert_eq!(rendered[1]["user"], Value::Null);
     }
 }

@@ -15,6 +15,8 @@ pub struct Viewer {
     pub id: String,
     /// Current role (read from the database on every request, not from the token).
     pub role: Role,
+    /// The address the request came from, for the audit log (`None` off the API).
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl Viewer {

@@ -4,6 +4,7 @@ use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::audit::{Action, Resource};
 use super::customers::{check_owner, require_visible};
 use super::reference::{self, Reference};
 use super::{fetch_visible, CrmError, Paging, Problems, Published, Viewer};
@@ -234,7 +235,7 @@ fn event_data(task: &Task) -> serde_json::Value {
 
 /// Which tasks a viewer sees: assigned to someone in their scope, or about a customer owned by
 /// someone in their scope.
-fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
+pub(crate) fn restrict(viewer: &Viewer, statement: &mut StatementBuilder) {
     if viewer.role.sees_everything() {
         return;
     }
@@ -279,6 +280,15 @@ pub async fn create(
     };
     write(connection, &task, true).await?;
     let mut data = event_data(&task);
+    viewer
+        .audit(
+            connection,
+            Action::Create,
+            Resource::Task,
+            &task.id,
+            Some(json!({"new": data})),
+        )
+        .await?;
     data.as_object_mut().expect("an object").remove("status");
     published
         .append(
@@ -397,6 +407,7 @@ pub async fn update(
     viewer.require_changes()?;
     let fields = check(fields, false)?;
     let mut task = get(connection, viewer, id).await?;
+    let before = event_data(&task);
     let was_completed = task.status == "COMPLETED";
     if let Some(assignee) = &fields.assignee_id {
         if task.assignee_id.as_deref() != Some(assignee.as_str()) {
@@ -435,6 +446,16 @@ pub async fn update(
     }
     task.updated_at = now;
     write(connection, &task, false).await?;
+    let changes = json!({"before": before, "after": event_data(&task)});
+    viewer
+        .audit(
+            connection,
+            Action::Update,
+            Resource::Task,
+            &task.id,
+            Some(changes),
+        )
+        .await?;
     published
         .append(
             connection,
@@ -483,6 +504,9 @@ pub async fn delete(
     .await?;
     task.status = "CANCELLED".into();
     task.updated_at = now;
+    viewer
+        .audit(connection, Action::Delete, Resource::Task, &task.id, None)
+        .await?;
     published
         .append(
             connection,

@@ -4,7 +4,7 @@ use crate::store::db::{self, Conn, Pool};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{is_unique_violation, CrmError, Paging, Problems, Published, Viewer};
+use super::{audit, is_unique_violation, CrmError, Paging, Problems, Published, Viewer};
 use crate::auth::{password, Role};
 use crate::store::sql::StatementBuilder;
 use crate::store::Store;
@@ -26,21 +26,29 @@ pub struct User {
     pub role: String,
     /// The user's manager, whose team they are in.
     pub manager_id: Option<String>,
+    /// Whether they may sign in (an ADMIN deactivates a user without deleting them).
+    pub active: bool,
     /// Created (RFC 3339).
     pub created_at: String,
     /// Last changed (RFC 3339).
     pub updated_at: String,
 }
 
-crate::record_from_row!(User {
-    id,
-    email,
-    name,
-    role,
-    manager_id,
-    created_at,
-    updated_at
-});
+impl crate::store::db::FromRow for User {
+    fn from_row(row: &crate::store::db::Row) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            name: row.try_get("name")?,
+            role: row.try_get("role")?,
+            manager_id: row.try_get("manager_id")?,
+            // An integer on both databases (PostgreSQL decodes no boolean from one).
+            active: row.try_get::<i64, _>("active")? != 0,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
+}
 
 impl User {
     /// The role, parsed (an unknown stored role is treated as the least privileged).
@@ -89,10 +97,15 @@ fn validate_and_hash(registration: &Registration) -> Result<(String, String, Str
 }
 
 /// Registers a user: validates, hashes the password off the async threads, and commits the
-/// row with its `USER_CREATED` event. The events are returned for the caller to announce.
+/// row with its `USER_CREATED` event and audit entry. `by` is the ADMIN adding the user, or
+/// `None` for a sign-up (the new user is then the entry's actor) or the operator's CLI;
+/// `address` is where the request came from. The events are returned for the caller to
+/// announce.
 pub async fn register(
     store: &Store,
     registration: Registration,
+    by: Option<&Viewer>,
+    address: Option<std::net::IpAddr>,
 ) -> Result<(User, Published), CrmError> {
     let role = registration.role;
     let manager_id = registration.manager_id.clone();
@@ -108,6 +121,21 @@ pub async fn register(
         &hash,
         role,
         manager_id.as_deref(),
+    )
+    .await?;
+    audit::record(
+        &mut transaction,
+        audit::Change {
+            actor: audit::Actor {
+                user_id: by.map_or(user.id.as_str(), |admin| admin.id.as_str()),
+                address,
+            },
+            action: audit::Action::Create,
+            resource: audit::Resource::User,
+            resource_id: &user.id,
+            changes: Some(json!({"new": {"email": user.email, "name": user.name,
+                "role": user.role, "managerId": user.manager_id}})),
+        },
     )
     .await?;
     transaction.commit().await?;
@@ -131,6 +159,7 @@ async fn insert(
         name: name.to_owned(),
         role: role.as_str().to_owned(),
         manager_id: manager_id.map(str::to_owned),
+        active: true,
         created_at: now.clone(),
         updated_at: now,
     };
@@ -172,10 +201,9 @@ async fn insert(
 
 /// A user by id.
 pub async fn find(pool: &Pool, id: &str) -> Result<Option<User>, CrmError> {
-    let row = db::query(
-        "SELECT id, email, name, role, manager_id, created_at, updated_at FROM users \
-         WHERE id = $1 AND deleted_at IS NULL",
-    )
+    let row = db::query(&format!(
+        "SELECT {COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL"
+    ))
     .bind(id)
     .fetch_optional_as(pool)
     .await?;
@@ -184,10 +212,9 @@ pub async fn find(pool: &Pool, id: &str) -> Result<Option<User>, CrmError> {
 
 /// A user with their current session generation (see [`end_sessions`]), by id.
 pub async fn find_session(pool: &Pool, id: &str) -> Result<Option<(User, i64)>, CrmError> {
-    let row = db::query(
-        "SELECT id, email, name, role, manager_id, created_at, updated_at, token_generation \
-         FROM users WHERE id = $1 AND deleted_at IS NULL",
-    )
+    let row = db::query(&format!(
+        "SELECT {COLUMNS}, token_generation FROM users WHERE id = $1 AND deleted_at IS NULL"
+    ))
     .bind(id)
     .fetch_optional(pool)
     .await?;
@@ -213,10 +240,10 @@ pub struct LoginRecord {
 
 /// A user who may log in, by email (case-insensitive).
 pub async fn find_for_login(pool: &Pool, email: &str) -> Result<Option<LoginRecord>, CrmError> {
-    let row = db::query(
-        "SELECT id, email, name, role, manager_id, created_at, updated_at, password_hash, \
-         token_generation FROM users WHERE email = $1 AND deleted_at IS NULL",
-    )
+    let row = db::query(&format!(
+        "SELECT {COLUMNS}, password_hash, token_generation FROM users \
+         WHERE email = $1 AND deleted_at IS NULL"
+    ))
     .bind(super::validate::normalise_email(email))
     .fetch_optional(pool)
     .await?;
@@ -230,23 +257,67 @@ pub async fn find_for_login(pool: &Pool, email: &str) -> Result<Option<LoginReco
     }
 }
 
-/// Ends every session of the user: moves their session generation on, so each token issued
-/// before stops working at once. Also what a logout does, since a bearer token cannot be
-/// called back on its own.
-pub async fn end_sessions(connection: &mut Conn<'_>, id: &str) -> Result<(), CrmError> {
-    db::query("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1")
+/// Replaces a user's `outdated` password hash by `rehashed` (an imported bcrypt hash by Argon2id
+/// at login). Nothing happens if the hash changed meanwhile, so a concurrent password change
+/// wins.
+pub async fn replace_password_hash(
+    connection: &mut Conn<'_>,
+    id: &str,
+    outdated: &str,
+    rehashed: &str,
+) -> Result<(), CrmError> {
+    db::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+        .bind(rehashed)
         .bind(id)
+        .bind(outdated)
         .execute(&mut *connection)
         .await?;
     Ok(())
 }
 
-/// Records a successful login as `USER_LOGGED_IN`.
+/// Logs the viewer out: ends every session of theirs by moving their session generation on,
+/// so each token issued before stops working at once (a bearer token cannot be called back
+/// on its own), and audits it.
+pub async fn log_out(connection: &mut Conn<'_>, viewer: &Viewer) -> Result<(), CrmError> {
+    db::query("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1")
+        .bind(viewer.id.as_str())
+        .execute(&mut *connection)
+        .await?;
+    audit::record(
+        connection,
+        audit::Change {
+            actor: viewer.actor(),
+            action: audit::Action::Logout,
+            resource: audit::Resource::User,
+            resource_id: &viewer.id,
+            changes: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a successful login from `address` as `USER_LOGGED_IN` and in the audit log.
 pub async fn logged_in(
     connection: &mut Conn<'_>,
     published: &mut Published,
     user: &User,
+    address: Option<std::net::IpAddr>,
 ) -> Result<(), CrmError> {
+    audit::record(
+        connection,
+        audit::Change {
+            actor: audit::Actor {
+                user_id: &user.id,
+                address,
+            },
+            action: audit::Action::Login,
+            resource: audit::Resource::User,
+            resource_id: &user.id,
+            changes: None,
+        },
+    )
+    .await?;
     published
         .append(
             connection,
@@ -259,7 +330,7 @@ pub async fn logged_in(
     Ok(())
 }
 
-const COLUMNS: &str = "id, email, name, role, manager_id, created_at, updated_at";
+const COLUMNS: &str = "id, email, name, role, manager_id, active, created_at, updated_at";
 
 /// How a user appears in a list the database renders (as `User` serialises).
 pub(crate) const FIELDS: &[super::JsonField] = &[
@@ -268,6 +339,7 @@ pub(crate) const FIELDS: &[super::JsonField] = &[
     super::field("name", "name"),
     super::field("role", "role"),
     super::field("managerId", "manager_id"),
+    super::flag("active", "active"),
     super::field("createdAt", "created_at"),
     super::field("updatedAt", "updated_at"),
 ];
@@ -341,6 +413,8 @@ pub struct UserChanges {
     pub role: Option<Role>,
     /// Manager, whose team the user is in; `Some(None)` takes them out of any team.
     pub manager_id: Option<Option<String>>,
+    /// Whether they may sign in; deactivating ends their sessions at once.
+    pub active: Option<bool>,
 }
 
 fn require_admin(viewer: &Viewer) -> Result<(), CrmError> {
@@ -354,7 +428,9 @@ fn require_admin(viewer: &Viewer) -> Result<(), CrmError> {
 }
 
 /// Changes a user (ADMIN only) and announces `USER_UPDATED` with what changed. A role change
-/// takes effect at the user's next request, since roles are read on every request.
+/// takes effect at the user's next request, since roles are read on every request; a
+/// deactivation ends the user's sessions at once. An ADMIN may neither deactivate themselves
+/// nor give up the role while no other ADMIN is left, so there is always one to undo it.
 pub async fn update(
     connection: &mut Conn<'_>,
     published: &mut Published,
@@ -375,6 +451,20 @@ pub async fn update(
     }
     problems.into_result()?;
     let mut user = get(connection, viewer, id).await?;
+    if user.id == viewer.id {
+        if changes.active == Some(false) {
+            return Err(CrmError::Conflict(
+                "an ADMIN cannot deactivate themselves; another ADMIN can".into(),
+            ));
+        }
+        if changes.role.is_some_and(|role| role != Role::Admin)
+            && !other_admin_exists(connection, &user.id).await?
+        {
+            return Err(CrmError::Conflict(
+                "you are the last ADMIN: make another user ADMIN before giving up the role".into(),
+            ));
+        }
+    }
     if let Some(Some(manager_id)) = &changes.manager_id {
         let manager = get(connection, viewer, manager_id).await.ok();
         if !manager.is_some_and(|manager| manager.role().leads_a_team()) {
@@ -383,6 +473,8 @@ pub async fn update(
             return Err(CrmError::Invalid(problems));
         }
     }
+    let before = json!({"name": user.name, "role": user.role, "managerId": user.manager_id,
+        "active": user.active});
     let mut data = json!({"userId": user.id});
     if let Some(name) = name {
         data["name"] = json!(name);
@@ -396,16 +488,37 @@ pub async fn update(
         data["managerId"] = json!(manager_id);
         user.manager_id = manager_id.clone();
     }
+    let deactivated = user.active && changes.active == Some(false);
+    if let Some(active) = changes.active {
+        data["active"] = json!(active);
+        user.active = active;
+    }
     user.updated_at = now_rfc3339();
     db::query(
-        "UPDATE users SET name = $1, role = $2, manager_id = $3, updated_at = $4 WHERE id = $5",
+        "UPDATE users SET name = $1, role = $2, manager_id = $3, updated_at = $4, active = $5, \
+         token_generation = token_generation + $6 WHERE id = $7",
     )
     .bind(user.name.as_str())
     .bind(user.role.as_str())
     .bind(user.manager_id.as_deref())
     .bind(user.updated_at.as_str())
+    .bind(i64::from(user.active))
+    .bind(i64::from(deactivated))
     .bind(user.id.as_str())
     .execute(&mut *connection)
+    .await?;
+    let after = json!({"name": user.name, "role": user.role, "managerId": user.manager_id,
+        "active": user.active});
+    audit::record(
+        connection,
+        audit::Change {
+            actor: viewer.actor(),
+            action: audit::Action::Update,
+            resource: audit::Resource::User,
+            resource_id: &user.id,
+            changes: Some(json!({"before": before, "after": after})),
+        },
+    )
     .await?;
     published
         .append(connection, "user.events", "USER_UPDATED", &user.id, data)
@@ -438,6 +551,17 @@ pub async fn delete(
     .bind(user.id.as_str())
     .execute(&mut *connection)
     .await?;
+    audit::record(
+        connection,
+        audit::Change {
+            actor: viewer.actor(),
+            action: audit::Action::Delete,
+            resource: audit::Resource::User,
+            resource_id: &user.id,
+            changes: None,
+        },
+    )
+    .await?;
     published
         .append(
             connection,
@@ -448,4 +572,16 @@ pub async fn delete(
         )
         .await?;
     Ok(())
+}
+
+/// Whether an active ADMIN other than `id` exists.
+async fn other_admin_exists(connection: &mut Conn<'_>, id: &str) -> Result<bool, CrmError> {
+    let (count,): (i64,) = db::query(
+        "SELECT COUNT(*) FROM users WHERE role = 'ADMIN' AND id <> $1 \
+         AND deleted_at IS NULL AND active <> 0",
+    )
+    .bind(id)
+    .fetch_one_as(&mut *connection)
+    .await?;
+    Ok(count > 0)
 }

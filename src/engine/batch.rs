@@ -15,7 +15,7 @@ use crate::store::{Dialect, StoreError};
 
 use super::commits::AppliedEvent;
 use super::{
-    handle_delivery, lockstep, log_published, Attempt, BatchOutcome, Engine, Handled, Interrupt,
+    handle_delivery, lockstep, log_committed, Attempt, BatchOutcome, Engine, Handled, Interrupt,
     Retry, Stream,
 };
 
@@ -375,7 +375,7 @@ impl Engine {
         if effects.wake {
             self.signal.notify_one();
         }
-        log_published(&effects.published);
+        log_committed(&effects.published);
     }
 }
 

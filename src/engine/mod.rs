@@ -16,6 +16,7 @@ pub mod replay;
 pub mod retry;
 pub mod schedule;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,16 +114,40 @@ impl EngineHealth {
     }
 }
 
-/// Logs what an event's commit published.
-pub fn log_published(events: &[Event]) {
+/// Whether committed events wait in the event log for Kafka (set once at start). The guide's
+/// `📤 Event published` means the event is where consumers read it: on the embedded bus that is
+/// the commit to the event log; on Kafka it is the broker's acknowledgement, which the relay
+/// logs, so a commit only queues. A process-wide flag because only the wording of a log line
+/// depends on it, at the seven places that commit events.
+static QUEUED_FOR_KAFKA: AtomicBool = AtomicBool::new(false);
+
+/// Says whether committed events are queued for Kafka from now on (see [`log_committed`]).
+pub fn set_queued_for_kafka(queued: bool) {
+    QUEUED_FOR_KAFKA.store(queued, Ordering::Relaxed);
+}
+
+/// Logs the events a commit appended to the event log: `📤 Event published` on the embedded
+/// bus, `📮 Event queued for Kafka` when the Kafka relay still has to publish them.
+pub fn log_committed(events: &[Event]) {
+    let queued = QUEUED_FOR_KAFKA.load(Ordering::Relaxed);
     for event in events {
-        tracing::info!(
-            topic = %event.topic,
-            event_id = %event.envelope.event_id,
-            "📤 Event published: {} to topic {}",
-            event.envelope.event_type,
-            event.topic
-        );
+        if queued {
+            tracing::info!(
+                topic = %event.topic,
+                event_id = %event.envelope.event_id,
+                "📮 Event queued for Kafka: {} to topic {}",
+                event.envelope.event_type,
+                event.topic
+            );
+        } else {
+            tracing::info!(
+                topic = %event.topic,
+                event_id = %event.envelope.event_id,
+                "📤 Event published: {} to topic {}",
+                event.envelope.event_type,
+                event.topic
+            );
+        }
     }
 }
 
@@ -252,7 +277,7 @@ impl Engine {
         if !published.is_empty() {
             self.signal.notify_one();
         }
-        log_published(published);
+        log_committed(published);
     }
 }
 

@@ -11,7 +11,7 @@
 use thiserror::Error;
 
 use super::handle::{handle_delivery, Attempt};
-use super::{log_published, LogSignal, RouteSetHandle};
+use super::{log_committed, LogSignal, RouteSetHandle};
 use crate::event::{Delivery, Envelope, Origin};
 use crate::store::dead_letters::{self, DeadLetter, Status};
 use crate::store::log;
@@ -132,7 +132,7 @@ impl Replayer {
                 }
                 transaction.commit().await?;
                 self.signal.notify_one();
-                log_published(std::slice::from_ref(&event));
+                log_committed(std::slice::from_ref(&event));
                 return Ok(ReplayOutcome::Requeued);
             }
             // Refused by the consumer before any route ran: its routes run now, once. The
@@ -184,7 +184,7 @@ impl Replayer {
         handled.count();
         if !handled.emitted.is_empty() {
             self.signal.notify_one();
-            log_published(&handled.emitted);
+            log_committed(&handled.emitted);
         }
         tracing::info!(dead_letter = id, event_id = %letter.event_id, route = letter.route.as_deref().unwrap_or("-"), failed_again = !handled.dead_lettered.is_empty(), "dead letter replayed");
         Ok(match handled.dead_lettered.into_iter().next() {

@@ -19,7 +19,7 @@ use serde_json::json;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use super::{log_published, LogSignal, RouteSetHandle};
+use super::{log_committed, LogSignal, RouteSetHandle};
 use crate::action::{run_steps, Run, Scope, StepFailure, EMIT_SOURCE};
 use crate::event::{Envelope, Event, TopicName};
 use crate::route::trigger::Schedule;
@@ -316,7 +316,7 @@ impl Scheduler {
                         "⏰ Scheduled route ran: {name}"
                     );
                     self.signal.notify_one();
-                    log_published(&emitted);
+                    log_committed(&emitted);
                 }
                 Ok(report(RunOutcome::Completed {
                     emitted: emitted.len(),

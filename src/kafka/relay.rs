@@ -284,7 +284,19 @@ impl Relay {
             // again by the flush. The daemon's grace period bounds the wait.
             let outcome = delivery.await;
             match outcome {
-                Ok(Ok(_)) => published.push(row.seq),
+                Ok(Ok(delivered)) => {
+                    // The guide's line means Kafka has the event (with Kafka on, a commit only
+                    // queues it: `engine::log_committed`).
+                    tracing::info!(
+                        topic = %row.topic,
+                        partition = delivered.partition,
+                        offset = delivered.offset,
+                        "📤 Event published: {} to topic {}",
+                        row.event_type,
+                        row.topic
+                    );
+                    published.push(row.seq);
+                }
                 Ok(Err((error, _))) if connect::is_message_error(&error) => {
                     refused.push((row, format!("Kafka refused the event: {error}")));
                 }

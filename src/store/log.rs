@@ -27,6 +27,8 @@ pub struct LogRecord {
     pub topic: String,
     /// Entity key.
     pub key: String,
+    /// The event's type (also in the envelope), for the log line of its publication.
+    pub event_type: String,
     /// The envelope JSON as stored.
     pub envelope: String,
 }
@@ -170,7 +172,8 @@ pub async fn read_after(pool: &Pool, after: i64, limit: i64) -> Result<Vec<Deliv
 /// Up to `limit` events not yet published to Kafka, in order (the outbox).
 pub async fn unpublished(pool: &Pool, limit: i64) -> Result<Vec<LogRecord>, StoreError> {
     let rows = db::query(
-        "SELECT seq, topic, event_key, envelope FROM event_log WHERE published_at IS NULL \
+        "SELECT seq, topic, event_key, event_type, envelope FROM event_log \
+         WHERE published_at IS NULL \
          ORDER BY seq LIMIT $1",
     )
     .bind(limit)
@@ -182,6 +185,7 @@ pub async fn unpublished(pool: &Pool, limit: i64) -> Result<Vec<LogRecord>, Stor
                 seq: row.try_get("seq")?,
                 topic: row.try_get("topic")?,
                 key: row.try_get("event_key")?,
+                event_type: row.try_get("event_type")?,
                 envelope: row.try_get("envelope")?,
             })
         })

@@ -372,6 +372,14 @@ impl Store {
         self.dialect
     }
 
+    /// The SQLite file the store is on (`None` on PostgreSQL and for an in-memory database).
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        match self.dialect {
+            Dialect::Sqlite => exclusive::sqlite_file(&self.url),
+            Dialect::Postgres => None,
+        }
+    }
+
     /// The URL with credentials removed.
     pub fn display_url(&self) -> &str {
         &self.display_url

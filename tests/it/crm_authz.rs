@@ -13,9 +13,11 @@ use sqlx::AnyPool;
 use crate::support::{Backend, Daemon, Project};
 
 mod administration;
+mod audit;
 mod authentication;
 mod input;
 mod ownership;
+mod reports;
 mod roles;
 mod teams;
 

@@ -277,6 +277,20 @@ async fn the_guides_tests_pass_on_kafka_and_the_events_are_on_the_topics(backend
         log.contains("📥 Event received: USER_CREATED from topic user.events"),
         "{log}"
     );
+    // With Kafka on, a commit queues the event and the relay says when Kafka has it.
+    let queued = log
+        .find("📮 Event queued for Kafka: USER_CREATED to topic user.events")
+        .unwrap_or_else(|| panic!("no queued line: {log}"));
+    let published = log
+        .find("📤 Event published: USER_CREATED to topic user.events")
+        .unwrap_or_else(|| panic!("no published line: {log}"));
+    assert!(queued < published, "{log}");
+    assert!(
+        log.lines()
+            .filter(|line| line.contains("📤 Event published"))
+            .all(|line| line.contains("crm_router::kafka::relay")),
+        "only the relay says published on Kafka: {log}"
+    );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM dead_letters").await, 0);
     // `/metrics` shows the outbox and, from librdkafka's statistics, each partition's lag.
     let metrics = eventually(

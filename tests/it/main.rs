@@ -18,6 +18,7 @@ mod flood;
 mod folding;
 mod hostile;
 mod http_errors;
+mod import;
 mod kafka;
 mod metrics;
 mod openapi;

@@ -85,6 +85,23 @@ async fn every_parameter_is_declared_where_its_handler_reads_it() {
             &["unread", "isRead", "limit", "offset", "page"],
         ),
         (
+            "/api/audit",
+            &[
+                "userId",
+                "action",
+                "resourceType",
+                "entity",
+                "resourceId",
+                "startDate",
+                "endDate",
+                "limit",
+                "offset",
+                "page",
+            ],
+        ),
+        ("/api/reports/task-trends", &["days"]),
+        ("/api/reports/sales-metrics", &["startDate", "endDate"]),
+        (
             "/api/dlq",
             &[
                 "route",
@@ -431,6 +448,32 @@ async fn documented_response_properties_are_the_ones_the_api_answers() {
     })
     .await;
     answers.push(("get", "/api/analytics/summary", summary));
+    let audit = admin.get("/api/audit?limit=5").await;
+    let audit_id = audit.body["data"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no audit entries: {}", audit.body))
+        .to_owned();
+    answers.push(("get", "/api/audit", audit));
+    answers.push((
+        "get",
+        "/api/audit/{id}",
+        admin.get(&format!("/api/audit/{audit_id}")).await,
+    ));
+    answers.push((
+        "get",
+        "/api/reports/dashboard",
+        rep.get("/api/reports/dashboard").await,
+    ));
+    answers.push((
+        "get",
+        "/api/reports/sales-metrics",
+        admin.get("/api/reports/sales-metrics").await,
+    ));
+    answers.push((
+        "get",
+        "/api/reports/task-trends",
+        rep.get("/api/reports/task-trends?days=7").await,
+    ));
     // Errors answer the one error shape, with `fields` when a field is at fault.
     answers.push((
         "get",

@@ -237,3 +237,36 @@ async fn secrets_never_reach_logs_or_endpoints() {
         assert!(!answers.contains(secret), "{secret} in an answer");
     }
 }
+
+/// On Render (`RENDER` set), a SQLite file on the image's filesystem is lost at the next deploy:
+/// the start warns, with the fix. A file on a disk of its own, PostgreSQL, or another host is
+/// not warned about.
+#[tokio::test]
+async fn sqlite_on_renders_ephemeral_filesystem_is_warned_about() {
+    const WARNING: &str = "the SQLite database is on Render's ephemeral filesystem";
+    use std::os::unix::fs::MetadataExt;
+    /// The start's log up to the line after the one that may warn.
+    async fn start_log(project: &Project, env: &[(&str, &str)]) -> String {
+        let daemon = Daemon::start(project, env);
+        eventually(Duration::from_secs(30), "the routes to load", || async {
+            let log = daemon.log();
+            log.contains("loading routes").then_some(log)
+        })
+        .await
+    }
+    let project = Project::bundled();
+    let on_root =
+        std::fs::metadata(project.path()).unwrap().dev() == std::fs::metadata("/").unwrap().dev();
+    let log = start_log(&project, &[("RENDER", "true")]).await;
+    // Where the test's temporary directory is a mount of its own (a tmpfs /tmp), it is what a
+    // persistent disk looks like, and must not be warned about.
+    assert_eq!(log.contains(WARNING), on_root, "{log}");
+    if on_root {
+        assert!(log.contains("attach a persistent disk"), "{log}");
+    }
+    assert!(!start_log(&project, &[]).await.contains(WARNING));
+    if let Some(postgres) = Project::bundled_on(Backend::Postgres) {
+        let log = start_log(&postgres, &[("RENDER", "true")]).await;
+        assert!(!log.contains(WARNING), "{log}");
+    }
+}

@@ -3,10 +3,12 @@
 
 pub mod analytics;
 pub mod approvals;
+pub mod audit;
 pub mod customers;
 pub mod meetings;
 pub mod notifications;
 pub mod opportunities;
+pub mod reports;
 pub mod tasks;
 
 use axum::extract::{FromRequestParts, Query};

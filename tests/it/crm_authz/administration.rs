@@ -182,3 +182,80 @@ async fn a_deleted_user_is_signed_out_at_once_and_what_they_own_goes(backend: Ba
         1
     );
 }
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn a_deactivated_user_is_signed_out_until_reactivated_and_an_admin_always_remains(
+    backend: Backend,
+) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
+    let admin = crm.admin().await;
+    let member = crm
+        .register(None, "member@example.com", "SALES", None)
+        .await;
+    let path = format!("/api/auth/users/{}", admin.id);
+
+    // The only ADMIN can neither give up the role nor switch themselves off.
+    for change in [json!({"role": "MANAGER"}), json!({"active": false})] {
+        let refused = crm.put(&admin.token, &path, change.clone()).await;
+        assert_eq!(
+            refused.outcome(),
+            (409, "conflict"),
+            "{change}: {}",
+            refused.body
+        );
+    }
+    assert_eq!(
+        crm.get(&admin.token, "/api/auth/me").await.body["data"]["role"],
+        "ADMIN"
+    );
+
+    let member_path = format!("/api/auth/users/{}", member.id);
+    let deactivated = crm
+        .put(&admin.token, &member_path, json!({"active": false}))
+        .await;
+    assert_eq!(deactivated.status, 200, "{}", deactivated.body);
+    assert_eq!(deactivated.body["data"]["active"], false);
+    let me = crm.get(&member.token, "/api/auth/me").await;
+    assert_eq!(me.outcome(), (401, "unauthorized"), "{}", me.body);
+    let login = crm.login(&member.email, super::PASSWORD).await;
+    assert_eq!(login.outcome(), (403, "forbidden"), "{}", login.body);
+    assert!(login.message().contains("deactivated"), "{}", login.body);
+    // A wrong password learns nothing about the account.
+    let guess = crm.login(&member.email, "wrong password entirely").await;
+    assert_eq!(guess.outcome(), (401, "unauthorized"));
+    let listed = crm.get(&admin.token, "/api/auth/users").await;
+    let row = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["id"] == member.id.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("deactivated users stay listed: {}", listed.body));
+    assert_eq!(row["active"], false);
+
+    let reactivated = crm
+        .put(&admin.token, &member_path, json!({"active": true}))
+        .await;
+    assert_eq!(
+        reactivated.body["data"]["active"], true,
+        "{}",
+        reactivated.body
+    );
+    let login = crm.login(&member.email, super::PASSWORD).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+
+    // With a second ADMIN, the first may step down.
+    let promoted = crm
+        .put(&admin.token, &member_path, json!({"role": "ADMIN"}))
+        .await;
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    let stepped_down = crm
+        .put(&admin.token, &path, json!({"role": "MANAGER"}))
+        .await;
+    assert_eq!(stepped_down.status, 200, "{}", stepped_down.body);
+    assert_eq!(stepped_down.body["data"]["role"], "MANAGER");
+}
