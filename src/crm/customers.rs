@@ -510,11 +510,19 @@ pub async fn delete(
     viewer.require_changes()?;
     let customer = get(connection, viewer, id).await?;
     let now = now_rfc3339();
-    db::query("UPDATE customers SET deleted_at = $1, updated_at = $1 WHERE id = $2")
-        .bind(now.as_str())
-        .bind(customer.id.as_str())
-        .execute(&mut *connection)
-        .await?;
+    // Only a live row: of two deletes at once, the second finds nothing (404) and audits
+    // nothing.
+    let done = db::query(
+        "UPDATE customers SET deleted_at = $1, updated_at = $1 \
+         WHERE id = $2 AND deleted_at IS NULL",
+    )
+    .bind(now.as_str())
+    .bind(customer.id.as_str())
+    .execute(&mut *connection)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(CrmError::NotFound("customer"));
+    }
     viewer
         .audit(
             connection,

@@ -413,11 +413,19 @@ pub async fn delete(
 ) -> Result<(), CrmError> {
     viewer.require_changes()?;
     let meeting = get(connection, viewer, id).await?;
-    db::query("UPDATE meetings SET deleted_at = $1, updated_at = $1 WHERE id = $2")
-        .bind(now_rfc3339())
-        .bind(meeting.id.as_str())
-        .execute(&mut *connection)
-        .await?;
+    // Only a live row: of two deletes at once, the second finds nothing (404) and audits
+    // nothing.
+    let done = db::query(
+        "UPDATE meetings SET deleted_at = $1, updated_at = $1 \
+         WHERE id = $2 AND deleted_at IS NULL",
+    )
+    .bind(now_rfc3339())
+    .bind(meeting.id.as_str())
+    .execute(&mut *connection)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(CrmError::NotFound("meeting"));
+    }
     viewer
         .audit(
             connection,

@@ -495,13 +495,19 @@ pub async fn delete(
     viewer.require_changes()?;
     let mut task = get(connection, viewer, id).await?;
     let now = now_rfc3339();
-    db::query(
-        "UPDATE tasks SET deleted_at = $1, updated_at = $1, status = 'CANCELLED' WHERE id = $2",
+    let done = db::query(
+        "UPDATE tasks SET deleted_at = $1, updated_at = $1, status = 'CANCELLED' \
+         WHERE id = $2 AND deleted_at IS NULL",
     )
     .bind(now.as_str())
     .bind(task.id.as_str())
     .execute(&mut *connection)
     .await?;
+    // Only a live row: of two deletes at once, the second finds nothing (404) and audits
+    // nothing.
+    if done.rows_affected() != 1 {
+        return Err(CrmError::NotFound("task"));
+    }
     task.status = "CANCELLED".into();
     task.updated_at = now;
     viewer

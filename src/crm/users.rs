@@ -451,19 +451,13 @@ pub async fn update(
     }
     problems.into_result()?;
     let mut user = get(connection, viewer, id).await?;
-    if user.id == viewer.id {
-        if changes.active == Some(false) {
-            return Err(CrmError::Conflict(
-                "an ADMIN cannot deactivate themselves; another ADMIN can".into(),
-            ));
-        }
-        if changes.role.is_some_and(|role| role != Role::Admin)
-            && !other_admin_exists(connection, &user.id).await?
-        {
-            return Err(CrmError::Conflict(
-                "you are the last ADMIN: make another user ADMIN before giving up the role".into(),
-            ));
-        }
+    if user.id == viewer.id && changes.active == Some(false) {
+        return Err(CrmError::Conflict(
+            "an ADMIN cannot deactivate themselves; another ADMIN can".into(),
+        ));
+    }
+    if changes.role.is_some_and(|role| role != Role::Admin) || changes.active == Some(false) {
+        keep_an_admin(connection, &user).await?;
     }
     if let Some(Some(manager_id)) = &changes.manager_id {
         let manager = get(connection, viewer, manager_id).await.ok();
@@ -542,6 +536,7 @@ pub async fn delete(
         ));
     }
     let user = get(connection, viewer, id).await?;
+    keep_an_admin(connection, &user).await?;
     let now = now_rfc3339();
     db::query(
         "UPDATE users SET deleted_at = $1, updated_at = $1, \
@@ -574,14 +569,29 @@ pub async fn delete(
     Ok(())
 }
 
-/// Whether an active ADMIN other than `id` exists.
-async fn other_admin_exists(connection: &mut Conn<'_>, id: &str) -> Result<bool, CrmError> {
-    let (count,): (i64,) = db::query(
-        "SELECT COUNT(*) FROM users WHERE role = 'ADMIN' AND id <> $1 \
-         AND deleted_at IS NULL AND active <> 0",
-    )
-    .bind(id)
-    .fetch_one_as(&mut *connection)
+/// Refuses a change that stops `target` being an active ADMIN when no other active ADMIN
+/// would be left, so there is always one to undo things. On PostgreSQL, whose transactions
+/// here are READ COMMITTED, the active ADMINs' rows are locked first, in id order: two such
+/// changes at once (A demoting B while B demotes A) then wait for each other, and the second
+/// counts what the first left. SQLite's write transaction is exclusive already.
+async fn keep_an_admin(connection: &mut Conn<'_>, target: &User) -> Result<(), CrmError> {
+    if target.role() != Role::Admin || !target.active {
+        return Ok(());
+    }
+    let lock = match connection.dialect() {
+        crate::store::Dialect::Postgres => " ORDER BY id FOR UPDATE",
+        crate::store::Dialect::Sqlite => "",
+    };
+    let admins: Vec<(String,)> = db::query(&format!(
+        "SELECT id FROM users WHERE role = 'ADMIN' AND deleted_at IS NULL AND active <> 0{lock}"
+    ))
+    .fetch_all_as(&mut *connection)
     .await?;
-    Ok(count > 0)
+    if admins.iter().any(|(id,)| *id != target.id) {
+        Ok(())
+    } else {
+        Err(CrmError::Conflict(
+            "this would leave no active ADMIN: make another user ADMIN first".into(),
+        ))
+    }
 }

@@ -259,3 +259,68 @@ async fn a_deactivated_user_is_signed_out_until_reactivated_and_an_admin_always_
     assert_eq!(stepped_down.status, 200, "{}", stepped_down.body);
     assert_eq!(stepped_down.body["data"]["role"], "MANAGER");
 }
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn two_admins_demoting_each_other_at_once_leave_one_admin(backend: Backend) {
+    let Some(crm) = Crm::start(backend).await else {
+        return;
+    };
+    let first = crm.admin().await;
+    let second = crm
+        .register(Some(&first), "second@example.com", "ADMIN", None)
+        .await;
+    // A deactivated ADMIN does not count as the one who remains.
+    let third = crm
+        .register(Some(&first), "third@example.com", "ADMIN", None)
+        .await;
+    let off = crm
+        .put(
+            &first.token,
+            &format!("/api/auth/users/{}", third.id),
+            json!({"active": false}),
+        )
+        .await;
+    assert_eq!(off.status, 200, "{}", off.body);
+    for _ in 0..3 {
+        let (second_path, first_path) = (
+            format!("/api/auth/users/{}", second.id),
+            format!("/api/auth/users/{}", first.id),
+        );
+        let demote_second = crm.put(&first.token, &second_path, json!({"role": "MANAGER"}));
+        let demote_first = crm.put(&second.token, &first_path, json!({"role": "MANAGER"}));
+        let (one, other) = tokio::join!(demote_second, demote_first);
+        // The loser is refused as the last ADMIN (409), or, if its request read its role
+        // after the winner's commit, as no ADMIN any more (403).
+        let mut outcomes = [one.status, other.status];
+        outcomes.sort_unstable();
+        assert!(
+            outcomes == [200, 409] || outcomes == [200, 403],
+            "{outcomes:?}: {} / {}",
+            one.body,
+            other.body
+        );
+        let admins = count(
+            &crm.db,
+            "SELECT COUNT(*) FROM users WHERE role = 'ADMIN' AND active <> 0 \
+             AND deleted_at IS NULL",
+        )
+        .await;
+        assert_eq!(admins, 1);
+        // Whoever remains makes the other ADMIN again for the next round.
+        let (remaining, demoted) = if one.status == 200 {
+            (&first, &second)
+        } else {
+            (&second, &first)
+        };
+        let restored = crm
+            .put(
+                &remaining.token,
+                &format!("/api/auth/users/{}", demoted.id),
+                json!({"role": "ADMIN"}),
+            )
+            .await;
+        assert_eq!(restored.status, 200, "{}", restored.body);
+    }
+}
