@@ -81,7 +81,9 @@ enum Command {
     /// Idempotent; exits 1 when a row was refused.
     Import {
         /// `postgres://…` of the original CRM's database, or a file of JSON lines
-        /// (`{"table": "users", "row": {...}}`).
+        /// (`{"table": "users", "row": {...}}`). From the environment, a password in the URL
+        /// stays out of the process list.
+        #[arg(env = "CRM_ROUTER_IMPORT_FROM", hide_env_values = true)]
         from: String,
         /// What a bad row does: `skip` reports it and goes on, `stop` imports nothing after it.
         #[arg(long, value_enum, default_value = "skip")]
@@ -492,13 +494,20 @@ async fn import(
     println!("imported from {}:", source.display());
     for table in OriginalTable::ALL {
         if let Some(counts) = summary.counts.get(&table) {
-            println!(
+            print!(
                 "  {:<18} {} imported, {} already here, {} refused",
                 table.name(),
                 counts.imported,
                 counts.present,
                 counts.refused
             );
+            if counts.merged > 0 {
+                print!(
+                    ", {} taken to be the user here with the same email",
+                    counts.merged
+                );
+            }
+            println!();
         }
     }
     const SHOWN: usize = 50;

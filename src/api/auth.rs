@@ -236,7 +236,11 @@ pub async fn login(
         }
     })
     .await?;
-    let rehashed = rehashed.map_err(|error| ApiError::Internal(error.to_string()))?;
+    // Only an upgrade: the right password still logs in if it fails.
+    let rehashed = rehashed.unwrap_or_else(|error| {
+        tracing::warn!(%error, "cannot rehash an imported password; it stays bcrypt until the next login");
+        None
+    });
     let outdated_hash = record
         .as_ref()
         .map(|record| record.password_hash.clone())

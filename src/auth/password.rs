@@ -77,9 +77,27 @@ pub fn hash(password: &str) -> Result<String, AuthError> {
     Ok(hash.to_string())
 }
 
-/// The highest bcrypt cost a stored hash may ask for (2^14 rounds, about a second); the
-/// original CRM used 10.
-const MAX_BCRYPT_COST: u32 = 14;
+/// The highest bcrypt cost a stored hash may ask for (2^12 rounds, a quarter of a second): the
+/// original CRM used 10, and a higher cost would let a few login attempts hold the hashing
+/// threads.
+const MAX_BCRYPT_COST: u32 = 12;
+
+/// Why a stored hash can never verify a password here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredHashProblem {
+    /// Neither of the two formats.
+    #[error("is neither a bcrypt ($2a$, $2b$, $2y$) nor an Argon2 (PHC) hash")]
+    UnknownFormat,
+    /// Looks like one of them, but does not parse.
+    #[error("is a malformed {0} hash")]
+    Malformed(&'static str),
+    /// A bcrypt cost above [`MAX_BCRYPT_COST`].
+    #[error("has bcrypt cost {0}, above the {MAX_BCRYPT_COST} a login may spend")]
+    BcryptCost(u32),
+    /// Argon2 parameters above the limits.
+    #[error("asks Argon2 for more than 64 MiB, 16 passes or 16 lanes")]
+    Argon2Cost,
+}
 
 /// Whether `stored` is a bcrypt hash (`$2a$`, `$2b$`, `$2y$`), as the original CRM stored.
 fn is_bcrypt(stored: &str) -> bool {
@@ -94,44 +112,77 @@ pub fn is_outdated(stored: &str) -> bool {
     is_bcrypt(stored)
 }
 
-/// Whether `password` matches `stored`, an Argon2 or a bcrypt hash. A malformed stored hash,
-/// or one asking for more than 64 MiB of working memory or a bcrypt cost above 14, never
-/// matches. bcrypt reads the first 72 bytes of a password only, as the original CRM's bcryptjs
-/// did, so imported users log in with exactly the passwords they had.
-pub fn verify(password: &str, stored: &str) -> bool {
-    if is_bcrypt(stored) {
-        let cost = stored
-            .parse::<bcrypt::HashParts>()
-            .map(|parts| parts.get_cost());
-        return cost.is_ok_and(|cost| cost <= MAX_BCRYPT_COST)
-            && bcrypt::verify(password, stored).unwrap_or(false);
+/// An Argon2 hash's parts, within the limits a login may spend.
+struct Argon2Hash<'a> {
+    argon: Argon2<'a>,
+    params: Params,
+    salt: Salt<'a>,
+    expected: Output,
+}
+
+fn parse_argon2(stored: &str) -> Result<Argon2Hash<'_>, StoredHashProblem> {
+    fn malformed<E>(_: E) -> StoredHashProblem {
+        StoredHashProblem::Malformed("Argon2")
     }
-    let Ok(parsed) = PasswordHash::new(stored) else {
-        return false;
-    };
+    let parsed = PasswordHash::new(stored).map_err(|_| StoredHashProblem::UnknownFormat)?;
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
-        return false;
+        return Err(StoredHashProblem::Malformed("Argon2"));
     };
-    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
-        return false;
-    };
-    let version = match parsed.version.map(Version::try_from).transpose() {
-        Ok(version) => version.unwrap_or_default(),
-        Err(_) => return false,
-    };
-    let Ok(params) = Params::try_from(&parsed) else {
-        return false;
-    };
+    let algorithm = Algorithm::try_from(parsed.algorithm).map_err(malformed)?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(malformed)?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed).map_err(malformed)?;
     // A stored hash may not make a login take minutes or gigabytes.
     if params.block_count() > MAX_BLOCKS
         || params.t_cost() > MAX_PASSES
         || params.p_cost() > MAX_LANES
     {
+        return Err(StoredHashProblem::Argon2Cost);
+    }
+    Ok(Argon2Hash {
+        argon: Argon2::new(algorithm, version, params.clone()),
+        params,
+        salt,
+        expected,
+    })
+}
+
+/// Checks that `stored` can verify a password here (what an import checks before it stores a
+/// hash, so that no imported user is locked out unseen).
+pub fn check_stored(stored: &str) -> Result<(), StoredHashProblem> {
+    if is_bcrypt(stored) {
+        let parts = stored
+            .parse::<bcrypt::HashParts>()
+            .map_err(|_| StoredHashProblem::Malformed("bcrypt"))?;
+        if parts.get_cost() > MAX_BCRYPT_COST {
+            return Err(StoredHashProblem::BcryptCost(parts.get_cost()));
+        }
+        return Ok(());
+    }
+    parse_argon2(stored).map(|_| ())
+}
+
+/// Whether `password` matches `stored`, an Argon2 or a bcrypt hash. A hash that
+/// [`check_stored`] refuses never matches. bcrypt reads the first 72 bytes of a password only,
+/// as the original CRM's bcryptjs did, so imported users log in with exactly the passwords
+/// they had.
+pub fn verify(password: &str, stored: &str) -> bool {
+    if check_stored(stored).is_err() {
         return false;
     }
-    let argon = Argon2::new(algorithm, version, params.clone());
+    if is_bcrypt(stored) {
+        return bcrypt::verify(password, stored).unwrap_or(false);
+    }
+    let Ok(hash) = parse_argon2(stored) else {
+        return false;
+    };
     // `Output`'s equality is constant-time.
-    compute(&argon, &params, password.as_bytes(), salt).is_ok_and(|output| output == expected)
+    compute(&hash.argon, &hash.params, password.as_bytes(), hash.salt)
+        .is_ok_and(|output| output == hash.expected)
 }
 
 /// A hash of nothing anyone knows, verified against when the email is unknown, so a login for
@@ -169,8 +220,18 @@ mod tests {
         }
         assert!(!is_outdated(&hash("password123").unwrap()));
         // Refused before any work: the cost is read from the hash.
-        let too_costly = stored.replacen("$04$", "$15$", 1);
+        let too_costly = stored.replacen("$04$", "$13$", 1);
         assert!(!verify("password123", &too_costly));
+        assert_eq!(
+            check_stored(&too_costly),
+            Err(StoredHashProblem::BcryptCost(13))
+        );
+        assert_eq!(check_stored(&stored), Ok(()));
+        assert_eq!(check_stored("plain"), Err(StoredHashProblem::UnknownFormat));
+        assert_eq!(
+            check_stored("$2b$10$short"),
+            Err(StoredHashProblem::Malformed("bcrypt"))
+        );
         assert!(!verify("password123", "$2b$10$not-a-hash"));
     }
 

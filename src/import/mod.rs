@@ -12,7 +12,7 @@
 pub mod original;
 pub mod source;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use indicatif::ProgressBar;
@@ -60,13 +60,32 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// `text` with control characters escaped: a table name or key comes from the source, and an
+/// escape sequence in it must not reach the operator's terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{} {}", self.table, self.key)?;
+        write!(
+            formatter,
+            "{} {}",
+            printable(&self.table),
+            printable(&self.key)
+        )?;
         if let Some(line) = self.line {
             write!(formatter, " (line {line})")?;
         }
-        write!(formatter, ": {}", self.reason)
+        write!(formatter, ": {}", printable(&self.reason))
     }
 }
 
@@ -77,6 +96,9 @@ pub struct Counts {
     pub imported: u64,
     /// Already here (same id), left as they are.
     pub present: u64,
+    /// Users whose email a user here already has: taken to be that user, whose id the rows
+    /// pointing at them get (their password and role here stay).
+    pub merged: u64,
     /// Refused.
     pub refused: u64,
 }
@@ -95,6 +117,98 @@ pub struct Summary {
 /// Rows written per transaction: large enough that SQLite's commit (an fsync) is paid rarely.
 const BATCH: usize = 500;
 
+/// The state of one import run.
+struct Run<'a> {
+    store: &'a Store,
+    on_error: OnError,
+    summary: Summary,
+    /// Checked rows not written yet, in source order.
+    batch: Vec<Pending>,
+    /// Ids seen per table, so a source that repeats one is told so.
+    seen: HashMap<OriginalTable, HashSet<String>>,
+    /// Original user id → the id of the user here with the same email.
+    merged_users: HashMap<String, String>,
+}
+
+impl Run<'_> {
+    /// Takes one source row; `false` when the import must stop.
+    async fn take(&mut self, row: SourceRow) -> Result<bool, ImportError> {
+        let refusal = match pending(row) {
+            Ok(pending) => {
+                let seen = self.seen.entry(pending.table).or_default();
+                if seen.insert(pending.key.clone()) {
+                    self.batch.push(pending);
+                    if self.batch.len() >= BATCH {
+                        return self.write().await;
+                    }
+                    return Ok(true);
+                }
+                Refusal {
+                    table: pending.table.name().to_owned(),
+                    key: pending.key,
+                    line: pending.line,
+                    reason: "the source has another row with this id before it".into(),
+                }
+            }
+            Err(refusal) => refusal,
+        };
+        // The rows before a refusal are written first, so refusals are reported in source
+        // order and a stop leaves exactly the rows before it.
+        if !self.write().await? {
+            return Ok(false);
+        }
+        Ok(self.refuse(refusal))
+    }
+
+    /// Records a refusal; `false` when it stops the import.
+    fn refuse(&mut self, refusal: Refusal) -> bool {
+        if let Some(table) = OriginalTable::named(&refusal.table) {
+            self.summary.counts.entry(table).or_default().refused += 1;
+        }
+        self.summary.refusals.push(refusal);
+        if self.on_error == OnError::Stop {
+            self.summary.stopped = true;
+            return false;
+        }
+        true
+    }
+
+    /// Writes the batch in one transaction; `false` when a refusal stopped the import (the
+    /// rows before it are written).
+    async fn write(&mut self) -> Result<bool, ImportError> {
+        if self.batch.is_empty() {
+            return Ok(true);
+        }
+        let mut transaction = self.store.begin().await?;
+        let mut going = true;
+        for mut row in std::mem::take(&mut self.batch) {
+            if !going {
+                continue;
+            }
+            row.point_at_merged_users(&self.merged_users);
+            let counts = self.summary.counts.entry(row.table).or_default();
+            match insert(&mut transaction, &row).await? {
+                Written::Imported => counts.imported += 1,
+                Written::Present => counts.present += 1,
+                Written::Merged(existing) => {
+                    counts.merged += 1;
+                    self.merged_users.insert(row.key, existing);
+                }
+                Written::Conflict => {
+                    going = self.refuse(Refusal {
+                        table: row.table.name().to_owned(),
+                        key: row.key,
+                        line: row.line,
+                        reason: "another row here already has its email (emails are unique)".into(),
+                    });
+                }
+            }
+        }
+        transaction.commit().await?;
+        Ok(going)
+    }
+}
+
 /// Imports every row of `source` into `store`, ticking `progress` once per row.
 pub async fn import(
     store: &Store,
@@ -102,40 +216,27 @@ pub async fn import(
     on_error: OnError,
     progress: &ProgressBar,
 ) -> Result<Summary, ImportError> {
-    let mut summary = Summary::default();
-    let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
+    let mut run = Run {
+        store,
+        on_error,
+        summary: Summary::default(),
+        batch: Vec::with_capacity(BATCH),
+        seen: HashMap::new(),
+        merged_users: HashMap::new(),
+    };
     let outcome = source::read(
         source,
         |total| progress.set_length(total),
         async |row: SourceRow| {
             progress.inc(1);
-            match pending(row) {
-                Ok(pending) => batch.push(pending),
-                Err(refusal) => {
-                    if let Some(table) = OriginalTable::named(&refusal.table) {
-                        summary.counts.entry(table).or_default().refused += 1;
-                    }
-                    summary.refusals.push(refusal);
-                    if on_error == OnError::Stop {
-                        summary.stopped = true;
-                        return Ok(false);
-                    }
-                }
-            }
-            if batch.len() >= BATCH {
-                let stop = write(store, &mut batch, on_error, &mut summary).await?;
-                return Ok(!stop);
-            }
-            Ok(true)
+            run.take(row).await
         },
     )
     .await;
-    // What was read before a stop, or before the source failed, is written whole.
-    if !batch.is_empty() {
-        write(store, &mut batch, on_error, &mut summary).await?;
-    }
+    // What was read before the source failed is written whole.
+    run.write().await?;
     outcome?;
-    Ok(summary)
+    Ok(run.summary)
 }
 
 /// A checked row, ready to write.
@@ -144,6 +245,27 @@ struct Pending {
     key: String,
     line: Option<usize>,
     values: Vec<db::Param<'static>>,
+}
+
+impl Pending {
+    /// Points the row's user columns at the users here that original users were merged into.
+    fn point_at_merged_users(&mut self, merged: &HashMap<String, String>) {
+        if merged.is_empty() {
+            return;
+        }
+        let columns = self.table.target().1;
+        for column in self.table.user_columns() {
+            let index = columns
+                .iter()
+                .position(|name| name == column)
+                .expect("a user column is one of the table's columns");
+            if let db::Param::Text(id) = &self.values[index] {
+                if let Some(existing) = merged.get(id.as_ref()) {
+                    self.values[index] = db::Param::Text(existing.clone().into());
+                }
+            }
+        }
+    }
 }
 
 /// Checks one source row.
@@ -166,10 +288,8 @@ fn pending(row: SourceRow) -> Result<Pending, Refusal> {
         Ok(table) => *table,
         Err(name) => {
             let reason = match &row.row {
-                Err(reason) if row.line.is_some() && name == UNREADABLE => reason.clone(),
-                _ => "`table` must be one of users, customers, meetings, tasks, \
-                      approval_requests, notifications"
-                    .to_owned(),
+                Err(reason) if name == UNREADABLE => reason.clone(),
+                _ => format!("`table` must be one of {}", OriginalTable::names()),
             };
             return Err(refusal(name.clone(), reason));
         }
@@ -189,54 +309,19 @@ fn pending(row: SourceRow) -> Result<Pending, Refusal> {
     })
 }
 
-/// Writes `batch` in one transaction, counting each row; returns whether a refusal stopped the
-/// import (the rows before it are written).
-async fn write(
-    store: &Store,
-    batch: &mut Vec<Pending>,
-    on_error: OnError,
-    summary: &mut Summary,
-) -> Result<bool, ImportError> {
-    let mut transaction = store.begin().await?;
-    let mut stopped = false;
-    for row in batch.drain(..) {
-        if stopped {
-            continue;
-        }
-        let counts = summary.counts.entry(row.table).or_default();
-        match insert(&mut transaction, &row).await? {
-            Written::Imported => counts.imported += 1,
-            Written::Present => counts.present += 1,
-            Written::Conflict => {
-                counts.refused += 1;
-                let refusal = Refusal {
-                    table: row.table.name().to_owned(),
-                    key: row.key,
-                    line: row.line,
-                    reason: "another row already has its email (emails are unique)".into(),
-                };
-                summary.refusals.push(refusal);
-                if on_error == OnError::Stop {
-                    summary.stopped = true;
-                    stopped = true;
-                }
-            }
-        }
-    }
-    transaction.commit().await?;
-    Ok(stopped)
-}
-
 /// What writing one row did.
 enum Written {
     Imported,
     Present,
+    /// A user whose email the user with this id here has.
+    Merged(String),
     Conflict,
 }
 
 async fn insert(connection: &mut Conn<'_>, row: &Pending) -> Result<Written, sqlx::Error> {
     let (table, columns) = row.table.target();
     let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+    // The table and column names are our own constants, never input.
     let sql = format!(
         "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
         columns.join(", "),
@@ -253,9 +338,18 @@ async fn insert(connection: &mut Conn<'_>, row: &Pending) -> Result<Written, sql
         .bind(row.key.as_str())
         .fetch_optional(&mut *connection)
         .await?;
-    Ok(if present.is_some() {
-        Written::Present
-    } else {
-        Written::Conflict
-    })
+    if present.is_some() {
+        return Ok(Written::Present);
+    }
+    if row.table == OriginalTable::Users {
+        // The email is the second value, normalised as login looks users up.
+        let owner: Option<(String,)> = db::query("SELECT id FROM users WHERE email = $1")
+            .bind(row.values[1].clone())
+            .fetch_optional_as(&mut *connection)
+            .await?;
+        if let Some((existing,)) = owner {
+            return Ok(Written::Merged(existing));
+        }
+    }
+    Ok(Written::Conflict)
 }

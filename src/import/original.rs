@@ -1,5 +1,6 @@
 //! The original CRM's tables (its Prisma schema's `users`, `customers`, `meetings`, `tasks`,
-//! `approval_requests`, `notifications`) and how a row of each becomes a row of ours.
+//! `approval_requests`, `notifications`, `audit_logs`) and how a row of each becomes a row of
+//! ours.
 //!
 //! A row arrives as the JSON object PostgreSQL's `row_to_json` makes of it, which is also the
 //! JSON lines format: the original's camelCase column names, enums as text, timestamps as
@@ -27,18 +28,38 @@ pub enum OriginalTable {
     ApprovalRequests,
     /// `notifications`.
     Notifications,
+    /// `audit_logs`.
+    AuditLogs,
 }
 
 impl OriginalTable {
     /// Every table, in import order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Users,
         Self::Customers,
         Self::Meetings,
         Self::Tasks,
         Self::ApprovalRequests,
         Self::Notifications,
+        Self::AuditLogs,
     ];
+
+    /// Every table's name, for messages.
+    pub fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
+    }
+
+    /// Our columns of this table that hold a user id.
+    pub fn user_columns(self) -> &'static [&'static str] {
+        match self {
+            Self::Users => &[],
+            Self::Customers => &["owner_id"],
+            Self::Meetings => &["sales_id"],
+            Self::Tasks => &["assignee_id"],
+            Self::ApprovalRequests => &["requester_id", "approver_id"],
+            Self::Notifications | Self::AuditLogs => &["user_id"],
+        }
+    }
 
     /// The original's table name.
     pub fn name(self) -> &'static str {
@@ -49,6 +70,7 @@ impl OriginalTable {
             Self::Tasks => "tasks",
             Self::ApprovalRequests => "approval_requests",
             Self::Notifications => "notifications",
+            Self::AuditLogs => "audit_logs",
         }
     }
 
@@ -148,6 +170,19 @@ impl OriginalTable {
                     "read_at",
                 ],
             ),
+            Self::AuditLogs => (
+                "audit_log",
+                &[
+                    "id",
+                    "user_id",
+                    "action",
+                    "resource_type",
+                    "resource_id",
+                    "changes",
+                    "ip_address",
+                    "recorded_at",
+                ],
+            ),
         }
     }
 
@@ -161,10 +196,8 @@ impl OriginalTable {
         let values = match self {
             Self::Users => {
                 let password = fields.required("password");
-                if !password.starts_with("$2") && !password.starts_with("$argon2") {
-                    fields
-                        .problems
-                        .add("password", "must be a bcrypt or Argon2 hash");
+                if let Err(problem) = crate::auth::password::check_stored(&password) {
+                    fields.problems.add("password", problem.to_string());
                 }
                 let role = fields.required("role");
                 if role.parse::<Role>().is_err() {
@@ -289,6 +322,23 @@ impl OriginalTable {
                     fields.optional_instant("readAt").into_param(),
                 ]
             }
+            Self::AuditLogs => {
+                // Prisma's `Json?`: an object, a string or nothing, kept as JSON text.
+                let changes = match row.get("changes") {
+                    None | Some(Value::Null) => None,
+                    Some(changes) => Some(changes.to_string()),
+                };
+                vec![
+                    fields.required("id").into_param(),
+                    fields.required("userId").into_param(),
+                    fields.required("action").into_param(),
+                    fields.required("resourceType").into_param(),
+                    fields.optional("resourceId").into_param(),
+                    changes.into_param(),
+                    fields.optional("ipAddress").into_param(),
+                    fields.required_instant("timestamp").into_param(),
+                ]
+            }
         };
         if fields.problems.0.is_empty() {
             Ok(values)
@@ -407,12 +457,13 @@ mod tests {
     #[test]
     fn every_table_converts_a_row_to_as_many_values_as_it_has_columns() {
         let rows = [
-            json!({"id": "u1", "email": "A@Example.com", "password": "$2a$10$x", "name": "A", "role": "SALES"}),
+            json!({"id": "u1", "email": "A@Example.com", "password": bcrypt::hash("x", 4).unwrap(), "name": "A", "role": "SALES"}),
             json!({"id": "c1", "name": "C", "assignedSalesId": "u1", "riskTolerance": 5}),
             json!({"id": "m1", "customerId": "c1", "salesId": "u1", "date": "2025-10-08T09:00:00.000", "summary": "s"}),
             json!({"id": "t1", "userId": "u1", "title": "t", "dueDate": "2025-10-09T00:00:00.000"}),
             json!({"id": "a1", "requesterId": "u1", "customerId": "c1", "productName": "P", "amount": 1.5}),
             json!({"id": "n1", "userId": "u1", "type": "SYSTEM", "title": "t", "message": "m", "isRead": true}),
+            json!({"id": "l1", "userId": "u1", "action": "LOGIN", "resourceType": "User", "changes": {"a": 1}, "timestamp": "2025-10-08T09:00:00.000"}),
         ];
         for (table, row) in OriginalTable::ALL.into_iter().zip(rows) {
             let values = convert(table, row).unwrap();
@@ -424,7 +475,7 @@ mod tests {
     fn prisma_timestamps_are_utc_and_emails_are_normalised() {
         let values = convert(
             OriginalTable::Users,
-            json!({"id": "u1", "email": " A@Example.com", "password": "$2b$10$x", "name": "A",
+            json!({"id": "u1", "email": " A@Example.com", "password": bcrypt::hash("x", 4).unwrap(), "name": "A",
                    "role": "ADMIN", "createdAt": "2025-10-08T12:34:56.7"}),
         )
         .unwrap();

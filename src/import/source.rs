@@ -69,94 +69,143 @@ where
     F: AsyncFnMut(SourceRow) -> Result<bool, ImportError>,
 {
     match source {
-        Source::Postgres(url) => {
-            let pool = PgPoolOptions::new()
-                .max_connections(1)
-                .connect(url)
-                .await
-                .map_err(|error| ImportError::Source(format!("cannot connect: {error}")))?;
-            let mut present = Vec::new();
-            let mut total = 0;
-            for table in OriginalTable::ALL {
-                let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-                    .bind(format!("public.{}", table.name()))
-                    .fetch_one(&pool)
+        Source::Postgres(url) => read_postgres(url, &mut expected, &mut each).await,
+        Source::JsonLines(path) => read_json_lines(path, &mut expected, &mut each).await,
+    }
+}
+
+async fn read_postgres<F>(
+    url: &str,
+    expected: &mut impl FnMut(u64),
+    each: &mut F,
+) -> Result<(), ImportError>
+where
+    F: AsyncFnMut(SourceRow) -> Result<bool, ImportError>,
+{
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .map_err(|error| ImportError::Source(format!("cannot connect: {error}")))?;
+    // One snapshot for every table, so rows written to a live original database meanwhile
+    // cannot leave a task whose customer was not read.
+    let mut snapshot = pool.begin().await.map_err(source_failed)?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *snapshot)
+        .await
+        .map_err(source_failed)?;
+    let mut present = Vec::new();
+    let mut total = 0;
+    for table in OriginalTable::ALL {
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(format!("public.{}", table.name()))
+            .fetch_one(&mut *snapshot)
+            .await
+            .map_err(source_failed)?;
+        if exists.is_some() {
+            // The table name is one of ours, never input; qualified as it was looked up.
+            let count: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM public.\"{}\"", table.name()))
+                    .fetch_one(&mut *snapshot)
                     .await
                     .map_err(source_failed)?;
-                if exists.is_some() {
-                    let count: i64 =
-                        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM \"{}\"", table.name()))
-                            .fetch_one(&pool)
-                            .await
-                            .map_err(source_failed)?;
-                    total += u64::try_from(count).unwrap_or(0);
-                    present.push(table);
-                }
-            }
-            if present.is_empty() {
-                return Err(ImportError::Source(
-                    "the database has none of the original CRM's tables (users, customers, \
-                     meetings, tasks, approval_requests, notifications) in schema public"
-                        .into(),
-                ));
-            }
-            expected(total);
-            for table in present {
-                // The table name is one of ours, never input.
-                let sql = format!(
-                    "SELECT row_to_json(original)::text FROM \"{}\" AS original ORDER BY id",
-                    table.name()
-                );
-                let mut rows = sqlx::query_scalar::<_, String>(&sql).fetch(&pool);
-                while let Some(text) = rows.try_next().await.map_err(source_failed)? {
-                    let row = serde_json::from_str::<Map<String, Value>>(&text)
-                        .map_err(|error| error.to_string());
-                    let keep_going = each(SourceRow {
-                        table: Ok(table),
-                        line: None,
-                        row,
-                    })
-                    .await?;
-                    if !keep_going {
-                        return Ok(());
-                    }
-                }
-            }
-            pool.close().await;
-            Ok(())
-        }
-        Source::JsonLines(path) => {
-            let opened = || async {
-                tokio::fs::File::open(path)
-                    .await
-                    .map(tokio::io::BufReader::new)
-                    .map_err(|error| {
-                        ImportError::Source(format!("cannot read {}: {error}", path.display()))
-                    })
-            };
-            let mut count = 0;
-            let mut lines = opened().await?.lines();
-            while let Some(line) = lines.next_line().await.map_err(io_failed)? {
-                if !line.trim().is_empty() {
-                    count += 1;
-                }
-            }
-            expected(count);
-            let mut lines = opened().await?.lines();
-            let mut number = 0;
-            while let Some(line) = lines.next_line().await.map_err(io_failed)? {
-                number += 1;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let keep_going = each(json_line(&line, number)).await?;
-                if !keep_going {
-                    break;
-                }
-            }
-            Ok(())
+            total += u64::try_from(count).unwrap_or(0);
+            present.push(table);
         }
     }
+    if present.is_empty() {
+        return Err(ImportError::Source(format!(
+            "the database has none of the original CRM's tables ({}) in schema public",
+            OriginalTable::names()
+        )));
+    }
+    expected(total);
+    for table in present {
+        let sql = format!(
+            "SELECT row_to_json(original)::text FROM public.\"{}\" AS original ORDER BY id",
+            table.name()
+        );
+        let mut rows = sqlx::query_scalar::<_, String>(&sql).fetch(&mut *snapshot);
+        while let Some(text) = rows.try_next().await.map_err(source_failed)? {
+            let row = serde_json::from_str::<Map<String, Value>>(&text)
+                .map_err(|error| error.to_string());
+            let keep_going = each(SourceRow {
+                table: Ok(table),
+                line: None,
+                row,
+            })
+            .await?;
+            if !keep_going {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn read_json_lines<F>(
+    path: &std::path::Path,
+    expected: &mut impl FnMut(u64),
+    each: &mut F,
+) -> Result<(), ImportError>
+where
+    F: AsyncFnMut(SourceRow) -> Result<bool, ImportError>,
+{
+    let opened = || async {
+        tokio::fs::File::open(path)
+            .await
+            .map(tokio::io::BufReader::new)
+            .map_err(|error| {
+                ImportError::Source(format!("cannot read {}: {error}", path.display()))
+            })
+    };
+    // Bytes, not `lines()`: a line that is not UTF-8 is that line's refusal, not the end of
+    // the import.
+    let mut bytes = Vec::new();
+    let mut count = 0;
+    let mut reader = opened().await?;
+    while reader
+        .read_until(b'\n', &mut bytes)
+        .await
+        .map_err(io_failed)?
+        > 0
+    {
+        if !bytes.trim_ascii().is_empty() {
+            count += 1;
+        }
+        bytes.clear();
+    }
+    expected(count);
+    let mut reader = opened().await?;
+    let mut number = 0;
+    while reader
+        .read_until(b'\n', &mut bytes)
+        .await
+        .map_err(io_failed)?
+        > 0
+    {
+        number += 1;
+        let mut line = bytes.trim_ascii();
+        if number == 1 {
+            // A byte-order mark, as editors on Windows write one.
+            line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
+        }
+        if !line.is_empty() {
+            let row = match std::str::from_utf8(line) {
+                Ok(text) => json_line(text, number),
+                Err(error) => SourceRow {
+                    table: Err(UNREADABLE.into()),
+                    line: Some(number),
+                    row: Err(format!("not UTF-8 text: {error}")),
+                },
+            };
+            if !each(row).await? {
+                break;
+            }
+        }
+        bytes.clear();
+    }
+    Ok(())
 }
 
 /// The table of a line that is not a JSON object.

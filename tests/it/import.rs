@@ -31,10 +31,13 @@ const ORIGINAL_SCHEMA: &[&str] = &[
     r#"CREATE TABLE notifications (id TEXT PRIMARY KEY, "userId" TEXT NOT NULL, type TEXT NOT NULL,
        title TEXT NOT NULL, message TEXT NOT NULL, link TEXT, "isRead" BOOLEAN NOT NULL DEFAULT false,
        "createdAt" TIMESTAMP(3) NOT NULL, "readAt" TIMESTAMP(3))"#,
+    r#"CREATE TABLE audit_logs (id TEXT PRIMARY KEY, "userId" TEXT NOT NULL, action TEXT NOT NULL,
+       "resourceType" TEXT NOT NULL, "resourceId" TEXT, changes JSONB, "ipAddress" TEXT,
+       timestamp TIMESTAMP(3) NOT NULL DEFAULT now())"#,
 ];
 
-/// The original CRM's database with two good users, one whose email is taken here, a good and
-/// a bad customer, and one of everything else.
+/// The original CRM's database with two good users, one whose email a user here has (and their
+/// customer), a good and a bad customer, and one of everything else.
 async fn original_database() -> Option<PostgresDatabase> {
     let database = PostgresDatabase::create()?;
     sqlx::any::install_default_drivers();
@@ -57,7 +60,8 @@ async fn original_database() -> Option<PostgresDatabase> {
         ),
         "INSERT INTO customers VALUES \
          ('c-good', '山田 花子', 'hanako@example.com', '090', 'Tokyo', 'moderate', 7, '5 years', 'u-sales', NULL, '2025-10-04 10:00:00', '2025-10-04 10:00:00'), \
-         ('c-bad', 'Bad', 'bad@example.com', NULL, NULL, 'moderate', 42, NULL, 'u-sales', NULL, '2025-10-04 10:00:00', '2025-10-04 10:00:00')"
+         ('c-bad', 'Bad', 'bad@example.com', NULL, NULL, 'moderate', 42, NULL, 'u-sales', NULL, '2025-10-04 10:00:00', '2025-10-04 10:00:00'), \
+         ('c-taken', 'Theirs', 'theirs@example.com', NULL, NULL, 'aggressive', 9, NULL, 'u-taken', NULL, '2025-10-04 11:00:00', '2025-10-04 11:00:00')"
             .into(),
         "INSERT INTO meetings VALUES ('m-1', 'c-good', 'u-sales', '2025-10-05 14:00:00', 'Kickoff', 'Send offer', '2025-10-07 00:00:00', '2025-10-05 15:00:00', '2025-10-05 15:00:00')".into(),
         "INSERT INTO tasks VALUES \
@@ -66,6 +70,7 @@ async fn original_database() -> Option<PostgresDatabase> {
             .into(),
         "INSERT INTO approval_requests VALUES ('a-1', 'u-sales', 'u-admin', 'c-good', 'Fund A', 1500000.5, 'APPROVED', 'ok', '2025-10-06 09:00:00', '2025-10-06 10:00:00', '2025-10-06 09:00:00', '2025-10-06 10:00:00')".into(),
         "INSERT INTO notifications VALUES ('n-1', 'u-sales', 'APPROVAL_APPROVED', 'Approved', 'Fund A', '/dashboard/approvals/a-1', true, '2025-10-06 10:00:00', '2025-10-06 11:00:00')".into(),
+        r#"INSERT INTO audit_logs VALUES ('l-1', 'u-admin', 'UPDATE', 'ApprovalRequest', 'a-1', '{"status": "APPROVED"}', '10.0.0.1', '2025-10-06 10:00:00.250')"#.into(),
     ]);
     for statement in statements {
         sqlx::query(&statement).execute(&pool).await.unwrap();
@@ -125,13 +130,13 @@ async fn the_original_database_is_imported_once_and_its_users_log_in(backend: Ba
         String::from_utf8_lossy(&first.stderr)
     );
     for line in [
-        "users 2 imported, 0 already here, 1 refused",
-        "customers 1 imported, 0 already here, 1 refused",
+        "users 2 imported, 0 already here, 0 refused, 1 taken to be the user here with the same email",
+        "customers 2 imported, 0 already here, 1 refused",
         "meetings 1 imported, 0 already here, 0 refused",
         "tasks 2 imported, 0 already here, 0 refused",
         "approval_requests 1 imported, 0 already here, 0 refused",
         "notifications 1 imported, 0 already here, 0 refused",
-        "refused: users u-taken: another row already has its email (emails are unique)",
+        "audit_logs 1 imported, 0 already here, 0 refused",
         "refused: customers c-bad: riskTolerance: must be a whole number from 1 to 10",
     ] {
         assert!(summary.contains(line), "{line}\nin:\n{summary}");
@@ -140,8 +145,33 @@ async fn the_original_database_is_imported_once_and_its_users_log_in(backend: Ba
     assert_eq!(count(&db, "SELECT COUNT(*) FROM event_log").await, events);
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM customers").await,
-        customers_before + 1
+        customers_before + 2
     );
+    // The user whose email was taken is the user here: what they owned is theirs.
+    let here: String = sqlx::query_scalar("SELECT id FROM users WHERE email = 'taken@example.com'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let owner_of_theirs: String =
+        sqlx::query_scalar("SELECT owner_id FROM customers WHERE id = 'c-taken'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(owner_of_theirs, here);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM users WHERE id = 'u-taken'").await,
+        0
+    );
+    let (changes, recorded): (String, String) =
+        sqlx::query_as("SELECT changes, recorded_at FROM audit_log WHERE id = 'l-1'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&changes).unwrap(),
+        json!({"status": "APPROVED"})
+    );
+    assert_eq!(recorded, "2025-10-06T10:00:00.250Z");
     let (owner, risk, created_at): (String, i64, String) = sqlx::query_as(
         "SELECT owner_id, risk_tolerance, created_at FROM customers WHERE id = 'c-good'",
     )
@@ -180,7 +210,13 @@ async fn the_original_database_is_imported_once_and_its_users_log_in(backend: Ba
     let second = project.command(&["import", &original.url()]);
     let summary = squeezed(&second);
     assert!(
-        summary.contains("users 0 imported, 2 already here, 1 refused"),
+        summary.contains(
+            "users 0 imported, 2 already here, 0 refused, 1 taken to be the user here with the same email"
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("customers 0 imported, 2 already here, 1 refused"),
         "{summary}"
     );
     assert!(
@@ -189,7 +225,7 @@ async fn the_original_database_is_imported_once_and_its_users_log_in(backend: Ba
     );
     assert_eq!(
         count(&db, "SELECT COUNT(*) FROM customers").await,
-        customers_before + 1
+        customers_before + 2
     );
 
     // bcrypt users log in with their old passwords; the first login stores Argon2id.
@@ -224,20 +260,50 @@ async fn json_lines_stop_at_the_first_bad_row_and_name_its_line() {
         String::new(),
         json!({"table": "customers", "row": {"id": "c1", "name": "C", "assignedSalesId": "u1", "createdAt": "2025-10-01T00:00:00Z"}}).to_string(),
         "{not json".to_owned(),
+        "\u{1}".to_owned(), // replaced by bytes that are not UTF-8 below
+        json!({"table": "customers", "row": {"id": "c1", "name": "Again"}}).to_string(),
         json!({"table": "customers", "row": {"id": "c2", "name": "After"}}).to_string(),
     ];
-    project.write("original.jsonl", &lines.join("\n"));
+    // A byte-order mark first, as Windows editors write one.
+    let mut file = "\u{feff}".as_bytes().to_vec();
+    file.extend(lines.join("\n").replace('\u{1}', "\u{2}").into_bytes());
+    let invalid = file.iter().position(|byte| *byte == 2).unwrap();
+    file.splice(invalid..=invalid, [0xff, 0xfe, b'{']);
+    std::fs::write(project.path().join("original.jsonl"), file).unwrap();
     let skipped = project.command(&["import", "original.jsonl"]);
     let summary = squeezed(&skipped);
     assert_eq!(skipped.status.code(), Some(1), "{summary}");
     assert!(
-        summary.contains("customers 2 imported, 0 already here, 0 refused"),
+        summary.contains("users 1 imported, 0 already here, 0 refused"),
         "{summary}"
     );
     assert!(
-        summary.contains("refused: (unreadable line) ? (line 4): not a JSON object"),
+        summary.contains("customers 2 imported, 0 already here, 1 refused"),
         "{summary}"
     );
+    let refusals: Vec<&str> = summary
+        .lines()
+        .filter(|line| line.starts_with("refused: "))
+        .collect();
+    assert_eq!(refusals.len(), 3, "{summary}");
+    assert!(
+        refusals[0].starts_with("refused: (unreadable line) ? (line 4): not a JSON object"),
+        "{summary}"
+    );
+    assert!(
+        refusals[1].starts_with("refused: (unreadable line) ? (line 5): not UTF-8 text"),
+        "{summary}"
+    );
+    assert_eq!(
+        refusals[2],
+        "refused: customers c1 (line 6): the source has another row with this id before it"
+    );
+    let db = project.database().await;
+    let name: String = sqlx::query_scalar("SELECT name FROM customers WHERE id = 'c1'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(name, "C");
 
     let other = Project::bundled();
     let lines = [
