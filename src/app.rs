@@ -419,8 +419,6 @@ async fn consume_while_locked(
     }
 }
 
-/// On Kafka only the configured topics are consumed; a route waiting on any other topic would
-/// silently never run.
 /// Warns when the SQLite file would be lost at the next deploy: on Render (which sets `RENDER`)
 /// a service's filesystem is rebuilt from the image each time, and only a persistent disk, a
 /// mount of its own, survives. The database holds the data, the outbox and the consumer
@@ -436,7 +434,7 @@ fn warn_about_ephemeral_sqlite(store: &Store) {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    if on_a_disk_of_its_own(&directory) {
+    if on_a_persistent_disk(&directory) {
         return;
     }
     tracing::warn!(
@@ -445,15 +443,22 @@ fn warn_about_ephemeral_sqlite(store: &Store) {
     );
 }
 
-/// Whether `directory` is on another filesystem than `/` (a mounted disk).
-fn on_a_disk_of_its_own(directory: &Path) -> bool {
+/// Whether `directory` survives a redeploy: on a filesystem of its own (a mounted disk), and
+/// not one held in memory (tmpfs), which is gone at every restart.
+fn on_a_persistent_disk(directory: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        match (std::fs::metadata(directory), std::fs::metadata("/")) {
+        let separate = match (std::fs::metadata(directory), std::fs::metadata("/")) {
             (Ok(directory), Ok(root)) => directory.dev() != root.dev(),
             _ => false,
-        }
+        };
+        #[cfg(target_os = "linux")]
+        let in_memory = nix::sys::statfs::statfs(directory)
+            .is_ok_and(|filesystem| filesystem.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+        #[cfg(not(target_os = "linux"))]
+        let in_memory = false;
+        separate && !in_memory
     }
     #[cfg(not(unix))]
     {
@@ -462,6 +467,8 @@ fn on_a_disk_of_its_own(directory: &Path) -> bool {
     }
 }
 
+/// On Kafka only the configured topics are consumed; a route waiting on any other topic would
+/// silently never run.
 fn warn_about_unsubscribed_routes(routes: &RouteSet, kafka: &crate::kafka::KafkaSettings) {
     use crate::route::trigger::TriggerKind;
     for route in &routes.routes {

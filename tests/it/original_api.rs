@@ -624,3 +624,104 @@ async fn meetings_are_recorded_listed_by_date_and_reminded_once(backend: Backend
         (2, 1, 1, 2)
     );
 }
+
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn reports_and_the_audit_log_as_their_pages_read_them(backend: Backend) {
+    let Some(project) = Project::bundled_on(backend) else {
+        return;
+    };
+    create_user_with_cli(&project, "boss@example.com", "Boss", "ADMIN");
+    create_user_with_cli(&project, "auditor@example.com", "Auditor", "COMPLIANCE");
+    let daemon = project.start();
+    let anonymous = Client::anonymous(&daemon);
+    let (sales, _) = anonymous.register("rep@example.com", "Rep", "SALES").await;
+    let login = anonymous.login("boss@example.com", "Password123!").await;
+    let admin = Client::signed_in(&daemon, &login.body);
+    let auditor_login = anonymous.login("auditor@example.com", "Password123!").await;
+    let auditor = Client::signed_in(&daemon, &auditor_login.body);
+    let customer = sales
+        .post("/api/customers", json!({"name": "Report Co"}))
+        .await;
+    let customer_id = customer.body["id"].as_str().unwrap().to_owned();
+    let meeting = sales
+        .post(
+            "/api/meetings",
+            json!({"customerId": customer_id, "date": in_hours(-2), "summary": "Review"}),
+        )
+        .await;
+    assert_eq!(meeting.status, 201, "{}", meeting.body);
+
+    // reports/page.tsx: `statsRes.data.data` and its nested totals and rates.
+    let stats = admin.get("/api/reports/dashboard").await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    let data = &stats.body["data"];
+    for (group, keys) in [
+        ("customers", &["total"][..]),
+        ("meetings", &["total"]),
+        ("tasks", &["total", "completed", "completionRate"]),
+        ("approvals", &["approved", "rejected", "approvalRate"]),
+    ] {
+        for key in keys {
+            assert!(data[group][key].is_i64(), "{group}.{key}: {data}");
+        }
+    }
+    assert_eq!(data["meetings"]["total"], 1);
+    // `task-trends?days=${dateRange}` and `sales-metrics`: arrays in `data` for the charts.
+    let trends = admin.get("/api/reports/task-trends?days=30").await;
+    assert_eq!(rows(&trends).len(), 31, "{}", trends.body);
+    assert!(rows(&trends).iter().all(|day| day["date"].is_string()
+        && day["created"].is_i64()
+        && day["completed"].is_i64()));
+    let metrics = admin.get("/api/reports/sales-metrics").await;
+    assert_eq!(rows(&metrics)[0]["salesName"], "Rep", "{}", metrics.body);
+    assert_eq!(rows(&metrics)[0]["meetingCount"], 1);
+    // `export/${type}` is fetched as a blob and saved as CSV.
+    let export = reqwest::Client::new()
+        .get(format!("{}/api/reports/export/meetings", daemon.base))
+        .bearer_auth(auditor_login.body["data"]["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), 200);
+    let csv = export.text().await.unwrap();
+    assert!(
+        csv.starts_with("\u{feff}ID,顧客名,担当営業,日付,要約"),
+        "{csv}"
+    );
+    assert!(csv.contains("Report Co,Rep,"), "{csv}");
+
+    // audit/page.tsx: `{page, limit: 50}` plus its filters; `data` and
+    // `pagination.totalPages`; each row's `user.{name,email,role}`, `action`, `resourceType`,
+    // `changes` and `timestamp`.
+    for query in [
+        "page=1&limit=50",
+        "page=1&limit=50&action=CREATE",
+        "page=1&limit=50&entity=Meeting",
+    ] {
+        let log = auditor.get(&format!("/api/audit?{query}")).await;
+        assert_eq!(log.status, 200, "{query}: {}", log.body);
+        assert!(
+            log.body["pagination"]["totalPages"].is_i64(),
+            "{}",
+            log.body
+        );
+        assert!(!rows(&log).is_empty(), "{query}: {}", log.body);
+        for row in rows(&log) {
+            assert!(row["user"]["name"].is_string(), "{row}");
+            assert!(row["user"]["email"].is_string(), "{row}");
+            assert!(row["user"]["role"].is_string(), "{row}");
+            assert!(
+                row["timestamp"].is_string() && row["resourceType"].is_string(),
+                "{row}"
+            );
+        }
+    }
+    let meetings = auditor.get("/api/audit?entity=Meeting").await;
+    assert_eq!(rows(&meetings)[0]["action"], "CREATE");
+    assert_eq!(rows(&meetings)[0]["changes"]["new"]["summary"], "Review");
+    // The page shows `err.response?.data?.error` as text.
+    let refused = sales.get("/api/audit?page=1&limit=50").await;
+    assert_refusal(&refused, 403, "forbidden");
+}
