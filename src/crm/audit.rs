@@ -282,28 +282,22 @@ pub async fn list(
         .start_date
         .as_deref()
         .map(|start| problems.timestamp("startDate", start));
-    // A bare date as the upper bound means the whole of that day.
-    let end = filter.end_date.as_deref().map(|end| match end.len() {
-        10 => problems.timestamp("endDate", &format!("{end}T23:59:59.999Z")),
-        _ => problems.timestamp("endDate", end),
-    });
+    let end = filter
+        .end_date
+        .as_deref()
+        .map(|end| problems.timestamp_until("endDate", end));
     problems.into_result()?;
     let build = |select: &str| {
         let mut statement =
             StatementBuilder::new(format!("SELECT {select} FROM audit_log WHERE 1 = 1"));
-        for (condition, value) in [
-            (" AND user_id = ", &filter.user_id),
-            (" AND action = ", &filter.action),
-            (" AND resource_type = ", &filter.resource_type),
-            (" AND resource_id = ", &filter.resource_id),
-            (" AND recorded_at >= ", &start),
-            (" AND recorded_at <= ", &end),
-        ] {
-            if let Some(value) = value {
-                statement.push(condition);
-                statement.push_param(value.to_string());
-            }
-        }
+        statement.push_given([
+            (" AND user_id = ", filter.user_id.as_ref()),
+            (" AND action = ", filter.action.as_ref()),
+            (" AND resource_type = ", filter.resource_type.as_ref()),
+            (" AND resource_id = ", filter.resource_id.as_ref()),
+            (" AND recorded_at >= ", start.as_ref()),
+            (" AND recorded_at <= ", end.as_ref()),
+        ]);
         statement
     };
     super::fetch_json_page(

@@ -302,28 +302,22 @@ pub async fn list(
         .from
         .as_deref()
         .map(|from| problems.timestamp("from", from));
-    // A bare date as the upper bound means the whole of that day.
-    let to = filter.to.as_deref().map(|to| match to.len() {
-        10 => problems.timestamp("to", &format!("{to}T23:59:59.999Z")),
-        _ => problems.timestamp("to", to),
-    });
+    let to = filter
+        .to
+        .as_deref()
+        .map(|to| problems.timestamp_until("to", to));
     problems.into_result()?;
     let build = |select: &str| {
         let mut statement = StatementBuilder::new(format!(
             "SELECT {select} FROM meetings WHERE deleted_at IS NULL"
         ));
         restrict(viewer, &mut statement);
-        for (condition, value) in [
-            (" AND customer_id = ", &filter.customer_id),
-            (" AND sales_id = ", &filter.sales_id),
-            (" AND date >= ", &from),
-            (" AND date <= ", &to),
-        ] {
-            if let Some(value) = value {
-                statement.push(condition);
-                statement.push_param(value.to_string());
-            }
-        }
+        statement.push_given([
+            (" AND customer_id = ", filter.customer_id.as_ref()),
+            (" AND sales_id = ", filter.sales_id.as_ref()),
+            (" AND date >= ", from.as_ref()),
+            (" AND date <= ", to.as_ref()),
+        ]);
         statement
     };
     super::fetch_json_page(

@@ -181,12 +181,8 @@ pub async fn sales_metrics(
                 .unwrap_or(now),
         ),
     };
-    // A bare date as the upper bound means the whole of that day.
     let end = match end {
-        Some(end) if end.len() == 10 => {
-            problems.timestamp("endDate", &format!("{end}T23:59:59.999Z"))
-        }
-        Some(end) => problems.timestamp("endDate", end),
+        Some(end) => problems.timestamp_until("endDate", end),
         None => millis(now),
     };
     problems.into_result()?;

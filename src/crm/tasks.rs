@@ -360,16 +360,11 @@ pub async fn list(
             "SELECT {select} FROM tasks WHERE deleted_at IS NULL"
         ));
         restrict(viewer, &mut statement);
-        for (column, value) in [
-            (" AND customer_id = ", &filter.customer_id),
-            (" AND assignee_id = ", &filter.assignee_id),
-            (" AND status = ", &filter.status),
-        ] {
-            if let Some(value) = value {
-                statement.push(column);
-                statement.push_param(value.to_string());
-            }
-        }
+        statement.push_given([
+            (" AND customer_id = ", filter.customer_id.as_ref()),
+            (" AND assignee_id = ", filter.assignee_id.as_ref()),
+            (" AND status = ", filter.status.as_ref()),
+        ]);
         if let Some(window) = &filter.due {
             statement.push(" AND status NOT IN ('COMPLETED', 'CANCELLED') AND due_date < ");
             statement.push_param(window.before.clone());

@@ -115,6 +115,15 @@ impl Problems {
         value.to_owned()
     }
 
+    /// The upper bound of a period: like [`Self::timestamp`], but a bare date means the whole
+    /// of that day (its last millisecond), as a person asking "to 2026-12-06" means.
+    pub fn timestamp_until(&mut self, field: &str, value: &str) -> String {
+        match chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+            Ok(_) => self.timestamp(field, &format!("{value}T23:59:59.999Z")),
+            Err(_) => self.timestamp(field, value),
+        }
+    }
+
     /// A finite, non-negative amount.
     pub fn amount(&mut self, field: &str, value: f64) -> f64 {
         if !value.is_finite() || value < 0.0 {
@@ -153,6 +162,25 @@ fn is_invisible(character: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_upper_bound_date_means_the_whole_day() {
+        let mut problems = Problems::default();
+        assert_eq!(
+            problems.timestamp_until("to", "2026-12-06"),
+            "2026-12-06T23:59:59.999Z"
+        );
+        assert_eq!(
+            problems.timestamp_until("to", "2026-12-06T10:00:00+09:00"),
+            "2026-12-06T01:00:00.000Z"
+        );
+        assert!(problems.0.is_empty());
+        problems.timestamp_until("to", "2026-13-45");
+        assert_eq!(
+            problems.summary(),
+            "to: must be an RFC 3339 timestamp or a YYYY-MM-DD date"
+        );
+    }
 
     #[test]
     fn every_problem_is_reported() {

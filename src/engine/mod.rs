@@ -129,25 +129,19 @@ pub fn set_queued_for_kafka(queued: bool) {
 /// Logs the events a commit appended to the event log: `📤 Event published` on the embedded
 /// bus, `📮 Event queued for Kafka` when the Kafka relay still has to publish them.
 pub fn log_committed(events: &[Event]) {
-    let queued = QUEUED_FOR_KAFKA.load(Ordering::Relaxed);
+    let said = if QUEUED_FOR_KAFKA.load(Ordering::Relaxed) {
+        "📮 Event queued for Kafka"
+    } else {
+        "📤 Event published"
+    };
     for event in events {
-        if queued {
-            tracing::info!(
-                topic = %event.topic,
-                event_id = %event.envelope.event_id,
-                "📮 Event queued for Kafka: {} to topic {}",
-                event.envelope.event_type,
-                event.topic
-            );
-        } else {
-            tracing::info!(
-                topic = %event.topic,
-                event_id = %event.envelope.event_id,
-                "📤 Event published: {} to topic {}",
-                event.envelope.event_type,
-                event.topic
-            );
-        }
+        tracing::info!(
+            topic = %event.topic,
+            event_id = %event.envelope.event_id,
+            "{said}: {} to topic {}",
+            event.envelope.event_type,
+            event.topic
+        );
     }
 }
 

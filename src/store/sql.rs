@@ -326,6 +326,20 @@ impl StatementBuilder {
         let _ = write!(self.sql, "${}", self.params.len());
     }
 
+    /// Appends each `condition` (`" AND status = "`) with its value as a parameter, for the
+    /// values that are given: a list's optional filters.
+    pub fn push_given<'a>(
+        &mut self,
+        conditions: impl IntoIterator<Item = (&'a str, Option<&'a String>)>,
+    ) {
+        for (condition, value) in conditions {
+            if let Some(value) = value {
+                self.push(condition);
+                self.push_param(value.clone());
+            }
+        }
+    }
+
     /// Appends `column op value`, the value converted for the column's type; a list becomes
     /// `IN (...)`, a null `IS NULL`.
     pub fn push_filter(
