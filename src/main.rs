@@ -58,6 +58,14 @@ enum Command {
     },
     /// List the routes that would be loaded (trigger → actions).
     Routes(SourceArgs),
+    /// Draw how the routes connect: events and schedules → routes → the events they emit.
+    Graph {
+        /// `mermaid` (a flowchart GitHub renders) or `dot` (Graphviz).
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: crm_router::route::graph::GraphFormat,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// Manage Kafka topics.
     Topics {
         #[command(subcommand)]
@@ -365,7 +373,8 @@ async fn check(settings: Settings) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-fn list_routes(settings: Settings) -> anyhow::Result<ExitCode> {
+/// The routes `settings` name, loaded without a database; `None` after printing why not.
+fn loaded_routes(settings: &Settings) -> Option<crm_router::route::RouteSet> {
     let loaded = load::load(&LoadOptions {
         routes: &settings.routes,
         schemas: &settings.schemas,
@@ -374,14 +383,31 @@ fn list_routes(settings: Settings) -> anyhow::Result<ExitCode> {
         default_retry: settings.retry,
         limits: TemplateLimits::default(),
     });
-    let set = match loaded {
-        Ok(set) => set,
+    match loaded {
+        Ok(set) => Some(set),
         Err(diagnostics) => {
             for diagnostic in &diagnostics {
                 println!("{diagnostic}");
             }
-            return Ok(ExitCode::FAILURE);
+            None
         }
+    }
+}
+
+fn draw_routes(
+    settings: Settings,
+    format: crm_router::route::graph::GraphFormat,
+) -> anyhow::Result<ExitCode> {
+    let Some(set) = loaded_routes(&settings) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    print!("{}", crm_router::route::graph::render(&set, format));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_routes(settings: Settings) -> anyhow::Result<ExitCode> {
+    let Some(set) = loaded_routes(&settings) else {
+        return Ok(ExitCode::FAILURE);
     };
     println!("# routes from {}", set.origin);
     for route in &set.routes {
@@ -686,6 +712,8 @@ async fn main() -> ExitCode {
         Command::Routes(args) => {
             settings(config.as_deref(), cli.log_format, args).and_then(list_routes)
         }
+        Command::Graph { format, source } => settings(config.as_deref(), cli.log_format, source)
+            .and_then(|settings| draw_routes(settings, format)),
         Command::Topics {
             command: TopicsCommand::Create(source),
         } => {

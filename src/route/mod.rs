@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod diagnostic;
+pub mod graph;
 pub mod ident;
 pub mod load;
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod differential;
 mod faults;
 mod flood;
 mod folding;
+mod graph;
 mod hostile;
 mod http_errors;
 mod import;
