@@ -84,8 +84,9 @@ enum Command {
     /// Measure throughput, latency and memory on this machine, each variant on a database of
     /// its own (see BENCHMARKS.md).
     Bench(BenchArgs),
-    /// Import the original CRM's users, customers, meetings, tasks, approval requests and
-    /// notifications from its PostgreSQL database or a JSON lines file, without events.
+    /// Import the original CRM's users, customers, meetings, tasks, approval requests,
+    /// notifications and audit log from its PostgreSQL database or a JSON lines file, without
+    /// events.
     /// Idempotent; exits 1 when a row was refused.
     Import {
         /// `postgres://…` of the original CRM's database, or a file of JSON lines

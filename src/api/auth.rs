@@ -163,7 +163,11 @@ pub async fn register(
             role,
             manager_id: request.manager_id,
         },
-        caller.as_ref().map(|caller| &caller.viewer),
+        // Only an ADMIN's registration is theirs; anyone else's is a sign-up.
+        caller
+            .as_ref()
+            .filter(|_| caller_is_admin)
+            .map(|caller| &caller.viewer),
         Some(client.ip()),
     )
     .await?;

@@ -57,9 +57,9 @@ impl LoginLimiter {
         let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(now);
         self.per_address.check_key(&address).map_err(wait)?;
         self.per_account
-            // Normalised as login looks the account up, so padding the email with spaces or
-            // changing its case does not buy a fresh allowance.
-            .check_key(&(email.trim().to_lowercase(), address))
+            // Normalised as login looks the account up, so padding the email with spaces,
+            // changing its case or decomposing an accent does not buy a fresh allowance.
+            .check_key(&(crate::crm::validate::normalise_email(email), address))
             .map_err(wait)
     }
 

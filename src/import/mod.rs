@@ -1,5 +1,6 @@
-//! `crm-router import`: the original CRM's users, customers, meetings, tasks, approval requests
-//! and notifications, from its PostgreSQL database or a JSON lines file, into our tables.
+//! `crm-router import`: the original CRM's users, customers, meetings, tasks, approval requests,
+//! notifications and audit log, from its PostgreSQL database or a JSON lines file, into our
+//! tables.
 //!
 //! Rows are written as they were, without events: the original already did what the routes
 //! would do for them (a customer for each user, a first-contact task for each customer), so
