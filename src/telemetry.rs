@@ -92,6 +92,13 @@ pub fn event_routed(topic: &str, event_type: &str) {
         .increment(1);
 }
 
+/// An event arrived that no route reads (its topic and type match no route's trigger).
+pub fn event_unrouted(topic: &str, event_type: &str) {
+    let (topic, event_type) = event_labels(topic, event_type);
+    metrics::counter!("crm_router_events_unrouted_total", "topic" => topic, "type" => event_type)
+        .increment(1);
+}
+
 /// An event (or one route's handling of it) was dead-lettered.
 pub fn event_dead_lettered(topic: &str, event_type: &str) {
     let (topic, event_type) = event_labels(topic, event_type);

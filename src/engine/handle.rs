@@ -106,6 +106,35 @@ pub struct Handled {
     pub first_attempt: bool,
     /// Its routes ran to their end, none dead-lettered: it is counted as routed.
     pub routed: bool,
+    /// No route reads its topic and type: it is counted as unrouted, and warned about.
+    pub unrouted: bool,
+}
+
+/// When an unrouted event was last warned about (seconds since the Unix epoch).
+static LAST_UNROUTED_WARNING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Seconds between two warnings about unrouted events: a producer sending to a misspelt topic
+/// sends many, and one line a minute says it as well as one line per event.
+const UNROUTED_WARNING_EVERY: u64 = 60;
+
+/// Warns that no route reads `event_type` on `topic`, at most once a minute.
+fn warn_unrouted(topic: &str, event_type: &str) {
+    use std::sync::atomic::Ordering;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let last = LAST_UNROUTED_WARNING.load(Ordering::Relaxed);
+    let due = last == 0 || now.saturating_sub(last) >= UNROUTED_WARNING_EVERY;
+    if due
+        && LAST_UNROUTED_WARNING
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!(
+            topic = %topic,
+            "no route reads {event_type} on topic {topic}: the event was recorded but nothing ran (a misspelt topic or type?); crm_router_events_unrouted_total counts such events, and this is said at most once a minute"
+        );
+    }
 }
 
 impl Handled {
@@ -131,6 +160,10 @@ impl Handled {
             }
             if self.routed {
                 crate::telemetry::event_routed(topic, event_type);
+            }
+            if self.unrouted {
+                crate::telemetry::event_unrouted(topic, event_type);
+                warn_unrouted(topic, event_type);
             }
         }
         for route in &self.applied {
@@ -285,7 +318,10 @@ pub async fn handle_delivery(
         )
         .await?;
     }
-    handled.routed = handled.dead_lettered.is_empty();
+    // An event no route reads is recorded and consumed, but nothing ran: a typo in a topic or
+    // type looks exactly like this, so it is not counted as routed.
+    handled.unrouted = handled.routes_run == 0 && only_route.is_none();
+    handled.routed = handled.routes_run > 0 && handled.dead_lettered.is_empty();
     Ok(handled)
 }
 

@@ -187,3 +187,65 @@ async fn event_labels_stop_growing_past_their_bound() {
         "{metrics}"
     );
 }
+
+/// An event whose topic and type no route reads (a misspelt topic) is counted as unrouted,
+/// never as routed, and warned about once, not once per event.
+#[tokio::test]
+async fn events_no_route_reads_are_counted_and_warned_about_once() {
+    let project = Project::empty();
+    project.write(
+        "routes/orders.yaml",
+        "routes:\n  - name: order-placed\n    on: {topic: orders, type: ORDER_PLACED}\n    actions:\n      - emit: {topic: order-log, eventType: ORDER_SEEN, key: \"{{ data.id }}\", data: {id: \"{{ data.id }}\"}}\n",
+    );
+    let daemon = project.start();
+    let placed = |n: u32| json!({"eventType": "ORDER_PLACED", "data": {"id": format!("o{n}")}});
+    for n in 0..3 {
+        let (status, body) = daemon.post_event("order", placed(n)).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, body) = daemon.post_event("orders", placed(9)).await;
+    assert_eq!(status, 202, "{body}");
+    let db = project.database().await;
+    drained(&db).await;
+    let text = scrape(&daemon).await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"crm_router_events_unrouted_total{topic="order",type="ORDER_PLACED"}"#
+        ),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"crm_router_events_routed_total{topic="order",type="ORDER_PLACED"}"#
+        ),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"crm_router_events_routed_total{topic="orders",type="ORDER_PLACED"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    // ORDER_SEEN on order-log is read by no route either.
+    assert_eq!(
+        sample(
+            &text,
+            r#"crm_router_events_unrouted_total{topic="order-log",type="ORDER_SEEN"}"#
+        ),
+        1.0,
+        "{text}"
+    );
+    let log = daemon.log();
+    let warnings = log.matches("no route reads").count();
+    assert_eq!(warnings, 1, "{log}");
+    assert!(
+        log.contains("no route reads ORDER_PLACED on topic order:"),
+        "{log}"
+    );
+}
