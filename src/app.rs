@@ -198,6 +198,7 @@ impl Application {
             reload_signals: reload_sender,
             log_signal,
             api_key: settings.api_key.as_deref().map(Arc::from),
+            unrouted: settings.unrouted,
             engine_health: engine.health(),
             tokens: crate::auth::TokenKeys::new(&secret),
             login_limiter: Arc::new(crate::auth::LoginLimiter::new()),

@@ -106,6 +106,10 @@ pub struct ConfigFile {
     /// default, so browsers refuse cross-origin calls.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// What `POST /api/events` does with an event no route reads: `accept` (the default:
+    /// counted and warned about) or `refuse` (422, naming a route's topic it may have meant).
+    #[serde(default)]
+    pub unrouted: Option<Unrouted>,
     /// Timeouts and the connection limit of the HTTP server.
     #[serde(default)]
     pub http: HttpFileConfig,
@@ -241,6 +245,8 @@ pub struct Overrides {
     pub jwt_secret: Option<String>,
     /// `CRM_ROUTER_CORS_ORIGINS`, comma-separated.
     pub cors_origins: Option<String>,
+    /// `CRM_ROUTER_UNROUTED`: `accept` or `refuse`.
+    pub unrouted: Option<String>,
     /// The `KAFKA_*` environment variables that are set.
     pub kafka_environment: std::collections::BTreeMap<String, String>,
 }
@@ -279,6 +285,19 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// HTTP server timeouts and connection limit.
     pub http: ServerLimits,
+    /// What `POST /api/events` does with an event no route reads.
+    pub unrouted: Unrouted,
+}
+
+/// What `POST /api/events` does with an event whose topic and type no route's trigger matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unrouted {
+    /// Accept it (recorded, counted as unrouted, warned about).
+    #[default]
+    Accept,
+    /// Refuse it with 422, so a producer's misspelt topic fails at once.
+    Refuse,
 }
 
 // By hand, so the API key, the JWT secret and a database password never reach a log line.
@@ -304,6 +323,7 @@ impl std::fmt::Debug for Settings {
             .field("jwt_secret", &hidden(&self.jwt_secret))
             .field("kafka", &self.kafka)
             .field("cors_origins", &self.cors_origins)
+            .field("unrouted", &self.unrouted)
             .field("http", &self.http)
             .finish()
     }
@@ -406,8 +426,20 @@ impl Settings {
         };
         let cors_origins = check_cors_origins(cors_origins)?;
         let http = file.http.resolve()?;
+        let unrouted = match overrides.unrouted.as_deref() {
+            None => file.unrouted.unwrap_or_default(),
+            Some("accept") => Unrouted::Accept,
+            Some("refuse") => Unrouted::Refuse,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    field: "CRM_ROUTER_UNROUTED",
+                    message: format!("must be accept or refuse, not {other:?}"),
+                })
+            }
+        };
         Ok(Self {
             http,
+            unrouted,
             cors_origins,
             kafka,
             database_url: overrides

@@ -51,6 +51,10 @@ schemas: schemas
 # Most events per database transaction.
 # batch_size: 500
 
+# An event POST /api/events takes that no route reads: accept (counted and warned about) or
+# refuse (422 naming the topic it may have meant). Env: CRM_ROUTER_UNROUTED.
+# unrouted: accept
+
 # Default retry policy for routes without their own `retry:`.
 # retry:
 #   attempts: 3

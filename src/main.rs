@@ -324,6 +324,7 @@ fn settings(
         api_key: std::env::var("CRM_ROUTER_API_KEY").ok(),
         jwt_secret: std::env::var("JWT_SECRET").ok(),
         cors_origins: std::env::var("CRM_ROUTER_CORS_ORIGINS").ok(),
+        unrouted: std::env::var("CRM_ROUTER_UNROUTED").ok(),
         kafka_environment: std::env::vars()
             .filter(|(name, _)| name.starts_with("KAFKA_"))
             .collect(),

@@ -33,13 +33,46 @@ fn field_of(error: &EventError) -> &'static str {
     }
 }
 
+/// With `unrouted: refuse`, refuses an event that no route's trigger matches (its `when:`
+/// aside), naming the routes' topic it may have meant.
+fn refuse_unrouted(
+    routes: &crate::route::RouteSet,
+    event: &crate::event::Event,
+) -> Result<(), ApiError> {
+    let (topic, event_type) = (event.topic.as_str(), event.envelope.event_type.as_str());
+    if routes.matching(topic, event_type).next().is_some() {
+        return Ok(());
+    }
+    let read: Vec<&str> = routes
+        .routes
+        .iter()
+        .filter_map(|route| match &route.trigger.kind {
+            crate::route::trigger::TriggerKind::Events { topic, .. } => Some(topic.as_str()),
+            crate::route::trigger::TriggerKind::Schedule(_) => None,
+        })
+        .collect();
+    let hint = crate::route::diagnostic::did_you_mean(topic, read.iter().copied())
+        .map(|meant| format!(" (did you mean topic {meant}?)"))
+        .unwrap_or_default();
+    let message = format!(
+        "no route reads {event_type} on topic {topic}{hint}; unrouted events are refused here (unrouted: refuse)"
+    );
+    Err(ApiError::Unprocessable {
+        message: message.clone(),
+        fields: vec![FieldError {
+            field: "topic".into(),
+            message,
+        }],
+    })
+}
+
 /// Validates and appends the event; 202 once it is durably in the log.
 #[utoipa::path(post, path = "/api/events/{topic}", tag = "operations",
     security(("api_key" = []), ("bearer" = [])),
     params(("topic" = String, Path, description = "e.g. user.events")),
     request_body(content = serde_json::Value, description = "an envelope: eventType, data, and optionally eventId, timestamp, source, key"),
     responses((status = 202, body = Accepted, description = "durably in the log"),
-        (status = 422, description = "data fails the event's schema (`fields` says where)")))]
+        (status = 422, description = "data fails the event's schema (`fields` says where), or, with `unrouted: refuse`, no route reads the event")))]
 pub async fn submit(
     State(state): State<AppState>,
     ApiPath(topic): ApiPath<String>,
@@ -56,6 +89,9 @@ pub async fn submit(
             }],
         })?;
     let routes = state.routes.load();
+    if state.unrouted == crate::config::Unrouted::Refuse {
+        refuse_unrouted(&routes, &event)?;
+    }
     if let Err(errors) = routes.schemas.validate(
         event.topic.as_str(),
         &event.envelope.event_type,

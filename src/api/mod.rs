@@ -72,6 +72,8 @@ pub struct AppState {
     pub relay_health: Option<Arc<crate::kafka::relay::RelayHealth>>,
     /// Browser origins allowed by CORS (checked by `config`); empty turns CORS off.
     pub cors_origins: Arc<[String]>,
+    /// What `POST /api/events` does with an event no route reads.
+    pub unrouted: crate::config::Unrouted,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -249,3 +249,36 @@ async fn events_no_route_reads_are_counted_and_warned_about_once() {
         "{log}"
     );
 }
+
+/// With `unrouted: refuse`, `POST /api/events` refuses an event no route reads (422 on its
+/// topic, with the topic it may have meant), and still takes the ones a route reads.
+#[tokio::test]
+async fn unrouted_events_can_be_refused_with_the_topic_meant() {
+    let project = Project::empty();
+    project.write(
+        "routes/orders.yaml",
+        "routes:\n  - name: order-placed\n    on: {topic: orders, type: ORDER_PLACED}\n    actions:\n      - emit: {topic: order-log, eventType: ORDER_SEEN, key: \"{{ data.id }}\", data: {id: \"{{ data.id }}\"}}\n",
+    );
+    project.write("crm-router.yaml", "unrouted: refuse\n");
+    let daemon = project.start();
+    let placed = json!({"eventType": "ORDER_PLACED", "data": {"id": "o1"}});
+    let (status, body) = daemon.post_event("order", placed.clone()).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "no route reads ORDER_PLACED on topic order (did you mean topic orders?); unrouted events are refused here (unrouted: refuse)"
+    );
+    assert_eq!(body["fields"][0]["field"], "topic", "{body}");
+    let (status, body) = daemon
+        .post_event("orders", json!({"eventType": "ORDER_SHIPPED", "data": {}}))
+        .await;
+    assert_eq!(status, 422, "a type no route reads: {body}");
+    let (status, body) = daemon.post_event("orders", placed).await;
+    assert_eq!(status, 202, "{body}");
+    let db = project.database().await;
+    drained(&db).await;
+    assert_eq!(
+        crate::support::count(&db, "SELECT COUNT(*) FROM event_log WHERE topic = 'order'").await,
+        0
+    );
+}
