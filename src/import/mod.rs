@@ -129,6 +129,8 @@ struct Run<'a> {
     seen: HashMap<OriginalTable, HashSet<String>>,
     /// Original user id → the id of the user here with the same email.
     merged_users: HashMap<String, String>,
+    /// Each table's statements, built once per run rather than once per row.
+    statements: HashMap<OriginalTable, Statements>,
 }
 
 impl Run<'_> {
@@ -187,8 +189,13 @@ impl Run<'_> {
                 continue;
             }
             row.point_at_merged_users(&self.merged_users);
+            let statements = self
+                .statements
+                .entry(row.table)
+                .or_insert_with(|| Statements::of(row.table));
+            let written = insert(&mut transaction, statements, &mut row).await?;
             let counts = self.summary.counts.entry(row.table).or_default();
-            match insert(&mut transaction, &row).await? {
+            match written {
                 Written::Imported => counts.imported += 1,
                 Written::Present => counts.present += 1,
                 Written::Merged(existing) => {
@@ -224,6 +231,7 @@ pub async fn import(
         batch: Vec::with_capacity(BATCH),
         seen: HashMap::new(),
         merged_users: HashMap::new(),
+        statements: HashMap::new(),
     };
     let outcome = source::read(
         source,
@@ -319,33 +327,56 @@ enum Written {
     Conflict,
 }
 
-async fn insert(connection: &mut Conn<'_>, row: &Pending) -> Result<Written, sqlx::Error> {
-    let (table, columns) = row.table.target();
-    let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
-    // The table and column names are our own constants, never input.
-    let sql = format!(
-        "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
-        columns.join(", "),
-        placeholders.join(", ")
-    );
-    let done = db::query(&sql)
-        .bind_all(row.values.iter().cloned())
+/// The statements that write one table's rows.
+struct Statements {
+    /// Inserts a row unless it conflicts with one here.
+    insert: String,
+    /// Finds a row by id.
+    by_id: String,
+}
+
+impl Statements {
+    fn of(table: OriginalTable) -> Self {
+        let (table, columns) = table.target();
+        let placeholders: Vec<String> = (1..=columns.len()).map(|n| format!("${n}")).collect();
+        // The table and column names are our own constants, never input.
+        Self {
+            insert: format!(
+                "INSERT INTO {table} ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+                columns.join(", "),
+                placeholders.join(", ")
+            ),
+            by_id: format!("SELECT id FROM {table} WHERE id = $1"),
+        }
+    }
+}
+
+/// Writes `row` (its values are moved into the statement, not copied).
+async fn insert(
+    connection: &mut Conn<'_>,
+    statements: &Statements,
+    row: &mut Pending,
+) -> Result<Written, sqlx::Error> {
+    // The email is the second value of a user; kept for the lookup below.
+    let email = (row.table == OriginalTable::Users).then(|| row.values[1].clone());
+    let done = db::query(&statements.insert)
+        .bind_all(std::mem::take(&mut row.values))
         .execute(&mut *connection)
         .await?;
     if done.rows_affected() == 1 {
         return Ok(Written::Imported);
     }
-    let present = db::query(&format!("SELECT id FROM {table} WHERE id = $1"))
+    let present = db::query(&statements.by_id)
         .bind(row.key.as_str())
         .fetch_optional(&mut *connection)
         .await?;
     if present.is_some() {
         return Ok(Written::Present);
     }
-    if row.table == OriginalTable::Users {
-        // The email is the second value, normalised as login looks users up.
+    if let Some(email) = email {
+        // Normalised as login looks users up.
         let owner: Option<(String,)> = db::query("SELECT id FROM users WHERE email = $1")
-            .bind(row.values[1].clone())
+            .bind(email)
             .fetch_optional_as(&mut *connection)
             .await?;
         if let Some((existing,)) = owner {
