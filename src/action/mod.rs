@@ -291,6 +291,12 @@ impl Scope {
         if let Some(row) = &self.row {
             context.insert("row", row.clone());
         }
+        if !self.iterations.is_empty() {
+            context.insert(
+                crate::template::ITERATIONS_VARIABLE,
+                Value::from(self.iterations.clone()),
+            );
+        }
         Value::from(context)
     }
 

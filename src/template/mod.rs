@@ -13,7 +13,7 @@ mod shortcut;
 
 use shortcut::{plain_path, Shortcut, TextShortcut};
 
-pub use functions::now_rfc3339;
+pub use functions::{now_rfc3339, ITERATIONS_VARIABLE};
 
 use minijinja::{Environment, UndefinedBehavior};
 use thiserror::Error;
@@ -299,7 +299,7 @@ impl TemplateEnvironment {
                 if let Some(value) = expression
                     .shortcut
                     .as_ref()
-                    .and_then(|shortcut| shortcut.evaluate(context))
+                    .and_then(|shortcut| shortcut.evaluate(context, &expression.name))
                 {
                     return Ok(value);
                 }
@@ -409,7 +409,7 @@ mod tests {
     fn event_context() -> TemplateValue {
         let data = json!({"name": "Acme {{ 7*7 }}", "amount": 12.5, "count": 3, "missing": null});
         context! {
-            event => TemplateValue::from_serialize(json!({"eventType": "CUSTOMER_CREATED", "data": data.clone()})),
+            event => TemplateValue::from_serialize(json!({"eventId": "e-1", "timestamp": "2026-12-07T01:02:03.456Z", "eventType": "CUSTOMER_CREATED", "data": data.clone()})),
             data => TemplateValue::from_serialize(&data),
             steps => TemplateValue::from_serialize(json!({"customer": {"id": "c1"}})),
             env => TemplateValue::from_serialize(json!({"REGION": "eu"})),
@@ -429,9 +429,9 @@ mod tests {
     }
 
     #[test]
-    fn uuids_are_version_7_in_the_order_they_were_made() {
+    fn random_uuids_are_version_7_in_the_order_they_were_made() {
         let mut env = environment();
-        let id = env.compile_text("id", "{{ uuid() }}").unwrap();
+        let id = env.compile_text("id", "{{ random_uuid() }}").unwrap();
         let ids: Vec<uuid::Uuid> = (0..200)
             .map(|_| {
                 let rendered = env.render(&id, &event_context()).unwrap();
@@ -443,6 +443,110 @@ mod tests {
             ids.windows(2)
                 .all(|pair| pair[0].to_string() < pair[1].to_string()),
             "each id sorts after the one before, as text too"
+        );
+    }
+
+    /// A context like `event_context`, for another event id or inside `for_each` rows.
+    fn context_of(event_id: &str, rows: Option<Vec<usize>>) -> TemplateValue {
+        let event = json!({"eventId": event_id, "timestamp": "2026-12-07T01:02:03.456Z"});
+        match rows {
+            None => context! { event => TemplateValue::from_serialize(event) },
+            Some(rows) => TemplateValue::from(
+                [
+                    ("event", TemplateValue::from_serialize(event)),
+                    (ITERATIONS_VARIABLE, TemplateValue::from(rows)),
+                ]
+                .into_iter()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            ),
+        }
+    }
+
+    #[test]
+    fn uuid_is_the_same_on_every_attempt_and_differs_by_event_place_row_and_call() {
+        let rendered = |env: &mut TemplateEnvironment, name: &str, text: &str, context| {
+            let compiled = env.compile_text(name, text).unwrap();
+            env.render(&compiled, &context).unwrap()
+        };
+        let mut env = environment();
+        let first = rendered(
+            &mut env,
+            "r:actions[0].id",
+            "{{ uuid() }}",
+            context_of("e-1", None),
+        );
+        // A retry renders the same template again, after a reload registers it anew.
+        let mut reloaded = environment();
+        reloaded.compile_text("other", "{{ 1 }}").unwrap();
+        let retried = rendered(
+            &mut reloaded,
+            "r:actions[0].id",
+            "{{ uuid() }}",
+            context_of("e-1", None),
+        );
+        assert_eq!(first, retried);
+        let id = uuid::Uuid::parse_str(first.as_str().unwrap()).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        let (seconds, nanos) = id.get_timestamp().unwrap().to_unix();
+        assert_eq!(
+            (seconds, nanos / 1_000_000),
+            (1_796_605_323, 456),
+            "the event's time leads"
+        );
+
+        let others = [
+            rendered(
+                &mut env,
+                "r:actions[0].id",
+                "{{ uuid() }}",
+                context_of("e-2", None),
+            ),
+            rendered(
+                &mut env,
+                "r:actions[1].id",
+                "{{ uuid() }}",
+                context_of("e-1", None),
+            ),
+            rendered(
+                &mut env,
+                "r:actions[0].id",
+                "{{ uuid() }}",
+                context_of("e-1", Some(vec![0])),
+            ),
+            rendered(
+                &mut env,
+                "r:actions[0].id",
+                "{{ uuid() }}",
+                context_of("e-1", Some(vec![1])),
+            ),
+        ];
+        let mut all: Vec<_> = others.iter().chain([&first]).collect();
+        all.sort_by_key(|id| id.to_string());
+        all.dedup();
+        assert_eq!(all.len(), 5, "{others:?} {first}");
+
+        let two = rendered(
+            &mut env,
+            "r:actions[0].id",
+            "{{ uuid() }} {{ uuid() }}",
+            context_of("e-1", None),
+        );
+        let two = two.as_str().unwrap();
+        let (a, b) = two.split_once(' ').unwrap();
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            first.as_str().unwrap(),
+            "the first call in a template is the sole expression's"
+        );
+        assert_eq!(
+            two,
+            rendered(
+                &mut env,
+                "r:actions[0].id",
+                "{{ uuid() }} {{ uuid() }}",
+                context_of("e-1", None)
+            )
         );
     }
 
@@ -564,6 +668,7 @@ mod tests {
         for text in [
             "{{ data.name }}",
             "{{ uuid() }}",
+            "{{ random_uuid() }}",
             "{{ now() }}",
             "{{ today() }}",
             "{{ now() | add_days(3) }}",
@@ -604,6 +709,8 @@ mod tests {
             )
         };
         let (fast, slow) = render(&mut env, "{{ uuid() }}");
+        assert_eq!(fast, slow);
+        let (fast, slow) = render(&mut env, "{{ random_uuid() }}");
         for id in [&fast, &slow] {
             assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
         }

@@ -19,7 +19,7 @@ pub enum Shortcut {
     Path(Vec<String>),
     /// `a.b.c | default(none)`: the value at the path, or null where its last name is absent.
     PathOrNone(Vec<String>),
-    /// `uuid()`, `now()` or `today()`, possibly shifted (`| add_days(3)`).
+    /// `uuid()`, `random_uuid()`, `now()` or `today()`, possibly shifted (`| add_days(3)`).
     Call(Function, Option<Shift>),
 }
 
@@ -28,6 +28,8 @@ pub enum Shortcut {
 pub enum Function {
     /// `uuid()`
     Uuid,
+    /// `random_uuid()`
+    RandomUuid,
     /// `now()`
     Now,
     /// `today()`
@@ -103,6 +105,7 @@ impl Shortcut {
         };
         let function = match head {
             "uuid()" => Some(Function::Uuid),
+            "random_uuid()" => Some(Function::RandomUuid),
             "now()" => Some(Function::Now),
             "today()" => Some(Function::Today),
             _ => None,
@@ -120,8 +123,9 @@ impl Shortcut {
         }
     }
 
-    /// The value, or `None` when the template must decide.
-    pub fn evaluate(&self, context: &TemplateValue) -> Option<serde_json::Value> {
+    /// The value, or `None` when the template must decide. `template` is the name the
+    /// expression's template is registered under, which `uuid()` is derived from.
+    pub fn evaluate(&self, context: &TemplateValue, template: &str) -> Option<serde_json::Value> {
         match self {
             Self::Path(path) => look_up(context, path),
             Self::PathOrNone(path) => {
@@ -138,7 +142,16 @@ impl Shortcut {
             }
             Self::Call(function, shift) => {
                 let value = match function {
-                    Function::Uuid => functions::uuid(),
+                    // The template's first (and only) call.
+                    Function::Uuid => functions::uuid_at(
+                        &context.get_attr("event").ok()?,
+                        &context
+                            .get_attr(functions::ITERATIONS_VARIABLE)
+                            .unwrap_or_default(),
+                        template,
+                        0,
+                    )?,
+                    Function::RandomUuid => functions::random_uuid(),
                     Function::Now => functions::now_rfc3339(),
                     Function::Today => functions::today(),
                 };

@@ -14,13 +14,16 @@ use crate::support::{count, drained, Backend, Project};
 
 const MIGRATION: &str = "CREATE TABLE items (id TEXT NOT NULL, label TEXT NOT NULL);\n";
 
-/// An HTTP target that answers 500 `failures` times, then 200, recording Idempotency-Keys.
-async fn flaky_target(failures: usize) -> (String, Arc<Mutex<Vec<String>>>) {
-    let keys = Arc::new(Mutex::new(Vec::new()));
-    let seen = keys.clone();
+/// What a target received: each request's Idempotency-Key and JSON body, in order.
+type Received = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// An HTTP target that answers 500 `failures` times, then 200, recording what it received.
+async fn flaky_target(failures: usize) -> (String, Received) {
+    let received = Received::default();
+    let seen = received.clone();
     let app = axum::Router::new().route(
         "/hook",
-        post(move |headers: HeaderMap| {
+        post(move |headers: HeaderMap, body: String| {
             let seen = seen.clone();
             async move {
                 let key = headers
@@ -29,9 +32,10 @@ async fn flaky_target(failures: usize) -> (String, Arc<Mutex<Vec<String>>>) {
                     .to_str()
                     .unwrap()
                     .to_owned();
-                let mut keys = seen.lock().unwrap();
-                keys.push(key);
-                if keys.len() <= failures {
+                let body = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                let mut received = seen.lock().unwrap();
+                received.push((key, body));
+                if received.len() <= failures {
                     StatusCode::INTERNAL_SERVER_ERROR
                 } else {
                     StatusCode::NO_CONTENT
@@ -42,7 +46,17 @@ async fn flaky_target(failures: usize) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{address}/hook"), keys)
+    (format!("http://{address}/hook"), received)
+}
+
+/// The Idempotency-Keys a target received, in order.
+fn keys_of(received: &Received) -> Vec<String> {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(key, _)| key.clone())
+        .collect()
 }
 
 #[test_case(Backend::Sqlite ; "sqlite")]
@@ -128,7 +142,7 @@ async fn failing_routes_are_retried_then_dead_lettered_and_the_stream_moves_on(b
     );
 
     // The flaky target saw three attempts with one idempotency key, then succeeded.
-    let keys = keys.lock().unwrap().clone();
+    let keys = keys_of(&keys);
     assert_eq!(keys.len(), 3, "{keys:?}");
     assert!(keys.iter().all(|key| key == &keys[0]));
     assert_eq!(
@@ -177,8 +191,80 @@ async fn each_for_each_row_sends_its_own_idempotency_key(backend: Backend) {
         .await;
     assert_eq!(status, 202, "{body}");
     drained(&project.database().await).await;
-    let keys = keys.lock().unwrap().clone();
+    let keys = keys_of(&keys);
     assert_eq!(keys.len(), 3, "one call per row: {keys:?}");
     let distinct: std::collections::HashSet<_> = keys.iter().collect();
     assert_eq!(distinct.len(), 3, "every row has its own key: {keys:?}");
+}
+
+/// The issue's webhook saw four attempts with one Idempotency-Key and four different
+/// `invoiceId`s: `uuid()` now renders the same id on every attempt, in each row its own, and
+/// the row the route wrote holds the id the webhook was sent.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn uuid_is_the_same_on_every_attempt_and_random_uuid_is_not(backend: Backend) {
+    let (hook, received) = flaky_target(3).await;
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    project.write("migrations/20270101000000_items.sql", MIGRATION);
+    project.write(
+        "routes/invoice.yaml",
+        &format!(
+            r#"routes:
+  - name: invoice
+    on: {{topic: test.events, type: PAID}}
+    retry: {{attempts: 5, backoff: {{initial: 10ms, max: 50ms, multiplier: 2}}}}
+    actions:
+      - insert: {{table: items, values: {{id: "{{{{ uuid() }}}}", label: invoice}}, as: invoice}}
+      - http:
+          url: "{hook}"
+          body: {{invoiceId: "{{{{ steps.invoice.id }}}}", again: "{{{{ uuid() }}}}", fresh: "{{{{ random_uuid() }}}}"}}
+"#
+        ),
+    );
+    let daemon = project.start();
+    let (status, body) = daemon
+        .post_event("test.events", json!({"eventType": "PAID", "data": {}}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let db = project.database().await;
+    drained(&db).await;
+
+    let received = received.lock().unwrap().clone();
+    assert_eq!(
+        received.len(),
+        4,
+        "three failures, then success: {received:?}"
+    );
+    let field = |name: &str| -> Vec<String> {
+        received
+            .iter()
+            .map(|(_, body)| body[name].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let invoice_ids = field("invoiceId");
+    assert!(
+        invoice_ids.iter().all(|id| id == &invoice_ids[0]),
+        "{received:?}"
+    );
+    let again = field("again");
+    assert!(again.iter().all(|id| id == &again[0]), "{received:?}");
+    assert_ne!(again[0], invoice_ids[0], "each step has its own id");
+    let fresh: std::collections::HashSet<_> = field("fresh").into_iter().collect();
+    assert_eq!(
+        fresh.len(),
+        4,
+        "random_uuid() is new on every attempt: {received:?}"
+    );
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM items")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        [invoice_ids[0].clone()],
+        "the committed row has the id that was sent"
+    );
 }
