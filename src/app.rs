@@ -109,8 +109,12 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
 }
 
 impl Application {
-    /// Prepares everything; nothing runs until [`Application::run`].
-    pub async fn build(settings: Settings) -> Result<Self, AppError> {
+    /// Prepares everything; nothing runs until [`Application::run`]. With `source`, each reload
+    /// reads its config file again (see [`Reloader::rereading`]).
+    pub async fn build(
+        settings: Settings,
+        source: Option<crate::config::SettingsSource>,
+    ) -> Result<Self, AppError> {
         // First, so the start's own reload is counted.
         let metrics = crate::telemetry::install();
         let store = Store::connect(&settings.database_url).await?;
@@ -147,6 +151,10 @@ impl Application {
             LoadSettings::from_settings(&settings),
             handle.clone(),
         );
+        let reloader = match source {
+            Some(source) => reloader.rereading(source, settings.clone()),
+            None => reloader,
+        };
         tracing::info!(routes = %settings.routes.describe(), schemas = %settings.schemas.describe(), "loading routes");
         reloader.reload().await.map_err(AppError::Routes)?;
 
@@ -199,6 +207,7 @@ impl Application {
             log_signal,
             api_key: settings.api_key.as_deref().map(Arc::from),
             unrouted: settings.unrouted,
+            crm_api: settings.crm_api,
             engine_health: engine.health(),
             tokens: crate::auth::TokenKeys::new(&secret),
             login_limiter: Arc::new(crate::auth::LoginLimiter::new()),

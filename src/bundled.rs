@@ -1,5 +1,6 @@
 //! The route files and schemas compiled into the binary, used when `./routes` / `./schemas`
-//! do not exist and written out by `crm-router init`.
+//! do not exist and written out by `crm-router init`, and the example project of
+//! `crm-router init --bare`.
 
 use include_dir::{include_dir, Dir};
 
@@ -8,6 +9,9 @@ pub static ROUTES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/routes");
 
 /// `schemas/` of the source tree.
 pub static SCHEMAS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/schemas");
+
+/// `examples/bare/`: the project `crm-router init --bare` writes, without the CRM.
+pub static BARE: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/examples/bare");
 
 #[cfg(test)]
 mod tests {

@@ -110,6 +110,11 @@ pub struct ConfigFile {
     /// counted and warned about) or `refuse` (422, naming a route's topic it may have meant).
     #[serde(default)]
     pub unrouted: Option<Unrouted>,
+    /// Whether the CRM's REST resources (`/api/auth`, `/api/customers`, …) are
+    /// served (default `true`). `false` leaves the operator endpoints only, for a project of
+    /// your own events and tables.
+    #[serde(default)]
+    pub crm_api: Option<bool>,
     /// Timeouts and the connection limit of the HTTP server.
     #[serde(default)]
     pub http: HttpFileConfig,
@@ -247,8 +252,39 @@ pub struct Overrides {
     pub cors_origins: Option<String>,
     /// `CRM_ROUTER_UNROUTED`: `accept` or `refuse`.
     pub unrouted: Option<String>,
+    /// `CRM_ROUTER_CRM_API`: `true` or `false`.
+    pub crm_api: Option<String>,
     /// The `KAFKA_*` environment variables that are set.
     pub kafka_environment: std::collections::BTreeMap<String, String>,
+}
+
+/// Where the daemon's settings come from: flags and environment variables, fixed for the
+/// process, and the config file, which each reload reads again.
+#[derive(Clone)]
+pub struct SettingsSource {
+    overrides: Overrides,
+    file: Option<PathBuf>,
+}
+
+impl SettingsSource {
+    /// Settings from `overrides` and, when given, the config file at `file`.
+    pub fn new(overrides: Overrides, file: Option<PathBuf>) -> Self {
+        Self { overrides, file }
+    }
+
+    /// The config file, when there is one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Reads the config file (if any) and resolves the settings.
+    pub fn resolve(&self) -> Result<Settings, ConfigError> {
+        let file = match &self.file {
+            Some(path) => ConfigFile::read(path)?,
+            None => ConfigFile::default(),
+        };
+        Settings::resolve(self.overrides.clone(), file)
+    }
 }
 
 /// Resolved settings.
@@ -287,6 +323,8 @@ pub struct Settings {
     pub http: ServerLimits,
     /// What `POST /api/events` does with an event no route reads.
     pub unrouted: Unrouted,
+    /// Whether the CRM's REST resources are served.
+    pub crm_api: bool,
 }
 
 /// What `POST /api/events` does with an event whose topic and type no route's trigger matches.
@@ -324,6 +362,7 @@ impl std::fmt::Debug for Settings {
             .field("kafka", &self.kafka)
             .field("cors_origins", &self.cors_origins)
             .field("unrouted", &self.unrouted)
+            .field("crm_api", &self.crm_api)
             .field("http", &self.http)
             .finish()
     }
@@ -437,9 +476,21 @@ impl Settings {
                 })
             }
         };
+        let crm_api = match overrides.crm_api.as_deref() {
+            None => file.crm_api.unwrap_or(true),
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    field: "CRM_ROUTER_CRM_API",
+                    message: format!("must be true or false, not {other:?}"),
+                })
+            }
+        };
         Ok(Self {
             http,
             unrouted,
+            crm_api,
             cors_origins,
             kafka,
             database_url: overrides
@@ -458,6 +509,31 @@ impl Settings {
             api_key,
             jwt_secret: overrides.jwt_secret.filter(|secret| !secret.is_empty()),
         })
+    }
+
+    /// The settings that differ in `newer` and take a restart to apply: everything but
+    /// `env_allow` and `retry`, which a reload applies with the routes. The route and schema
+    /// directories are among them, since the file watcher is attached to the running ones.
+    pub fn needing_restart(&self, newer: &Settings) -> Vec<&'static str> {
+        let compared = [
+            ("database_url", self.database_url != newer.database_url),
+            ("routes", self.routes != newer.routes),
+            ("schemas", self.schemas != newer.schemas),
+            ("migrations", self.migrations != newer.migrations),
+            ("listen", self.listen != newer.listen),
+            ("log_format", self.log_format != newer.log_format),
+            ("consumer", self.consumer != newer.consumer),
+            ("batch_size", self.batch_size != newer.batch_size),
+            ("kafka", self.kafka != newer.kafka),
+            ("cors_origins", self.cors_origins != newer.cors_origins),
+            ("http", self.http != newer.http),
+            ("unrouted", self.unrouted != newer.unrouted),
+            ("crm_api", self.crm_api != newer.crm_api),
+        ];
+        compared
+            .into_iter()
+            .filter_map(|(name, differs)| differs.then_some(name))
+            .collect()
     }
 
     /// The `env` template variable: allow-listed variables that are set.

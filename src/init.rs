@@ -1,4 +1,7 @@
-//! `crm-router init DIR`: writes the bundled routes, schemas and a commented config for editing.
+//! `crm-router init DIR`: writes a project to edit. By default that is the CRM's bundled routes
+//! and schemas, a commented config and a `migrations/` folder for tables of your own; with
+//! `--bare` it is `examples/bare` instead: one table, three routes and their event schemas,
+//! with the CRM's REST resources turned off.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -34,7 +37,11 @@ routes: routes
 schemas: schemas
 
 # Your own SQL migrations, applied after the built-in ones. Env: CRM_ROUTER_MIGRATIONS.
-# migrations: migrations
+migrations: migrations
+
+# The CRM's REST resources (/api/auth, /api/customers, ...); false serves the operator
+# endpoints only. Env: CRM_ROUTER_CRM_API.
+# crm_api: true
 
 # HTTP address. Env: CRM_ROUTER_LISTEN, or PORT (listens on 0.0.0.0:$PORT).
 # listen: 127.0.0.1:8080
@@ -95,27 +102,65 @@ fn write_dir(
     Ok(())
 }
 
-/// Writes `DIR/routes/`, `DIR/schemas/` and `DIR/crm-router.yaml`; returns the files written.
-pub fn init(directory: &Path, force: bool) -> Result<Vec<PathBuf>, InitError> {
+/// What `migrations/README.md` says in a CRM project, whose own tables are built in.
+const MIGRATIONS_README: &str = "\
+# Your tables
+
+The CRM's tables are built into crm-router. Tables of your own, for routes of your own, are
+created by the SQL files here: `<VERSION>_<DESCRIPTION>.sql`, e.g. `20270101000000_orders.sql`,
+applied once each in version order when the daemon or `crm-router check` starts. One folder
+serves SQLite and PostgreSQL, so write SQL both accept. Never edit a file that has run; add a
+later one. `crm-router init --bare` writes an example.
+";
+
+/// Which project `init` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    /// The CRM: its bundled routes and schemas, with its REST resources.
+    Crm,
+    /// Your own events only: `examples/bare`.
+    Bare,
+}
+
+/// Writes the project `template` into `directory`; returns the files written. Nothing is
+/// overwritten without `force`, and a directory that already has a `crm-router.yaml` is refused
+/// before anything is written.
+pub fn init(directory: &Path, template: Template, force: bool) -> Result<Vec<PathBuf>, InitError> {
     let mut written = Vec::new();
-    // Check the config first so an existing project is refused before anything is written.
     let config = directory.join("crm-router.yaml");
     if config.exists() && !force {
         return Err(InitError::Exists(config));
     }
-    write_dir(
-        &crate::bundled::ROUTES,
-        &directory.join("routes"),
-        force,
-        &mut written,
-    )?;
-    write_dir(
-        &crate::bundled::SCHEMAS,
-        &directory.join("schemas"),
-        force,
-        &mut written,
-    )?;
-    write_new(&config, CONFIG_TEMPLATE.as_bytes(), force)?;
-    written.push(config);
+    match template {
+        Template::Crm => {
+            write_dir(
+                &crate::bundled::ROUTES,
+                &directory.join("routes"),
+                force,
+                &mut written,
+            )?;
+            write_dir(
+                &crate::bundled::SCHEMAS,
+                &directory.join("schemas"),
+                force,
+                &mut written,
+            )?;
+            let readme = directory.join("migrations").join("README.md");
+            write_new(&readme, MIGRATIONS_README.as_bytes(), force)?;
+            written.push(readme);
+            write_new(&config, CONFIG_TEMPLATE.as_bytes(), force)?;
+            written.push(config);
+        }
+        Template::Bare => {
+            write_dir(&crate::bundled::BARE, directory, force, &mut written)?;
+            // Editors that read `# yaml-language-server: $schema=` find the route format here.
+            let format = crate::bundled::SCHEMAS
+                .get_file("route.schema.json")
+                .expect("the route format is bundled");
+            let path = directory.join("schemas").join("route.schema.json");
+            write_new(&path, format.contents(), force)?;
+            written.push(path);
+        }
+    }
     Ok(written)
 }

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 use crm_router::app::{open_store, Application};
 use crm_router::auth::Role;
 use crm_router::bench::{self, BenchOptions, Outcome, Variant};
-use crm_router::config::{ConfigFile, LogFormat, Overrides, Settings};
+use crm_router::config::{LogFormat, Overrides, Settings, SettingsSource};
 
 // mimalloc instead of glibc's malloc. A request's buffers are allocated on one tokio worker and
 // often freed on another (work stealing moves tasks), and glibc then locks the allocating
@@ -47,7 +47,8 @@ enum Command {
     Run(SourceArgs),
     /// Validate routes, templates, schemas, tables and columns; exit 1 on any problem.
     Check(SourceArgs),
-    /// Write the bundled routes, schemas and a commented config into DIR for editing.
+    /// Write a project into DIR to edit: the CRM's routes and schemas with a commented config,
+    /// or with --bare an example of your own events and tables.
     Init {
         /// Target directory.
         #[arg(default_value = ".")]
@@ -55,6 +56,10 @@ enum Command {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
+        /// Without the CRM: an example table, routes and schemas of your own, and the CRM's
+        /// REST resources turned off.
+        #[arg(long)]
+        bare: bool,
     },
     /// List the routes that would be loaded (trigger → actions).
     Routes(SourceArgs),
@@ -300,11 +305,20 @@ fn settings(
     log_format: Option<LogFormat>,
     args: SourceArgs,
 ) -> anyhow::Result<Settings> {
+    Ok(settings_source(cli_config, log_format, args)?.resolve()?)
+}
+
+/// Flags, environment and the config file (`--config`, or `./crm-router.yaml` when it exists).
+fn settings_source(
+    cli_config: Option<&Path>,
+    log_format: Option<LogFormat>,
+    args: SourceArgs,
+) -> anyhow::Result<SettingsSource> {
     let default_config = Path::new("crm-router.yaml");
     let file = match cli_config {
-        Some(path) => ConfigFile::read(path)?,
-        None if default_config.is_file() => ConfigFile::read(default_config)?,
-        None => ConfigFile::default(),
+        Some(path) => Some(path.to_owned()),
+        None if default_config.is_file() => Some(default_config.to_owned()),
+        None => None,
     };
     let port = match std::env::var("PORT") {
         Ok(port) => Some(
@@ -325,11 +339,12 @@ fn settings(
         jwt_secret: std::env::var("JWT_SECRET").ok(),
         cors_origins: std::env::var("CRM_ROUTER_CORS_ORIGINS").ok(),
         unrouted: std::env::var("CRM_ROUTER_UNROUTED").ok(),
+        crm_api: std::env::var("CRM_ROUTER_CRM_API").ok(),
         kafka_environment: std::env::vars()
             .filter(|(name, _)| name.starts_with("KAFKA_"))
             .collect(),
     };
-    Ok(Settings::resolve(overrides, file)?)
+    Ok(SettingsSource::new(overrides, file))
 }
 
 async fn shutdown_signal(token: CancellationToken) {
@@ -348,8 +363,8 @@ async fn shutdown_signal(token: CancellationToken) {
     token.cancel();
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
-    let application = Application::build(settings).await?;
+async fn run(settings: Settings, source: SettingsSource) -> anyhow::Result<()> {
+    let application = Application::build(settings, Some(source)).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));
     application.run(shutdown).await?;
@@ -697,13 +712,17 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = cli.config.clone();
     let result = match cli.command {
-        Command::Run(args) => match settings(config.as_deref(), cli.log_format, args) {
-            Ok(settings) => {
-                init_tracing(settings.log_format);
-                run(settings).await.map(|()| ExitCode::SUCCESS)
+        Command::Run(args) => {
+            let resolved = settings_source(config.as_deref(), cli.log_format, args)
+                .and_then(|source| Ok((source.resolve()?, source)));
+            match resolved {
+                Ok((settings, source)) => {
+                    init_tracing(settings.log_format);
+                    run(settings, source).await.map(|()| ExitCode::SUCCESS)
+                }
+                Err(error) => Err(error),
             }
-            Err(error) => Err(error),
-        },
+        }
         Command::Check(args) => {
             init_tracing_quiet();
             match settings(config.as_deref(), cli.log_format, args) {
@@ -759,18 +778,28 @@ async fn main() -> ExitCode {
             init_tracing_quiet();
             run_bench(args).await
         }
-        Command::Init { dir, force } => crm_router::init::init(&dir, force)
-            .map(|written| {
-                for path in written {
-                    println!("wrote {}", path.display());
-                }
-                println!(
-                    "next: cd {} && crm-router check && crm-router run",
-                    dir.display()
-                );
-                ExitCode::SUCCESS
-            })
-            .map_err(anyhow::Error::from),
+        Command::Init { dir, force, bare } => {
+            let template = if bare {
+                crm_router::init::Template::Bare
+            } else {
+                crm_router::init::Template::Crm
+            };
+            crm_router::init::init(&dir, template, force)
+                .map(|written| {
+                    for path in written {
+                        println!("wrote {}", path.display());
+                    }
+                    println!(
+                        "next: cd {} && crm-router check && crm-router run",
+                        dir.display()
+                    );
+                    if !bare {
+                        println!("(crm-router init --bare starts a project without the CRM)");
+                    }
+                    ExitCode::SUCCESS
+                })
+                .map_err(anyhow::Error::from)
+        }
     };
     match result {
         Ok(code) => code,

@@ -74,6 +74,8 @@ pub struct AppState {
     pub cors_origins: Arc<[String]>,
     /// What `POST /api/events` does with an event no route reads.
     pub unrouted: crate::config::Unrouted,
+    /// Whether the CRM's REST resources are served (`crm_api`).
+    pub crm_api: bool,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -100,9 +102,10 @@ impl AppState {
     }
 }
 
-/// Every documented endpoint, and the OpenAPI document describing them.
-fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, mut document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+/// Every documented endpoint, and the OpenAPI document describing them: the operator
+/// endpoints, and the CRM's resources when `crm_api` is on.
+fn documented(crm_api: bool) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::health))
         .routes(routes!(health::readyz))
@@ -115,7 +118,20 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(dead_letters::replay_all))
         .routes(routes!(dead_letters::show))
         .routes(routes!(dead_letters::replay))
-        .routes(routes!(dead_letters::discard))
+        .routes(routes!(dead_letters::discard));
+    let router = if crm_api {
+        router.merge(crm_resources())
+    } else {
+        router
+    };
+    let (router, mut document) = router.split_for_parts();
+    openapi::add_edge_responses(&mut document);
+    (router, document)
+}
+
+/// The CRM's REST resources: accounts, the records people keep, reports and the audit log.
+fn crm_resources() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::me))
@@ -171,14 +187,11 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crm::reports::sales_metrics))
         .routes(routes!(crm::reports::task_trends))
         .routes(routes!(crm::reports::export))
-        .split_for_parts();
-    openapi::add_edge_responses(&mut document);
-    (router, document)
 }
 
-/// The OpenAPI document of the whole API.
+/// The OpenAPI document of the whole API (the CRM's resources included).
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    documented().1
+    documented(true).1
 }
 
 /// CORS for the configured origins; `None` (no CORS headers, so browsers refuse cross-origin
@@ -221,7 +234,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
-    let (router, document) = documented();
+    let (router, document) = documented(state.crm_api);
     let query_readers = query_guard::QueryReaders::from_document(&document);
     let document = Arc::new(document);
     let router = router

@@ -213,7 +213,7 @@ impl RunningDaemon {
     ) -> Result<Self, BenchError> {
         let api_key = settings.api_key.clone().expect("the bench sets an API key");
         let store = Store::connect(&settings.database_url).await?;
-        let mut application = Application::build(settings).await?;
+        let mut application = Application::build(settings, None).await?;
         let tracker = CascadeTracker::spawn(application.observe_commits(), follow_emitted);
         let now = Instant::now();
         for event in expected {

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{Settings, SettingsSource};
 use crate::engine::retry::RetryPolicy;
 use crate::engine::RouteSetHandle;
 use crate::route::load::{self, LoadOptions, Source};
@@ -79,6 +80,9 @@ pub enum ReloadError {
     /// The database catalog could not be read.
     #[error("cannot read the database schema: {0}")]
     Catalog(#[from] crate::store::StoreError),
+    /// The config file, read again, is not valid.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Diagnostics one per line.
@@ -95,6 +99,8 @@ pub fn render_diagnostics(diagnostics: &[Diagnostic]) -> String {
 pub struct Reloader {
     store: Store,
     settings: LoadSettings,
+    /// The config file to read again on each reload, with the settings the daemon runs with.
+    config: Option<Arc<(SettingsSource, Settings)>>,
     handle: RouteSetHandle,
     status: Arc<RwLock<ReloadStatus>>,
 }
@@ -105,6 +111,7 @@ impl Reloader {
         Self {
             store,
             settings,
+            config: None,
             handle,
             status: Arc::new(RwLock::new(ReloadStatus {
                 ok: false,
@@ -112,6 +119,45 @@ impl Reloader {
                 error: Some("routes not loaded yet".into()),
             })),
         }
+    }
+
+    /// Makes each reload read the config file of `source` again and apply its `env_allow` and
+    /// `retry`; other settings that changed from `running` are named in a warning, since they
+    /// take a restart.
+    pub fn rereading(mut self, source: SettingsSource, running: Settings) -> Self {
+        self.config = Some(Arc::new((source, running)));
+        self
+    }
+
+    /// The config file reloads read, if any.
+    pub fn config_file(&self) -> Option<&std::path::Path> {
+        self.config.as_ref().and_then(|config| config.0.file())
+    }
+
+    /// What this reload loads: the config file's route-related settings when it is read again,
+    /// the running directories always.
+    fn load_settings(&self) -> Result<LoadSettings, ReloadError> {
+        let Some(config) = &self.config else {
+            return Ok(self.settings.clone());
+        };
+        let (source, running) = config.as_ref();
+        let newer = source.resolve()?;
+        let restart = running.needing_restart(&newer);
+        if !restart.is_empty() {
+            let file = source
+                .file()
+                .map_or(String::new(), |file| file.display().to_string());
+            tracing::warn!(
+                settings = %restart.join(", "),
+                "{file} changes settings that apply only after a restart: {}; the daemon keeps running with their old values",
+                restart.join(", ")
+            );
+        }
+        Ok(LoadSettings {
+            env: newer.template_env(),
+            retry: newer.retry,
+            ..self.settings.clone()
+        })
     }
 
     /// The last reload's outcome.
@@ -137,8 +183,8 @@ impl Reloader {
     }
 
     async fn try_reload(&self) -> Result<RouteDiff, ReloadError> {
+        let settings = self.load_settings()?;
         let catalog = self.store.catalog().await?;
-        let settings = self.settings.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             load::load(&LoadOptions {
                 routes: &settings.routes,
@@ -175,17 +221,26 @@ impl Reloader {
         mut watcher: Option<watcher::SourceWatcher>,
         shutdown: CancellationToken,
     ) {
-        // How often the watched directories are checked for having been replaced.
+        // How often the watched directories are checked for having been replaced, and the
+        // config file for having been edited. The file is polled, not watched: its directory
+        // is where the SQLite file and its WAL live (see `watcher`).
         let mut replacements = tokio::time::interval(REPLACEMENT_CHECK);
         replacements.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let config_file = self.config_file().map(std::path::Path::to_owned);
+        let mut config_stamp = config_file.as_deref().and_then(stamp);
         loop {
             let signal = tokio::select! {
                 signal = signals.recv() => signal,
-                _ = replacements.tick(), if watcher.is_some() => {
-                    if !watcher.as_mut().is_some_and(watcher::SourceWatcher::refresh) {
-                        continue;
+                _ = replacements.tick(), if watcher.is_some() || config_file.is_some() => {
+                    let replaced = watcher.as_mut().is_some_and(watcher::SourceWatcher::refresh);
+                    let edited = config_file
+                        .as_deref()
+                        .is_some_and(|file| stamp(file) != config_stamp);
+                    match (replaced, edited) {
+                        (_, true) => Some(Signal::Reload("config")),
+                        (true, false) => Some(Signal::Reload("watcher")),
+                        (false, false) => continue,
                     }
-                    Some(Signal::Reload("watcher"))
                 }
                 _ = shutdown.cancelled() => None,
             };
@@ -197,6 +252,7 @@ impl Reloader {
             if let Some(watcher) = watcher.as_mut() {
                 watcher.refresh();
             }
+            config_stamp = config_file.as_deref().and_then(stamp);
             tracing::debug!(origin, "reloading routes");
             if let Err(error) = self.reload().await {
                 tracing::error!(
@@ -206,4 +262,10 @@ impl Reloader {
             }
         }
     }
+}
+
+/// When the config file was last written, and its length: a change is a reason to reload.
+fn stamp(file: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let metadata = std::fs::metadata(file).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
 }

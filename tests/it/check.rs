@@ -3,6 +3,7 @@
 //! `check` migrates a database to read its catalog (a scratch SQLite file, or the configured
 //! PostgreSQL database), so each test runs on both.
 
+use serde_json::json;
 use test_case::test_case;
 
 use crate::support::{Backend, Project};
@@ -269,6 +270,12 @@ fn init_writes_an_editable_project_that_checks_clean(backend: Backend) {
     assert!(app.join("routes/customer-from-user.yaml").is_file());
     assert!(app.join("schemas/route.schema.json").is_file());
     assert!(app.join("crm-router.yaml").is_file());
+    assert!(app.join("migrations/README.md").is_file());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("crm-router init --bare starts a project without the CRM"),
+        "{stdout}"
+    );
 
     let check = std::process::Command::new(crate::support::binary())
         .args(["check"])
@@ -298,6 +305,114 @@ fn init_writes_an_editable_project_that_checks_clean(backend: Backend) {
     assert!(
         stdout.contains("user-creates-customer: user.events [USER_CREATED, user.created] → insert customers, emit customer.events CUSTOMER_CREATED"),
         "{stdout}"
+    );
+}
+
+/// `init --bare` starts a project of one's own: its example migration, routes and schemas run
+/// as written, and the CRM's REST resources are not served.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+#[tokio::test]
+async fn init_bare_writes_a_project_of_your_own_that_runs(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    let output = project.command(&["init", "--bare", "."]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for written in [
+        "crm-router.yaml",
+        "routes/orders.yaml",
+        "schemas/orders/ORDER_PLACED.json",
+        "schemas/route.schema.json",
+        "migrations/20261207000000_orders.sql",
+    ] {
+        assert!(
+            project.path().join(written).is_file(),
+            "{written}: {stdout}"
+        );
+    }
+    assert!(!project
+        .path()
+        .join("routes/customer-from-user.yaml")
+        .exists());
+    assert!(!stdout.contains("init --bare starts"), "{stdout}");
+
+    let check = project.command(&["check"]);
+    let checked = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{checked}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(checked.starts_with("ok: 3 routes"), "{checked}");
+
+    let daemon = project.start();
+    let (status, body) = daemon
+        .post_event(
+            "orders",
+            json!({"eventType": "ORDER_PLACED", "data": {"orderId": "o-1", "customer": "Acme", "amount": 12.5}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = daemon
+        .post_event(
+            "orders",
+            json!({"eventType": "ORDER_PAID", "data": {"orderId": "o-1"}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // The config refuses what no route reads, naming the topic meant.
+    let (status, body) = daemon
+        .post_event(
+            "order",
+            json!({"eventType": "ORDER_PAID", "data": {"orderId": "o-1"}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("did you mean topic orders?"),
+        "{body}"
+    );
+
+    let db = project.database().await;
+    crate::support::drained(&db).await;
+    let invoices: Vec<(String, String)> = sqlx::query_as("SELECT order_id, due_at FROM invoices")
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    assert_eq!(invoices.len(), 1, "{invoices:?}");
+    assert_eq!(invoices[0].0, "o-1");
+    let paid: Option<String> = sqlx::query_scalar("SELECT paid_at FROM orders WHERE id = 'o-1'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(paid.is_some());
+
+    // The operator endpoints stay; the CRM's resources and accounts are gone, from the
+    // OpenAPI document too.
+    let (status, _) = daemon.get("/api/dlq").await;
+    assert_eq!(status, 200);
+    for path in ["/api/customers", "/api/auth/me", "/api/auth/users"] {
+        let (status, body) = daemon.get(path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, document) = daemon.get("/api/openapi.json").await;
+    assert_eq!(status, 200);
+    let paths: Vec<&String> = document["paths"].as_object().unwrap().keys().collect();
+    assert!(
+        paths.iter().any(|path| path.starts_with("/api/events")),
+        "{paths:?}"
+    );
+    assert!(
+        !paths
+            .iter()
+            .any(|path| path.starts_with("/api/customers") || path.starts_with("/api/auth")),
+        "{paths:?}"
     );
 }
 

@@ -204,3 +204,63 @@ async fn a_routes_directory_renamed_over_is_followed(backend: Backend) {
     post(&daemon, "ITEM").await;
     assert_eq!(labels(&project).await, ["v1", "v2", "v3"]);
 }
+
+/// The reload that ignored `env_allow`: an edit of `crm-router.yaml` now reloads the
+/// routes with its `env_allow` and `retry`, names the settings that need a restart, and an
+/// invalid edit keeps what runs, reported with its position.
+#[tokio::test]
+async fn an_edited_config_file_reloads_env_allow_and_names_what_needs_a_restart() {
+    let project = Project::empty();
+    project.write("migrations/20270101000000_items.sql", MIGRATION);
+    project.write(
+        "routes/items.yaml",
+        "routes:\n  - name: item\n    on: {topic: test.events, type: ITEM}\n    actions:\n      - insert: {table: items, values: {id: \"{{ event.eventId }}\", label: \"{{ env.ITEM_LABEL }}\"}}\n",
+    );
+    project.write("crm-router.yaml", "batch_size: 500\n");
+    let daemon = Daemon::start(
+        &project,
+        &[
+            ("CRM_ROUTER_API_KEY", crate::support::API_KEY),
+            ("ITEM_LABEL", "from-env"),
+        ],
+    );
+    post(&daemon, "ITEM").await;
+    let db = project.database().await;
+    drained(&db).await;
+    let letters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(letters, 1, "env.ITEM_LABEL is not allowed yet");
+
+    project.write(
+        "crm-router.yaml",
+        "batch_size: 100\nenv_allow: [ITEM_LABEL]\n",
+    );
+    eventually(Duration::from_secs(5), "the reload", || async {
+        (daemon.log().matches("Routes reloaded").count() >= 2).then_some(())
+    })
+    .await;
+    let log = daemon.log();
+    assert!(
+        log.contains("crm-router.yaml changes settings that apply only after a restart: batch_size; the daemon keeps running with their old values"),
+        "{log}"
+    );
+    post(&daemon, "ITEM").await;
+    assert_eq!(labels(&project).await, ["from-env"]);
+
+    // An invalid edit changes nothing and says where it is.
+    project.write("crm-router.yaml", "env_allow: [ITEM_LABEL]\nenv_alow: []\n");
+    let (_, listing) = eventually(Duration::from_secs(5), "the failed reload", || async {
+        let (status, listing) = daemon.get("/api/routes").await;
+        (listing["reload"]["ok"] == false).then_some((status, listing))
+    })
+    .await;
+    let error = listing["reload"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("crm-router.yaml:2:1: unknown field `env_alow`"),
+        "{error}"
+    );
+    post(&daemon, "ITEM").await;
+    assert_eq!(labels(&project).await, ["from-env", "from-env"]);
+}
