@@ -18,7 +18,7 @@ mod tests {
     use super::*;
 
     /// The old CRM services' dotted event names that mean one of ours with the same data
-    /// (README, "Event names of the old services"): (topic, alias, type).
+    /// (docs/operations.md, "Event names of the old services"): (topic, alias, type).
     const ALIASES: [(&str, &str, &str); 5] = [
         ("user.events", "user.created", "USER_CREATED"),
         ("user.events", "user.updated", "USER_UPDATED"),

@@ -1,6 +1,6 @@
-//! A query parameter an endpoint does not read is refused, as the README promises: a
-//! parameter that is silently ignored (`GET /api/auth/me?role=ADMIN`, `?serach=`) reads to a
-//! client as if it had worked.
+//! A query parameter an endpoint does not read is refused, as docs/operations.md ("The CRM's
+//! REST API") promises: a parameter that is silently ignored (`GET /api/auth/me?role=ADMIN`,
+//! `?serach=`) reads to a client as if it had worked.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

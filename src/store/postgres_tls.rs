@@ -10,7 +10,7 @@
 //! Two differences remain, because sqlx performs the handshake and takes no verifier of ours:
 //! the public (webpki) roots are trusted besides the `sslrootcert` file, and `verify-ca`
 //! checks the host name as `verify-full` does (sqlx 0.8.6 misses the name-mismatch error of
-//! rustls 0.23.24 and later). The README's database section states both.
+//! rustls 0.23.24 and later). docs/operations.md, "Run on PostgreSQL", states both.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -18,7 +18,7 @@ const WRITES: usize = 5_000;
 const KILLS: usize = 20;
 const CONCURRENCY: usize = 8;
 
-/// `CRM_ROUTER_SOAK=N` multiplies the writes and the kills by N (see README, "Reliability").
+/// `CRM_ROUTER_SOAK=N` multiplies the writes and the kills by N (see docs/delivery.md, "Reliability").
 fn soak_factor() -> usize {
     std::env::var("CRM_ROUTER_SOAK")
         .ok()

@@ -543,7 +543,7 @@ async fn exact_decimals_read_back_exactly(backend: Backend) {
     );
     let daemon = project.start();
     // SQLite converts a NUMERIC value to floating point past 64-bit integers (its affinity
-    // rules; the README says to keep exact decimals in TEXT there): only PostgreSQL is exact.
+    // rules; docs/routes.md says to keep exact decimals in TEXT there): only PostgreSQL is exact.
     let (big, huge) = match backend {
         Backend::Postgres => (
             json!("12345678901234567890.123456789"),
