@@ -115,6 +115,13 @@ pub fn idempotency_key(event_id: &str, route: &str, step_path: &str) -> String {
 }
 
 impl Http {
+    /// Every template of the call: URL, header values and body.
+    pub fn templates(&self) -> impl Iterator<Item = &ValueTemplate> {
+        std::iter::once(&self.url)
+            .chain(self.headers.iter().map(|(_, value)| value))
+            .chain(self.body.as_ref())
+    }
+
     pub(super) async fn execute(
         &self,
         run: &mut Run<'_, '_>,

@@ -403,6 +403,31 @@ pub fn calls_http(steps: &[Step]) -> bool {
     })
 }
 
+/// The `env.NAME` variables the `http` steps among `steps` (nested ones included) read, as
+/// (step path, NAME), in step order.
+pub fn http_env_reads(steps: &[Step], templates: &TemplateEnvironment) -> Vec<(String, String)> {
+    let mut reads = Vec::new();
+    for step in steps {
+        match &step.action {
+            Action::Http(http) => {
+                let mut names = std::collections::BTreeSet::new();
+                for template in http.templates() {
+                    for variable in templates.variables(template) {
+                        if let Some(name) = variable.strip_prefix("env.") {
+                            let name = name.split('.').next().unwrap_or(name);
+                            names.insert(name.to_owned());
+                        }
+                    }
+                }
+                reads.extend(names.into_iter().map(|name| (step.path.clone(), name)));
+            }
+            Action::Query(query) => reads.extend(http_env_reads(&query.for_each, templates)),
+            _ => {}
+        }
+    }
+    reads
+}
+
 /// Runs `steps` in order; the first failure stops the route.
 pub fn run_steps<'r, 'a: 'r, 'c: 'r>(
     run: &'r mut Run<'a, 'c>,

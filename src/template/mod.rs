@@ -362,6 +362,41 @@ impl TemplateEnvironment {
         Ok(self.render_named(&condition.name, context)? == "1")
     }
 
+    /// The variables `template` reads, as dotted paths where they are written as such
+    /// (`data.amount`, `env.BILLING_URL`), found without rendering it.
+    pub fn variables(&self, template: &ValueTemplate) -> std::collections::BTreeSet<String> {
+        let mut found = std::collections::BTreeSet::new();
+        self.collect_variables(template, &mut found);
+        found
+    }
+
+    fn collect_variables(
+        &self,
+        template: &ValueTemplate,
+        found: &mut std::collections::BTreeSet<String>,
+    ) {
+        let name = match template {
+            ValueTemplate::Literal(_) => return,
+            ValueTemplate::Expression(expression) => &expression.name,
+            ValueTemplate::Text(text) => &text.name,
+            ValueTemplate::List(items) => {
+                for item in items {
+                    self.collect_variables(item, found);
+                }
+                return;
+            }
+            ValueTemplate::Map(entries) => {
+                for (_, item) in entries {
+                    self.collect_variables(item, found);
+                }
+                return;
+            }
+        };
+        if let Ok(compiled) = self.env.get_template(name) {
+            found.extend(compiled.undeclared_variables(true));
+        }
+    }
+
     fn render_named(&self, name: &str, context: &TemplateValue) -> Result<String, RenderError> {
         let template = self.env.get_template(name)?;
         let output = template.render(context)?;
@@ -548,6 +583,19 @@ mod tests {
                 context_of("e-1", None)
             )
         );
+    }
+
+    #[test]
+    fn variables_are_found_without_rendering() {
+        let mut env = environment();
+        let value = env
+            .compile_value(
+                "v",
+                &serde_yaml::from_str("{url: '{{ env.HOOK }}/{{ data.id }}', list: ['{{ steps.a.b | upper }}', 5], text: plain}").unwrap(),
+            )
+            .unwrap();
+        let found: Vec<String> = env.variables(&value).into_iter().collect();
+        assert_eq!(found, ["data.id", "env.HOOK", "steps.a.b"]);
     }
 
     #[test]

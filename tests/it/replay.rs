@@ -284,3 +284,96 @@ async fn concurrent_replays_run_once_and_refused_submissions_enter_the_log(backe
         1
     );
 }
+
+/// The issue's `dlq replay` that ran the route's webhook in the operator's shell, which lacked
+/// its variable: with a daemon answering, the CLI replays through it (its routes, its
+/// environment); offline it says so and refuses a route whose `http` step reads a variable the
+/// shell does not have; and a daemon it cannot call is an error, not a reason to run here.
+// Multi-threaded: the hook is served by this runtime while the test waits on the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_replays_through_the_daemon_and_refuses_unset_variables_offline() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let target = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let seen = seen.clone();
+            async move {
+                // The first call fails for good; the replay's succeeds.
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::BAD_REQUEST
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, target).await.unwrap() });
+
+    let project = Project::empty();
+    project.write("crm-router.yaml", "env_allow: [HOOK_URL]\n");
+    project.write(
+        "routes/hook.yaml",
+        "routes:\n  - name: hook\n    on: {topic: test.events, type: HOOK}\n    retry: {attempts: 1}\n    actions:\n      - http: {url: \"{{ env.HOOK_URL }}\", body: {id: \"{{ event.eventId }}\"}}\n",
+    );
+    let daemon = Daemon::start(
+        &project,
+        &[
+            ("CRM_ROUTER_API_KEY", crate::support::API_KEY),
+            ("HOOK_URL", &hook),
+        ],
+    );
+    let event = json!({"eventType": "HOOK", "data": {}});
+    assert_eq!(daemon.post_event("test.events", event).await.0, 202);
+    let letter = eventually(Duration::from_secs(10), "the dead letter", || async {
+        pending(&daemon).await.into_iter().next()
+    })
+    .await;
+    let id = letter["id"].as_str().unwrap();
+    let listen = daemon.base.trim_start_matches("http://").to_owned();
+    let replay = |extra: &[&str], key: Option<&str>| {
+        let mut command = std::process::Command::new(crate::support::binary());
+        command
+            .args(["dlq", "replay", id, "--listen", &listen])
+            .args(extra)
+            .current_dir(project.path())
+            .env("DATABASE_URL", project.database_url())
+            .env_remove("HOOK_URL")
+            .env_remove("CRM_ROUTER_API_KEY");
+        if let Some(key) = key {
+            command.env("CRM_ROUTER_API_KEY", key);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = replay(&["--offline"], None);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("{id}: not replayed: route hook's http step 0 reads env.HOOK_URL, which is not set in this shell; replay through the running daemon (it has its environment), or set HOOK_URL here")),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = replay(&[], None);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("but CRM_ROUTER_API_KEY is not set here to call it"),
+        "{stderr}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "neither attempt called the hook");
+    assert_eq!(pending(&daemon).await.len(), 1);
+
+    let (code, stdout, stderr) = replay(&[], Some(crate::support::API_KEY));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("replaying through the daemon at {}", daemon.base)), "{stderr}");
+    assert!(stdout.contains(&format!("{id}: applied")), "{stdout}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the daemon called the hook with its HOOK_URL");
+    assert!(pending(&daemon).await.is_empty());
+}
