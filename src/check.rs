@@ -44,6 +44,7 @@ pub async fn check(settings: &Settings) -> Result<CheckReport, StoreError> {
         schemas: &settings.schemas,
         catalog: Some(&catalog),
         env: settings.template_env(),
+        env_allow: Some(&settings.env_allow),
         default_retry: settings.retry,
         limits: TemplateLimits::default(),
     });

@@ -43,6 +43,7 @@ pub async fn load_project(files: &[(&str, &str)]) -> TestProject {
         schemas: &Source::Directory(dir.path().join("schemas")),
         catalog: Some(&catalog),
         env: TemplateValue::from(BTreeMap::<String, String>::new()),
+        env_allow: Some(&[]),
         default_retry: RetryPolicy::default(),
         limits: TemplateLimits::default(),
     })

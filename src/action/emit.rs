@@ -11,6 +11,9 @@ use crate::route::compile::Compiler;
 use crate::route::model::EmitDef;
 use crate::template::{now_rfc3339, ValueTemplate};
 
+/// What an emit's `as:` holds.
+pub const EMITTED_FIELDS: &[&str] = &["eventId", "topic", "eventType", "key"];
+
 /// `source` of events emitted by routes.
 pub const EMIT_SOURCE: &str = "crm-router";
 
@@ -93,6 +96,7 @@ impl Emit {
             },
         };
         if let Some(name) = &self.as_name {
+            // The fields of EMITTED_FIELDS, which the route checks read.
             scope.set_step(
                 name,
                 &json!({

@@ -24,7 +24,8 @@ use thiserror::Error;
 use crate::engine::retry::RetryPolicy;
 use crate::event::Event;
 use crate::route::compile::{ColumnValue, Compiler};
-use crate::route::model::ActionDef;
+use crate::route::model::{ActionDef, EmitDef, HttpDef, InsertDef, UpdateDef, UpsertDef};
+use crate::route::reads::StepShape;
 use crate::route::RouteName;
 use crate::schema::SchemaRegistry;
 use crate::store::catalog::Column;
@@ -32,7 +33,7 @@ use crate::store::db::{self, Conn, Param};
 use crate::store::sql::typed_param;
 use crate::template::{Condition, RenderError, TemplateEnvironment, TemplateValue};
 
-pub use emit::{Emit, EMIT_SOURCE};
+pub use emit::{Emit, EMITTED_FIELDS, EMIT_SOURCE};
 pub use http::{client as http_client, Http};
 pub use insert::Insert;
 pub use query::Query;
@@ -103,33 +104,6 @@ impl Step {
         step_path: String,
         definition: &ActionDef,
     ) -> Option<Self> {
-        let (when, action) = match definition {
-            ActionDef::Insert(def) => (
-                &def.when,
-                insert::compile(compiler, &format!("{path}.insert"), def).map(Action::Insert),
-            ),
-            ActionDef::Upsert(def) => (
-                &def.when,
-                upsert::compile(compiler, &format!("{path}.upsert"), def).map(Action::Upsert),
-            ),
-            ActionDef::Update(def) => (
-                &def.when,
-                update::compile(compiler, &format!("{path}.update"), def).map(Action::Update),
-            ),
-            ActionDef::Query(def) => (
-                &def.when,
-                query::compile(compiler, &format!("{path}.query"), &step_path, def)
-                    .map(Action::Query),
-            ),
-            ActionDef::Emit(def) => (
-                &def.when,
-                emit::compile(compiler, &format!("{path}.emit"), def).map(Action::Emit),
-            ),
-            ActionDef::Http(def) => (
-                &def.when,
-                http::compile(compiler, &format!("{path}.http"), def).map(Action::Http),
-            ),
-        };
         let kind = match definition {
             ActionDef::Insert(_) => "insert",
             ActionDef::Upsert(_) => "upsert",
@@ -138,10 +112,71 @@ impl Step {
             ActionDef::Emit(_) => "emit",
             ActionDef::Http(_) => "http",
         };
-        let when = match when {
-            Some(expression) => {
-                Some(compiler.condition(&format!("{path}.{kind}.when"), expression)?)
+        // The condition first: what it reads guards what the action reads (a step that runs
+        // only `when: data.note is defined` may read `data.note`).
+        let when = definition
+            .when()
+            .map(|expression| compiler.condition(&format!("{path}.{kind}.when"), expression));
+        compiler.push_guards(when.as_ref().and_then(Option::as_ref));
+        let action = match definition {
+            ActionDef::Insert(def) => {
+                insert::compile(compiler, &format!("{path}.insert"), def).map(Action::Insert)
             }
+            ActionDef::Upsert(def) => {
+                upsert::compile(compiler, &format!("{path}.upsert"), def).map(Action::Upsert)
+            }
+            ActionDef::Update(def) => {
+                update::compile(compiler, &format!("{path}.update"), def).map(Action::Update)
+            }
+            ActionDef::Query(def) => {
+                query::compile(compiler, &format!("{path}.query"), &step_path, def)
+                    .map(Action::Query)
+            }
+            ActionDef::Emit(def) => {
+                emit::compile(compiler, &format!("{path}.emit"), def).map(Action::Emit)
+            }
+            ActionDef::Http(def) => {
+                http::compile(compiler, &format!("{path}.http"), def).map(Action::Http)
+            }
+        };
+        compiler.pop_guards();
+        match definition {
+            ActionDef::Insert(InsertDef {
+                as_name: Some(name),
+                table,
+                ..
+            })
+            | ActionDef::Upsert(UpsertDef {
+                as_name: Some(name),
+                table,
+                ..
+            }) => {
+                let shape = StepShape::Row(compiler.described(table));
+                compiler.bind_step(name, shape);
+            }
+            ActionDef::Update(UpdateDef {
+                as_name: Some(name),
+                ..
+            }) => {
+                compiler.bind_step(name, StepShape::Rows("an update"));
+            }
+            ActionDef::Emit(EmitDef {
+                as_name: Some(name),
+                ..
+            }) => {
+                compiler.bind_step(name, StepShape::Fields(EMITTED_FIELDS));
+            }
+            ActionDef::Http(HttpDef {
+                as_name: Some(name),
+                ..
+            }) => {
+                compiler.bind_step(name, StepShape::Fields(&["status", "body"]));
+            }
+            // A query binds its rows itself, before its for_each.
+            _ => {}
+        }
+        let when = match when {
+            Some(condition) => Some(condition?),
             None => None,
         };
         let retry = match definition.retry() {

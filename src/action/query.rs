@@ -4,6 +4,7 @@ use super::filter::{self, Filter};
 use super::{ActionError, Run, Scope, Step};
 use crate::route::compile::Compiler;
 use crate::route::model::QueryDef;
+use crate::route::reads::StepShape;
 use crate::route::Ident;
 use crate::store::catalog::Column;
 use crate::store::sql::{row_columns, StatementBuilder};
@@ -65,12 +66,22 @@ pub(super) fn compile(
         }
     }
     let as_name = compiler.step_name(&format!("{path}.as"), &def.as_name);
+    // The rows are kept under `as:` before the loop runs, so its actions may read them too.
+    if let Some(name) = &as_name {
+        compiler.bind_step(name, StepShape::Rows("a query"));
+    }
     let for_each = match &def.for_each {
-        Some(actions) => compiler.steps(
-            &format!("{path}.for_each"),
-            &format!("{step_path}.for_each"),
-            actions,
-        ),
+        Some(actions) => {
+            let rows = compiler.described(&def.table);
+            compiler.enter_rows(rows);
+            let steps = compiler.steps(
+                &format!("{path}.for_each"),
+                &format!("{step_path}.for_each"),
+                actions,
+            );
+            compiler.leave_rows();
+            steps
+        }
         None => Vec::new(),
     };
     let limit = def.limit.unwrap_or(DEFAULT_LIMIT);

@@ -134,6 +134,7 @@ pub fn loaded_routes(settings: &Settings) -> Option<crm_router::route::RouteSet>
         schemas: &settings.schemas,
         catalog: None,
         env: settings.template_env(),
+        env_allow: Some(&settings.env_allow),
         default_retry: settings.retry,
         limits: TemplateLimits::default(),
     });

@@ -52,6 +52,8 @@ pub struct LoadSettings {
     pub schemas: Source,
     /// `env` template variable.
     pub env: TemplateValue,
+    /// The names `env.*` may read.
+    pub env_allow: Vec<String>,
     /// Default retry policy.
     pub retry: RetryPolicy,
     /// Template limits.
@@ -65,6 +67,7 @@ impl LoadSettings {
             routes: settings.routes.clone(),
             schemas: settings.schemas.clone(),
             env: settings.template_env(),
+            env_allow: settings.env_allow.clone(),
             retry: settings.retry,
             limits: TemplateLimits::default(),
         }
@@ -155,6 +158,7 @@ impl Reloader {
         }
         Ok(LoadSettings {
             env: newer.template_env(),
+            env_allow: newer.env_allow.clone(),
             retry: newer.retry,
             ..self.settings.clone()
         })
@@ -191,6 +195,7 @@ impl Reloader {
                 schemas: &settings.schemas,
                 catalog: Some(&catalog),
                 env: settings.env.clone(),
+                env_allow: Some(&settings.env_allow),
                 default_retry: settings.retry,
                 limits: settings.limits,
             })

@@ -1,17 +1,20 @@
 //! Turns route definitions into executable routes, collecting every problem with its position.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::action::Step;
 use crate::engine::retry::RetryPolicy;
-use crate::route::diagnostic::{did_you_mean, Diagnostic};
+use crate::route::diagnostic::{did_you_mean, Diagnostic, Position};
 use crate::route::ident::Ident;
 use crate::route::model::{ActionDef, RetryDef, ValueMap};
+use crate::route::reads::{DataShape, Described, StepShape, TemplateScope};
 use crate::route::source_map::SourceMap;
 use crate::store::catalog::Column;
 use crate::store::column_type::{with_article, SUPPORTED};
 use crate::store::sql::FilterOp;
 use crate::store::{Catalog, ColumnType};
+use crate::template::names::Callable;
 use crate::template::{CompileError, Condition, TemplateEnvironment, ValueTemplate};
 
 /// A column a route writes, with the type the catalog gives it and the compiled value.
@@ -32,8 +35,12 @@ pub struct Compiler<'a> {
     templates: &'a mut TemplateEnvironment,
     catalog: Option<&'a Catalog>,
     file: &'a Path,
+    /// The file's text, to point at a name inside a template.
+    text: &'a str,
     source: &'a SourceMap,
     diagnostics: &'a mut Vec<Diagnostic>,
+    /// What the templates compiled next may read.
+    scope: TemplateScope,
     route: String,
     /// The policy an action's own `retry:` builds on; `None` in a scheduled route, where
     /// `retry:` does not apply.
@@ -41,28 +48,170 @@ pub struct Compiler<'a> {
 }
 
 impl<'a> Compiler<'a> {
-    /// A compiler for one file.
+    /// A compiler for one file (`text`, indexed as `source`). `env_allow` is what `env.*` may
+    /// name (`None`: not checked).
     pub fn new(
         templates: &'a mut TemplateEnvironment,
         catalog: Option<&'a Catalog>,
         file: &'a Path,
+        text: &'a str,
         source: &'a SourceMap,
         diagnostics: &'a mut Vec<Diagnostic>,
+        env_allow: Option<Vec<String>>,
     ) -> Self {
         Self {
             templates,
             catalog,
             file,
+            text,
             source,
             diagnostics,
+            scope: TemplateScope::new(env_allow),
             route: String::new(),
             retry_base: Some(RetryPolicy::default()),
         }
     }
 
-    /// Sets the route whose parts are compiled next (names its templates).
-    pub fn set_route(&mut self, name: &str) {
+    /// Sets the route whose parts are compiled next (names its templates), whose events
+    /// carry `data`.
+    pub fn set_route(&mut self, name: &str, data: DataShape) {
         self.route = name.to_owned();
+        self.scope.begin_route(data);
+    }
+
+    /// Steps compiled after this one may read `steps.<name>`, holding `shape`.
+    pub fn bind_step(&mut self, name: &str, shape: StepShape) {
+        self.scope.bind_step(name, shape);
+    }
+
+    /// What a `when:` reads guards the reads of its step, until [`Compiler::pop_guards`].
+    pub fn push_guards(&mut self, condition: Option<&Condition>) {
+        let variables = condition
+            .map(|condition| self.templates.condition_variables(condition))
+            .unwrap_or_default();
+        self.scope.push_guards(variables);
+    }
+
+    /// Ends the guard of the step compiled last.
+    pub fn pop_guards(&mut self) {
+        self.scope.pop_guards();
+    }
+
+    /// The steps compiled next run once per row of `rows` (a query's `for_each`).
+    pub fn enter_rows(&mut self, rows: Option<Described>) {
+        self.scope.enter_rows(rows);
+    }
+
+    /// Ends the innermost `for_each`.
+    pub fn leave_rows(&mut self) {
+        self.scope.leave_rows();
+    }
+
+    /// `table` with its columns, when the catalog knows it.
+    pub fn described(&self, table: &str) -> Option<Described> {
+        let columns = self.catalog?.columns(table)?;
+        Some(Described {
+            table: table.to_owned(),
+            columns: columns.iter().map(|column| column.name.clone()).collect(),
+        })
+    }
+
+    /// Reports what the template at `path` (written as `text`) reads that cannot exist there,
+    /// and the filters and tests it applies that do not exist.
+    fn check_reads(
+        &mut self,
+        path: &str,
+        text: &str,
+        variables: &BTreeSet<String>,
+        in_expression: bool,
+    ) {
+        let templates = &mut *self.templates;
+        let problems = self
+            .scope
+            .check(variables, text, |name| templates.is_global(name));
+        let unknown = templates.unknown_callables(text, in_expression);
+        for problem in problems {
+            let position = self.position_in(path, &problem.variable);
+            let mut diagnostic = Diagnostic::at(self.file, position, problem.message);
+            diagnostic.hint = problem.hint;
+            self.diagnostics.push(diagnostic);
+        }
+        for (callable, closest) in unknown {
+            let (kind, name) = match &callable {
+                Callable::Filter(name) => ("filter", name),
+                Callable::Test(name) => ("test", name),
+            };
+            let position = self.position_in(path, name);
+            let mut diagnostic =
+                Diagnostic::at(self.file, position, format!("unknown {kind} {name}"));
+            diagnostic.hint = closest.map(|close| format!("did you mean {close}?"));
+            self.diagnostics.push(diagnostic);
+        }
+    }
+
+    /// Checks each template leaf of a compiled YAML tree, at its own place.
+    fn check_tree_reads(
+        &mut self,
+        path: &str,
+        value: &serde_yaml::Value,
+        compiled: &ValueTemplate,
+    ) {
+        use serde_yaml::Value as Yaml;
+        match (value, compiled) {
+            (Yaml::String(text), ValueTemplate::Expression(_) | ValueTemplate::Text(_)) => {
+                let variables = self.templates.variables(compiled);
+                self.check_reads(path, text, &variables, false);
+            }
+            (Yaml::Sequence(items), ValueTemplate::List(compiled_items)) => {
+                for (index, (item, compiled_item)) in items.iter().zip(compiled_items).enumerate() {
+                    self.check_tree_reads(&format!("{path}[{index}]"), item, compiled_item);
+                }
+            }
+            (Yaml::Mapping(map), ValueTemplate::Map(entries)) => {
+                for ((_, item), (key, compiled_item)) in map.iter().zip(entries) {
+                    self.check_tree_reads(&format!("{path}.{key}"), item, compiled_item);
+                }
+            }
+            (Yaml::Tagged(tagged), _) => self.check_tree_reads(path, &tagged.value, compiled),
+            _ => {}
+        }
+    }
+
+    /// Where `needle` is written in the template at `path`: searched from the template's start
+    /// over the lines it may span, as a whole name; the template's start when not found.
+    fn position_in(&self, path: &str, needle: &str) -> Position {
+        let start = self.source.value(path);
+        let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let lines = self
+            .text
+            .lines()
+            .skip(start.line.saturating_sub(1))
+            .take(50);
+        for (offset, line) in lines.enumerate() {
+            // On the template's first line, only what follows its start.
+            let from = if offset == 0 {
+                line.char_indices()
+                    .nth(start.column.saturating_sub(1))
+                    .map_or(line.len(), |(byte, _)| byte)
+            } else {
+                0
+            };
+            let mut at = from;
+            while let Some(found) = line[at..].find(needle) {
+                let begin = at + found;
+                let end = begin + needle.len();
+                let before = line[..begin].chars().next_back();
+                let after = line[end..].chars().next();
+                if !before.is_some_and(|c| is_name(c) || c == '.') && !after.is_some_and(is_name) {
+                    return Position {
+                        line: start.line + offset,
+                        column: line[..begin].chars().count() + 1,
+                    };
+                }
+                at = end;
+            }
+        }
+        start
     }
 
     /// Sets the route's retry policy, on which actions' own `retry:` build; `None` for a
@@ -130,7 +279,11 @@ impl<'a> Compiler<'a> {
     pub fn text(&mut self, path: &str, text: &str) -> Option<ValueTemplate> {
         let name = self.template_name(path);
         match self.templates.compile_text(&name, text) {
-            Ok(template) => Some(template),
+            Ok(template) => {
+                let variables = self.templates.variables(&template);
+                self.check_reads(path, text, &variables, false);
+                Some(template)
+            }
             Err(error) => {
                 self.template_error(path, error);
                 None
@@ -142,7 +295,10 @@ impl<'a> Compiler<'a> {
     pub fn value(&mut self, path: &str, value: &serde_yaml::Value) -> Option<ValueTemplate> {
         let name = self.template_name(path);
         match self.templates.compile_value(&name, value) {
-            Ok(template) => Some(template),
+            Ok(template) => {
+                self.check_tree_reads(path, value, &template);
+                Some(template)
+            }
             Err(error) => {
                 self.template_error(path, error);
                 None
@@ -154,7 +310,11 @@ impl<'a> Compiler<'a> {
     pub fn condition(&mut self, path: &str, expression: &str) -> Option<Condition> {
         let name = self.template_name(path);
         match self.templates.compile_condition(&name, expression) {
-            Ok(condition) => Some(condition),
+            Ok(condition) => {
+                let variables = self.templates.condition_variables(&condition);
+                self.check_reads(path, expression, &variables, true);
+                Some(condition)
+            }
             Err(error) => {
                 self.template_error(path, error);
                 None

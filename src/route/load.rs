@@ -11,6 +11,7 @@ use include_dir::Dir;
 use super::compile::Compiler;
 use super::diagnostic::{Diagnostic, Position};
 use super::model::{RouteDef, RouteFile, TriggerDef, TypeSelector};
+use super::reads::DataShape;
 use super::source_map::SourceMap;
 use super::trigger::{Schedule, TopicPattern, Trigger, TriggerKind, TypeFilter};
 use super::{Route, RouteName, RouteSet};
@@ -52,6 +53,8 @@ pub struct LoadOptions<'a> {
     pub catalog: Option<&'a Catalog>,
     /// The `env` template variable.
     pub env: TemplateValue,
+    /// The names `env.*` may read (`env_allow`); `None` leaves `env.*` unchecked.
+    pub env_allow: Option<&'a [String]>,
     /// Retry policy of routes without `retry:`.
     pub default_retry: RetryPolicy,
     /// Template limits.
@@ -256,6 +259,11 @@ pub fn load(options: &LoadOptions<'_>) -> Result<RouteSet, Vec<Diagnostic>> {
     let mut routes = Vec::new();
     let mut first_definition: HashMap<String, (PathBuf, Position)> = HashMap::new();
 
+    // Schemas first: they tell what each route's `data` holds.
+    let schemas = SchemaRegistry::compile(
+        read_schema_files(options.schemas, &mut diagnostics),
+        &mut diagnostics,
+    );
     for file in read_route_files(options.routes, &mut diagnostics) {
         let is_empty = matches!(
             serde_yaml::from_str::<serde_yaml::Value>(&file.text),
@@ -276,8 +284,10 @@ pub fn load(options: &LoadOptions<'_>) -> Result<RouteSet, Vec<Diagnostic>> {
             &mut templates,
             options.catalog,
             &file.path,
+            &file.text,
             &source,
             &mut diagnostics,
+            options.env_allow.map(<[String]>::to_vec),
         );
         for (index, definition) in parsed.routes.iter().enumerate() {
             let path = format!("routes[{index}]");
@@ -304,16 +314,13 @@ pub fn load(options: &LoadOptions<'_>) -> Result<RouteSet, Vec<Diagnostic>> {
                 &file.path,
                 definition,
                 options.default_retry,
+                &schemas,
             ) {
                 routes.push(route);
             }
         }
     }
 
-    let schemas = SchemaRegistry::compile(
-        read_schema_files(options.schemas, &mut diagnostics),
-        &mut diagnostics,
-    );
     if !diagnostics.is_empty() {
         return Err(diagnostics);
     }
@@ -334,6 +341,7 @@ fn compile_route(
     file: &Path,
     definition: &RouteDef,
     default_retry: RetryPolicy,
+    schemas: &SchemaRegistry,
 ) -> Option<Route> {
     let name = match RouteName::parse(&definition.name) {
         Ok(name) => Some(name),
@@ -342,8 +350,8 @@ fn compile_route(
             None
         }
     };
-    compiler.set_route(&definition.name);
     let kind = compile_trigger(compiler, &format!("{path}.on"), &definition.on);
+    compiler.set_route(&definition.name, data_shape(kind.as_ref(), schemas));
     let when = match &definition.on.when {
         Some(expression) => compiler
             .condition(&format!("{path}.on.when"), expression)
@@ -402,6 +410,26 @@ fn compile_route(
         lockstep: false,
         definition: definition.clone(),
     })
+}
+
+/// What `data` holds for the events `trigger` takes: known when it names one topic and event
+/// types that all have schemas.
+fn data_shape(trigger: Option<&TriggerKind>, schemas: &SchemaRegistry) -> DataShape {
+    let Some(TriggerKind::Events {
+        topic: TopicPattern::Exact(topic),
+        types: TypeFilter::OneOf(types),
+    }) = trigger
+    else {
+        return DataShape::Unknown;
+    };
+    let documents: Option<Vec<_>> = types
+        .iter()
+        .map(|event_type| {
+            let document = schemas.document(topic, event_type)?;
+            Some((format!("{topic} {event_type}"), document.clone()))
+        })
+        .collect();
+    documents.map_or(DataShape::Unknown, DataShape::Schemas)
 }
 
 /// `on:` has `topic` (and maybe `type`) or `schedule`, never both.

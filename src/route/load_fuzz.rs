@@ -24,6 +24,7 @@ fn load_text(text: &str) -> Vec<super::diagnostic::Diagnostic> {
         schemas: &Source::Bundled,
         catalog: None,
         env: TemplateValue::from(BTreeMap::<String, String>::new()),
+        env_allow: Some(&[]),
         default_retry: RetryPolicy::default(),
         limits: TemplateLimits::default(),
     });

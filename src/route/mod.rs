@@ -10,6 +10,7 @@ pub mod load;
 #[cfg(test)]
 mod load_fuzz;
 pub mod model;
+pub mod reads;
 pub mod source_map;
 pub mod trigger;
 

@@ -129,6 +129,18 @@ pub enum ActionDef {
 }
 
 impl ActionDef {
+    /// The action's `when:`.
+    pub fn when(&self) -> Option<&str> {
+        match self {
+            Self::Insert(def) => def.when.as_deref(),
+            Self::Upsert(def) => def.when.as_deref(),
+            Self::Update(def) => def.when.as_deref(),
+            Self::Query(def) => def.when.as_deref(),
+            Self::Emit(def) => def.when.as_deref(),
+            Self::Http(def) => def.when.as_deref(),
+        }
+    }
+
     /// The action's own `retry:`.
     pub fn retry(&self) -> Option<&RetryDef> {
         match self {

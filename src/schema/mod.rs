@@ -27,6 +27,8 @@ pub struct SchemaFile {
 #[derive(Default)]
 pub struct SchemaRegistry {
     validators: HashMap<(String, String), Validator>,
+    /// The schemas as written, for the route checks to read what `data` holds.
+    documents: HashMap<(String, String), serde_json::Value>,
 }
 
 impl std::fmt::Debug for SchemaRegistry {
@@ -41,6 +43,7 @@ impl SchemaRegistry {
     /// Compiles every file; problems are appended to `diagnostics`.
     pub fn compile(files: Vec<SchemaFile>, diagnostics: &mut Vec<Diagnostic>) -> Self {
         let mut validators = HashMap::new();
+        let mut documents = HashMap::new();
         for file in files {
             let schema: serde_json::Value = match serde_json::from_str(&file.text) {
                 Ok(schema) => schema,
@@ -58,7 +61,9 @@ impl SchemaRegistry {
             };
             match jsonschema::draft202012::new(&schema) {
                 Ok(validator) => {
-                    validators.insert((file.topic, file.event_type), validator);
+                    let key = (file.topic, file.event_type);
+                    documents.insert(key.clone(), schema);
+                    validators.insert(key, validator);
                 }
                 Err(error) => diagnostics.push(
                     Diagnostic::at(
@@ -70,7 +75,16 @@ impl SchemaRegistry {
                 ),
             }
         }
-        Self { validators }
+        Self {
+            validators,
+            documents,
+        }
+    }
+
+    /// The schema of `data` for `topic` and `event_type`, as written.
+    pub fn document(&self, topic: &str, event_type: &str) -> Option<&serde_json::Value> {
+        self.documents
+            .get(&(topic.to_owned(), event_type.to_owned()))
     }
 
     /// Number of schemas.

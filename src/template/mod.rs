@@ -9,6 +9,7 @@
 //! number, `none` becomes SQL NULL); any other template renders to a string.
 
 mod functions;
+pub mod names;
 mod shortcut;
 
 use shortcut::{plain_path, Shortcut, TextShortcut};
@@ -129,6 +130,8 @@ pub struct TemplateEnvironment {
     /// Makes every registered name unique: a map key may itself contain a dot, so
     /// `{name}.{key}` alone could collide and silently replace another template.
     registered: usize,
+    /// Which filters, tests and globals exist, asked once each.
+    known: names::Known,
 }
 
 impl std::fmt::Debug for TemplateEnvironment {
@@ -178,6 +181,7 @@ impl TemplateEnvironment {
             env,
             limits,
             registered: 0,
+            known: names::Known::default(),
         }
     }
 
@@ -360,6 +364,36 @@ impl TemplateEnvironment {
             return Ok(is_true(&value));
         }
         Ok(self.render_named(&condition.name, context)? == "1")
+    }
+
+    /// The variables a `when:` condition reads (see [`TemplateEnvironment::variables`]).
+    pub fn condition_variables(&self, condition: &Condition) -> std::collections::BTreeSet<String> {
+        self.env
+            .get_template(&condition.name)
+            .map(|compiled| compiled.undeclared_variables(true).into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// The filters and tests `source` applies that this environment does not have, each with
+    /// the closest one it has, if any. `in_expression` for a bare `when:` expression.
+    pub fn unknown_callables(
+        &mut self,
+        source: &str,
+        in_expression: bool,
+    ) -> Vec<(names::Callable, Option<String>)> {
+        let mut unknown = Vec::new();
+        for callable in names::callables(source, in_expression) {
+            if !self.known.has(&self.env, &callable) {
+                let closest = self.known.closest(&self.env, &callable);
+                unknown.push((callable, closest));
+            }
+        }
+        unknown
+    }
+
+    /// Whether `name` is a function every template may call (`uuid`, `now`, `range`, ...).
+    pub fn is_global(&mut self, name: &str) -> bool {
+        self.known.is_global(&self.env, name)
     }
 
     /// The variables `template` reads, as dotted paths where they are written as such

@@ -796,3 +796,65 @@ async fn where_literals_that_can_never_match_their_column_are_reported(backend: 
         "{stdout}"
     );
 }
+
+/// The issue's first try, as a new user would write it: each template mistake certain to fail
+/// on the first event is refused at load, at its place inside the template, with a fix.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn templates_certain_to_fail_are_refused_where_they_read(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    project.write(
+        "migrations/20270101000000_invoices.sql",
+        "CREATE TABLE invoices (id TEXT PRIMARY KEY, amount NUMERIC NOT NULL, customer TEXT NOT NULL);\n",
+    );
+    project.write(
+        "schemas/orders/ORDER_PAID.json",
+        r#"{"type": "object", "required": ["amount", "customer"],
+            "properties": {"amount": {"type": "number"}, "customer": {"type": "string"}, "note": {"type": "string"}}}"#,
+    );
+    project.write("crm-router.yaml", "env_allow: [BILLING_URL]\n");
+    project.write(
+        "routes/billing.yaml",
+        r#"routes:
+  - name: order-paid-creates-invoice
+    on: {topic: orders, type: ORDER_PAID}
+    actions:
+      - insert:
+          table: invoices
+          values: {id: "{{ uuid() }}", amount: "{{ dta.amount }}", customer: "{{ data.customer | uppercase }}"}
+          as: invoice
+      - http:
+          url: "{{ env.BILLING_WEBHOOK_URL }}/invoices/{{ steps.invoce.id }}"
+          body:
+            note: "{{ data.note }}"
+            total: "{{ data.totl }}"
+            id: "{{ steps.invoice.idd }}"
+            fine: "{{ data.note | default('') }} {{ steps.invoice.amount }} {{ env.BILLING_URL }}"
+      - emit:
+          when: data.note is defined and data.note is filled
+          topic: orders
+          eventType: NOTED
+          key: "{{ data.note }}"
+"#,
+    );
+    let output = project.command(&["check"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "routes/billing.yaml:7:52: unknown variable dta (hint: did you mean data?)",
+            "routes/billing.yaml:7:98: unknown filter uppercase (hint: did you mean upper?)",
+            "routes/billing.yaml:10:20: env.BILLING_WEBHOOK_URL is not in env_allow (hint: did you mean env.BILLING_URL?)",
+            "routes/billing.yaml:10:59: steps.invoce is not the `as:` of a step before this one (hint: did you mean steps.invoice?)",
+            "routes/billing.yaml:12:23: data.note is optional in the schema of orders ORDER_PAID, so an event without it fails here (hint: write {{ data.note | default(none) }}, or add `when: data.note is defined` to the step)",
+            "routes/billing.yaml:13:24: data.totl is not in the schema of orders ORDER_PAID (hint: if producers send it, declare it in the event's schema)",
+            "routes/billing.yaml:14:21: steps.invoice has no column idd (it is a row of invoices) (hint: did you mean steps.invoice.id?)",
+            "routes/billing.yaml:17:55: unknown test filled (hint: did you mean filter?)",
+        ],
+        "{stdout}"
+    );
+    assert_eq!(output.status.code(), Some(1));
+}

@@ -438,6 +438,7 @@ async fn engine(
         schemas: &Source::Directory(dir.join("schemas")),
         catalog: Some(&catalog),
         env: TemplateValue::from(BTreeMap::<String, String>::new()),
+        env_allow: Some(&[]),
         default_retry: RetryPolicy::default(),
         limits: TemplateLimits::default(),
     })

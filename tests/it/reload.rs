@@ -206,39 +206,52 @@ async fn a_routes_directory_renamed_over_is_followed(backend: Backend) {
 }
 
 /// The reload that ignored `env_allow`: an edit of `crm-router.yaml` now reloads the
-/// routes with its `env_allow` and `retry`, names the settings that need a restart, and an
-/// invalid edit keeps what runs, reported with its position.
+/// routes with its `env_allow` (a route may then read the new name), names the settings that
+/// need a restart, and an invalid edit keeps what runs, reported with its position.
 #[tokio::test]
 async fn an_edited_config_file_reloads_env_allow_and_names_what_needs_a_restart() {
     let project = Project::empty();
     project.write("migrations/20270101000000_items.sql", MIGRATION);
+    let reading = |name: &str| {
+        format!("routes:\n  - name: item\n    on: {{topic: test.events, type: ITEM}}\n    actions:\n      - insert: {{table: items, values: {{id: \"{{{{ event.eventId }}}}\", label: \"{{{{ env.{name} }}}}\"}}}}\n")
+    };
+    project.write("routes/items.yaml", &reading("ITEM_LABEL"));
     project.write(
-        "routes/items.yaml",
-        "routes:\n  - name: item\n    on: {topic: test.events, type: ITEM}\n    actions:\n      - insert: {table: items, values: {id: \"{{ event.eventId }}\", label: \"{{ env.ITEM_LABEL }}\"}}\n",
+        "crm-router.yaml",
+        "batch_size: 500\nenv_allow: [ITEM_LABEL]\n",
     );
-    project.write("crm-router.yaml", "batch_size: 500\n");
     let daemon = Daemon::start(
         &project,
         &[
             ("CRM_ROUTER_API_KEY", crate::support::API_KEY),
             ("ITEM_LABEL", "from-env"),
+            ("OTHER_LABEL", "other"),
         ],
     );
     post(&daemon, "ITEM").await;
-    let db = project.database().await;
-    drained(&db).await;
-    let letters: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(letters, 1, "env.ITEM_LABEL is not allowed yet");
+    assert_eq!(labels(&project).await, ["from-env"]);
 
+    // A route reading a name env_allow lacks is refused where it reads it.
+    project.write("routes/items.yaml", &reading("OTHER_LABEL"));
+    let (_, listing) = eventually(Duration::from_secs(5), "the refused reload", || async {
+        let (status, listing) = daemon.get("/api/routes").await;
+        (listing["reload"]["ok"] == false).then_some((status, listing))
+    })
+    .await;
+    let error = listing["reload"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("routes/items.yaml:5:79: env.OTHER_LABEL is not in env_allow (hint: did you mean env.ITEM_LABEL?)"),
+        "{error}"
+    );
+
+    // Allowing it in the config file is enough: the reload reads the file again.
     project.write(
         "crm-router.yaml",
-        "batch_size: 100\nenv_allow: [ITEM_LABEL]\n",
+        "batch_size: 100\nenv_allow: [ITEM_LABEL, OTHER_LABEL]\n",
     );
     eventually(Duration::from_secs(5), "the reload", || async {
-        (daemon.log().matches("Routes reloaded").count() >= 2).then_some(())
+        let (_, listing) = daemon.get("/api/routes").await;
+        (listing["reload"]["ok"] == true).then_some(())
     })
     .await;
     let log = daemon.log();
@@ -247,7 +260,7 @@ async fn an_edited_config_file_reloads_env_allow_and_names_what_needs_a_restart(
         "{log}"
     );
     post(&daemon, "ITEM").await;
-    assert_eq!(labels(&project).await, ["from-env"]);
+    assert_eq!(labels(&project).await, ["from-env", "other"]);
 
     // An invalid edit changes nothing and says where it is.
     project.write("crm-router.yaml", "env_allow: [ITEM_LABEL]\nenv_alow: []\n");
@@ -262,5 +275,5 @@ async fn an_edited_config_file_reloads_env_allow_and_names_what_needs_a_restart(
         "{error}"
     );
     post(&daemon, "ITEM").await;
-    assert_eq!(labels(&project).await, ["from-env", "from-env"]);
+    assert_eq!(labels(&project).await, ["from-env", "other", "other"]);
 }
