@@ -367,13 +367,24 @@ async fn the_cli_replays_through_the_daemon_and_refuses_unset_variables_offline(
         stderr.contains("but CRM_ROUTER_API_KEY is not set here to call it"),
         "{stderr}"
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "neither attempt called the hook");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "neither attempt called the hook"
+    );
     assert_eq!(pending(&daemon).await.len(), 1);
 
     let (code, stdout, stderr) = replay(&[], Some(crate::support::API_KEY));
     assert_eq!(code, Some(0), "{stdout}{stderr}");
-    assert!(stderr.contains(&format!("replaying through the daemon at {}", daemon.base)), "{stderr}");
+    assert!(
+        stderr.contains(&format!("replaying through the daemon at {}", daemon.base)),
+        "{stderr}"
+    );
     assert!(stdout.contains(&format!("{id}: applied")), "{stdout}");
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "the daemon called the hook with its HOOK_URL");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "the daemon called the hook with its HOOK_URL"
+    );
     assert!(pending(&daemon).await.is_empty());
 }
