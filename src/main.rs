@@ -52,6 +52,9 @@ enum Command {
         #[arg(long)]
         bare: bool,
     },
+    /// Show what the routes would do with one event (each step's statement, request and emit),
+    /// in a transaction that is rolled back, sending no HTTP; exit 1 when a route fails.
+    Simulate(cli::simulate::SimulateArgs),
     /// List the routes that would be loaded (trigger → actions).
     Routes(SourceArgs),
     /// Draw how the routes connect: events and schedules → routes → the events they emit.
@@ -109,6 +112,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => cli::run::run(&global, args).await,
         Command::Check(args) => cli::check::run(&global, args).await,
         Command::Init { dir, force, bare } => cli::init::run(&dir, force, bare),
+        Command::Simulate(args) => cli::simulate::run(&global, args).await,
         Command::Routes(args) => cli::routes::run(&global, args),
         Command::Graph { format, source } => cli::graph::run(&global, format, source),
         Command::Topics { command } => cli::topics::run(&global, command).await,

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::{ActionError, Run, Scope};
+use super::{ActionError, EmitTrace, Rendered, Run, Scope};
 use crate::event::{check_event_type, Envelope, Event, TopicName};
 use crate::route::compile::Compiler;
 use crate::route::model::EmitDef;
@@ -74,6 +74,15 @@ impl Emit {
             )));
         }
         let data = run.templates.render(&self.data, &context)?;
+        if let Some(trace) = run.trace.as_deref_mut() {
+            trace.rendered(Rendered::Emit(EmitTrace {
+                topic: self.topic.to_string(),
+                event_type: self.event_type.clone(),
+                key: key.clone(),
+                data: data.clone(),
+                read_by: Vec::new(),
+            }));
+        }
         if let Err(errors) = run
             .schemas
             .validate(self.topic.as_str(), &self.event_type, &data)

@@ -8,7 +8,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Method;
 use serde_json::json;
 
-use super::{ActionError, Run, Scope};
+use super::trace::shown_header;
+use super::{ActionError, HttpMode, HttpTrace, Rendered, Run, Scope};
 use crate::route::compile::Compiler;
 use crate::route::model::HttpDef;
 use crate::template::ValueTemplate;
@@ -146,23 +147,58 @@ impl Http {
             retryable,
             retry_after: None,
         };
-        let mut request = run
-            .http
-            .request(self.method.clone(), parsed.clone())
-            .timeout(self.timeout)
-            .header(
-                "Idempotency-Key",
-                idempotency_key(&run.event.envelope.event_id, run.route.as_str(), step_path),
-            );
+        let idempotency =
+            idempotency_key(&run.event.envelope.event_id, run.route.as_str(), step_path);
+        // Only a simulation builds this record.
+        let mut traced = run.trace.is_some().then(|| HttpTrace {
+            method: self.method.to_string(),
+            url: url.clone(),
+            headers: [("Idempotency-Key".to_owned(), idempotency.clone().into())]
+                .into_iter()
+                .collect(),
+            body: None,
+            sent: matches!(run.http, HttpMode::Send(_)),
+            response: serde_json::Value::Null,
+            as_name: self.as_name.clone(),
+        });
+        // `None` in a dry run: everything is rendered and checked the same, and nothing sent.
+        let mut request = match run.http {
+            HttpMode::Send(client) => Some(
+                client
+                    .request(self.method.clone(), parsed.clone())
+                    .timeout(self.timeout)
+                    .header("Idempotency-Key", idempotency),
+            ),
+            HttpMode::DryRun => None,
+        };
         for (name, value) in &self.headers {
             let value = run.templates.render_string(value, &context)?;
-            let value = HeaderValue::from_str(&value).map_err(|_| {
+            let header = HeaderValue::from_str(&value).map_err(|_| {
                 ActionError::InvalidValue(format!("header {name} rendered an invalid value"))
             })?;
-            request = request.header(name.clone(), value);
+            if let Some(traced) = &mut traced {
+                traced
+                    .headers
+                    .insert(name.to_string(), shown_header(name, &value));
+            }
+            request = request.map(|request| request.header(name.clone(), header));
         }
-        if let Some(body) = &self.body {
-            request = request.json(&run.templates.render(body, &context)?);
+        let body = match &self.body {
+            Some(body) => Some(run.templates.render(body, &context)?),
+            None => None,
+        };
+        if let (Some(mut traced), Some(trace)) = (traced, run.trace.as_deref_mut()) {
+            traced.body.clone_from(&body);
+            trace.rendered(Rendered::Http(traced));
+        }
+        let Some(mut request) = request else {
+            if let Some(name) = &self.as_name {
+                scope.set_step(name, &serde_json::Value::Null);
+            }
+            return Ok(());
+        };
+        if let Some(body) = &body {
+            request = request.json(body);
         }
         let response = request.send().await.map_err(|error| {
             let message = if error.is_timeout() {
@@ -207,12 +243,18 @@ impl Http {
             }
             return Err(error);
         }
+        if self.as_name.is_none() && run.trace.is_none() {
+            return Ok(());
+        }
+        let body = serde_json::from_slice::<serde_json::Value>(body_bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(body_bytes).into_owned())
+        });
+        let answer = json!({"status": status.as_u16(), "body": body});
         if let Some(name) = &self.as_name {
-            let body =
-                serde_json::from_slice::<serde_json::Value>(body_bytes).unwrap_or_else(|_| {
-                    serde_json::Value::String(String::from_utf8_lossy(body_bytes).into_owned())
-                });
-            scope.set_step(name, &json!({"status": status.as_u16(), "body": body}));
+            scope.set_step(name, &answer);
+        }
+        if let Some(trace) = run.trace.as_deref_mut() {
+            trace.answered(answer);
         }
         Ok(())
     }

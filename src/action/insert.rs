@@ -148,6 +148,7 @@ impl Insert {
     ) -> Result<(), ActionError> {
         let context = scope.context();
         let params = super::typed_params(&self.values, run.templates, &context)?;
+        super::trace_statement(run, &self.sql, &params, self.as_name.as_deref());
         let statement = db::query(&self.sql).bind_all(params);
         super::run_keeping_row(
             run,

@@ -11,6 +11,7 @@ pub mod fold;
 mod http;
 mod insert;
 mod query;
+mod trace;
 mod update;
 mod upsert;
 
@@ -37,6 +38,7 @@ pub use emit::{Emit, EMITTED_FIELDS, EMIT_SOURCE};
 pub use http::{client as http_client, Http};
 pub use insert::Insert;
 pub use query::Query;
+pub use trace::{EmitTrace, HttpMode, HttpTrace, Rendered, StatementTrace, StepTrace, Trace};
 pub use update::Update;
 pub use upsert::Upsert;
 
@@ -387,8 +389,23 @@ async fn run_keeping_row(
         Some(row) => serde_json::Value::Object(row.to_json(Some(table_columns))?),
         None => serde_json::Value::Null,
     };
+    if let Some(trace) = run.trace.as_deref_mut() {
+        trace.returned(value.clone());
+    }
     scope.set_step(name, &value);
     Ok(())
+}
+
+/// Records a statement about to run, when tracing.
+fn trace_statement(run: &mut Run<'_, '_>, sql: &str, params: &[Param<'_>], as_name: Option<&str>) {
+    if let Some(trace) = run.trace.as_deref_mut() {
+        trace.rendered(Rendered::Statement(StatementTrace {
+            sql: sql.to_owned(),
+            params: params.iter().map(Param::to_json).collect(),
+            returned: None,
+            as_name: as_name.map(str::to_owned),
+        }));
+    }
 }
 
 /// Everything an action needs while it runs.
@@ -399,8 +416,8 @@ pub struct Run<'a, 'c> {
     pub templates: &'a TemplateEnvironment,
     /// Event schemas, to check emitted events.
     pub schemas: &'a SchemaRegistry,
-    /// Shared HTTP client.
-    pub http: &'a reqwest::Client,
+    /// What `http` steps do: send with the shared client, or (in a simulation) nothing.
+    pub http: HttpMode<'a>,
     /// The event being handled.
     pub event: &'a Event,
     /// The route running.
@@ -413,6 +430,9 @@ pub struct Run<'a, 'c> {
     /// Where foldable increments are summed, in a batch's first pass; `None` runs every
     /// statement at once.
     pub folds: Option<&'a mut fold::Folds>,
+    /// Where a simulation records what each step rendered; `None` records nothing, and then
+    /// no step builds a record.
+    pub trace: Option<&'a mut Trace>,
 }
 
 /// Which action failed and why.
@@ -483,6 +503,27 @@ pub async fn run_step(
     step: &Step,
     scope: &mut Scope,
 ) -> Result<(), StepFailure> {
+    let traced = run
+        .trace
+        .as_deref_mut()
+        .map(|trace| trace.begin(scope.step_path(&step.path), &step.action));
+    let result = execute_step(run, step, scope).await;
+    if let (Err(failure), Some(index), Some(trace)) = (&result, traced, run.trace.as_deref_mut()) {
+        let traced = trace.step(index);
+        // A failure nested in this step's `for_each` is recorded at its own step.
+        if failure.path == traced.path {
+            traced.error = Some(failure.error.to_string());
+        }
+    }
+    result
+}
+
+/// [`run_step`] but for the step's record, which it only completes with its `when:`.
+async fn execute_step(
+    run: &mut Run<'_, '_>,
+    step: &Step,
+    scope: &mut Scope,
+) -> Result<(), StepFailure> {
     // The path is built only when needed (a failure or an HTTP call), not per step.
     let fail = |scope: &Scope, error: ActionError| StepFailure {
         path: scope.step_path(&step.path),
@@ -492,11 +533,14 @@ pub async fn run_step(
     };
     if let Some(condition) = &step.when {
         let context = scope.context();
-        if !run
+        let held = run
             .templates
             .test(condition, &context)
-            .map_err(|e| fail(scope, e.into()))?
-        {
+            .map_err(|e| fail(scope, e.into()))?;
+        if let Some(trace) = run.trace.as_deref_mut() {
+            trace.held(held);
+        }
+        if !held {
             return Ok(());
         }
     }

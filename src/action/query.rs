@@ -126,6 +126,7 @@ impl Query {
         builder.push(" LIMIT ");
         builder.push_param(self.limit);
         let statement = builder.finish();
+        super::trace_statement(run, &statement.sql, &statement.params, Some(&self.as_name));
         let rows = statement
             .into_query()
             .fetch_all(&mut *run.connection)
@@ -137,7 +138,11 @@ impl Query {
                     .map(serde_json::Value::Object)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        scope.set_step(&self.as_name, &serde_json::Value::Array(rows.clone()));
+        let returned = serde_json::Value::Array(rows.clone());
+        if let Some(trace) = run.trace.as_deref_mut() {
+            trace.returned(returned.clone());
+        }
+        scope.set_step(&self.as_name, &returned);
         Ok(rows)
     }
 }

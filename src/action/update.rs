@@ -98,19 +98,32 @@ impl Update {
         builder.push(" RETURNING ");
         builder.push(&self.returning);
         let statement = builder.finish();
+        super::trace_statement(
+            run,
+            &statement.sql,
+            &statement.params,
+            self.as_name.as_deref(),
+        );
         let rows = statement
             .into_query()
             .fetch_all(&mut *run.connection)
             .await?;
+        if self.as_name.is_none() && run.trace.is_none() {
+            return Ok(());
+        }
+        let rows = rows
+            .iter()
+            .map(|row| {
+                row.to_json(Some(&self.table_columns))
+                    .map(serde_json::Value::Object)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows = serde_json::Value::Array(rows);
         if let Some(name) = &self.as_name {
-            let rows = rows
-                .iter()
-                .map(|row| {
-                    row.to_json(Some(&self.table_columns))
-                        .map(serde_json::Value::Object)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            scope.set_step(name, &serde_json::Value::Array(rows));
+            scope.set_step(name, &rows);
+        }
+        if let Some(trace) = run.trace.as_deref_mut() {
+            trace.returned(rows);
         }
         Ok(())
     }

@@ -108,6 +108,7 @@ impl Upsert {
     ) -> Result<(), ActionError> {
         let context = scope.context();
         let params = super::typed_params(&self.values, run.templates, &context)?;
+        super::trace_statement(run, &self.sql, &params, self.as_name.as_deref());
         if let (true, Some(folds)) = (self.foldable, run.folds.as_deref_mut()) {
             let (key, increments) = params.split_at(self.keys);
             if folds.add(&self.sql, key, increments).is_ok() {

@@ -10,6 +10,7 @@ pub mod import;
 pub mod init;
 pub mod routes;
 pub mod run;
+pub mod simulate;
 pub mod topics;
 pub mod user;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::store::db::Conn;
 
 use crate::action::fold::Folds;
-use crate::action::{run_steps, Run, Scope};
+use crate::action::{run_steps, HttpMode, Run, Scope};
 use crate::event::{Delivery, Event};
 use crate::route::{Route, RouteSet};
 use crate::store::dead_letters::{self, NewDeadLetter};
@@ -346,12 +346,13 @@ async fn steps_of(
         connection,
         templates: &route.routes.templates,
         schemas: &route.routes.schemas,
-        http: route.http,
+        http: HttpMode::Send(route.http),
         event: route.event,
         route: &route.route.name,
         metrics: &route.route.metrics,
         emitted,
         folds,
+        trace: None,
     };
     run_steps(&mut run, &route.route.steps, scope).await
 }

@@ -6,7 +6,7 @@
 //! failure of any event of the unguarded pass does.
 
 use crate::action::fold::Folds;
-use crate::action::{bulk, run_step, Action, Run, Scope};
+use crate::action::{bulk, run_step, Action, HttpMode, Run, Scope};
 use crate::event::Event;
 use crate::route::{Route, RouteSet};
 use crate::store::db::Conn;
@@ -110,12 +110,13 @@ pub async fn run(
                     connection: &mut *connection,
                     templates: &route_set.templates,
                     schemas: &route_set.schemas,
-                    http,
+                    http: HttpMode::Send(http),
                     event,
                     route: &route.name,
                     metrics: &route.metrics,
                     emitted,
                     folds: Some(&mut *folds),
+                    trace: None,
                 };
                 run_step(&mut run, step, scope).await.map_err(abandon)?;
             }

@@ -15,6 +15,7 @@ mod lockstep;
 pub mod replay;
 pub mod retry;
 pub mod schedule;
+pub mod simulate;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

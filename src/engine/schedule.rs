@@ -20,7 +20,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use super::{log_committed, LogSignal, RouteSetHandle};
-use crate::action::{run_steps, Run, Scope, StepFailure, EMIT_SOURCE};
+use crate::action::{run_steps, HttpMode, Run, Scope, StepFailure, EMIT_SOURCE};
 use crate::event::{Envelope, Event, TopicName};
 use crate::route::trigger::Schedule;
 use crate::route::{Route, RouteSet};
@@ -291,12 +291,13 @@ impl Scheduler {
                 connection: &mut savepoint,
                 templates: &routes.templates,
                 schemas: &routes.schemas,
-                http: &self.http,
+                http: HttpMode::Send(&self.http),
                 event: &event,
                 route: &route.name,
                 metrics: &route.metrics,
                 emitted: &mut emitted,
                 folds: None,
+                trace: None,
             };
             run_steps(&mut run, &route.steps, &mut scope).await
         };

@@ -29,6 +29,7 @@ mod postgres_tls;
 mod reload;
 mod replay;
 mod schedule;
+mod simulate;
 mod slow_clients;
 mod support;
 mod values;

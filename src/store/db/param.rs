@@ -99,6 +99,38 @@ impl Param<'static> {
     }
 }
 
+impl Param<'_> {
+    /// The value as JSON, to show what a statement binds (`crm-router simulate`): dates and
+    /// times as ISO 8601 text, decimals as numbers when exact, bytes as `\\x` and hex.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Self::Null(_) => Json::Null,
+            Self::Bool(flag) => Json::Bool(*flag),
+            Self::Int(integer) => Json::from(*integer),
+            Self::Float(float) => serde_json::Number::from_f64(*float)
+                .map_or_else(|| Json::String(float.to_string()), Json::Number),
+            Self::Text(text) => Json::String(text.to_string()),
+            Self::Numeric(decimal) => crate::store::column_type::decimal_json(decimal),
+            Self::Uuid(uuid) => Json::String(uuid.hyphenated().to_string()),
+            Self::Date(date) => Json::String(date.format("%Y-%m-%d").to_string()),
+            Self::Time(time) => Json::String(sqlite_time_text(time)),
+            Self::Timestamp(timestamp) => Json::String(sqlite_timestamp_text(timestamp)),
+            Self::TimestampTz(instant) => Json::String(sqlite_instant_text(instant)),
+            Self::Json(value) => value.clone(),
+            Self::Bytes(bytes) => {
+                let mut text = String::with_capacity(2 + 2 * bytes.len());
+                text.push_str("\\x");
+                for byte in bytes {
+                    let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{byte:02x}"));
+                }
+                Json::String(text)
+            }
+            Self::TextArray(items) => Json::from(items.clone()),
+            Self::IntArray(items) => Json::from(items.clone()),
+        }
+    }
+}
+
 type Encoded = Result<(), sqlx::error::BoxDynError>;
 
 impl Param<'_> {
@@ -230,4 +262,50 @@ impl<'q> IntoParam<'q> for Param<'q> {
         self
     }
     const KIND: Kind = Kind::Int;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn parameters_show_as_the_json_a_route_would_write() {
+        let instant = DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let shown: Vec<Json> = [
+            Param::Null(Kind::Date),
+            Param::Int(7),
+            Param::Float(0.5),
+            Param::Text("o-1".into()),
+            Param::Numeric(BigDecimal::from_str("12.50").unwrap()),
+            Param::Date(NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()),
+            Param::TimestampTz(instant),
+            Param::Json(json!({"a": [1]})),
+            Param::Bytes(vec![0, 255]),
+            Param::TextArray(vec![Some("a".into()), None]),
+        ]
+        .iter()
+        .map(Param::to_json)
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                json!(null),
+                json!(7),
+                json!(0.5),
+                json!("o-1"),
+                json!(12.5),
+                json!("2026-11-29"),
+                json!("2026-11-29T10:00:00.000000Z"),
+                json!({"a": [1]}),
+                json!("\\x00ff"),
+                json!(["a", null]),
+            ]
+        );
+    }
 }
