@@ -17,7 +17,7 @@ CREATE TABLE order_lines (order_id TEXT NOT NULL, note TEXT NOT NULL);
 ";
 
 const SCHEMA: &str = r#"{"type": "object", "required": ["id", "customer", "amount"],
-  "properties": {"amount": {"type": "number"}}}"#;
+  "properties": {"id": {"type": "string"}, "customer": {"type": "string"}, "amount": {"type": "number"}}}"#;
 
 /// Routes with every kind of step: an insert kept as `order`, an `http` call to `hook`, an
 /// emit another route reads, and a query whose `for_each` sees the row inserted before it.
