@@ -149,7 +149,8 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// Checks each template leaf of a compiled YAML tree, at its own place.
+    /// Checks each template leaf of a compiled YAML tree at its own place, and records where
+    /// it is written.
     fn check_tree_reads(
         &mut self,
         path: &str,
@@ -161,6 +162,7 @@ impl<'a> Compiler<'a> {
             (Yaml::String(text), ValueTemplate::Expression(_) | ValueTemplate::Text(_)) => {
                 let variables = self.templates.variables(compiled);
                 self.check_reads(path, text, &variables, false);
+                self.templates.locate(compiled, self.location(path));
             }
             (Yaml::Sequence(items), ValueTemplate::List(compiled_items)) => {
                 for (index, (item, compiled_item)) in items.iter().zip(compiled_items).enumerate() {
@@ -282,6 +284,7 @@ impl<'a> Compiler<'a> {
             Ok(template) => {
                 let variables = self.templates.variables(&template);
                 self.check_reads(path, text, &variables, false);
+                self.templates.locate(&template, self.location(path));
                 Some(template)
             }
             Err(error) => {
@@ -313,6 +316,8 @@ impl<'a> Compiler<'a> {
             Ok(condition) => {
                 let variables = self.templates.condition_variables(&condition);
                 self.check_reads(path, expression, &variables, true);
+                self.templates
+                    .locate_condition(&condition, self.location(path));
                 Some(condition)
             }
             Err(error) => {

@@ -55,8 +55,8 @@ pub struct CompileError {
 #[derive(Debug, Error)]
 pub enum RenderError {
     /// minijinja reported an error (undefined variable, type error, out of fuel, ...).
-    #[error("{0:#}")]
-    Template(#[from] minijinja::Error),
+    #[error("{0}")]
+    Template(TemplateFailure),
     /// The output was larger than the limit.
     #[error("template output of {actual} bytes exceeds the limit of {limit} bytes")]
     TooLarge {
@@ -68,6 +68,84 @@ pub enum RenderError {
     /// A `{{ expression }}` produced something that is not JSON (cannot happen with `tojson`).
     #[error("expression result is not JSON: {0}")]
     NotJson(#[from] serde_json::Error),
+}
+
+/// A template that failed for one event: what went wrong, in which expression, and where the
+/// template is written. minijinja's own report is not kept: it lists the values of every
+/// variable the template read, `env` secrets included, and dead letters and logs keep it.
+#[derive(Debug)]
+pub struct TemplateFailure {
+    /// What went wrong: `undefined value`, `invalid operation: …`.
+    pub what: String,
+    /// The expression minijinja points at (`env.BILLING_URL`), when it points at one.
+    pub expression: Option<String>,
+    /// `FILE:LINE:COL` of the template in its route file, when it came from one.
+    pub at: Option<String>,
+    /// The route and the template's place in it: `order-paid-creates-invoice actions[1].http.url`.
+    pub place: String,
+}
+
+impl std::fmt::Display for TemplateFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}", self.what)?;
+        if let Some(expression) = &self.expression {
+            write!(formatter, " `{expression}`")?;
+        }
+        match &self.at {
+            Some(at) => write!(formatter, " ({at}, {})", self.place),
+            None => write!(formatter, " ({})", self.place),
+        }
+    }
+}
+
+impl TemplateFailure {
+    /// Describes `error`, raised by the template registered as `name` with `source`.
+    fn new(error: &minijinja::Error, name: &str, source: Option<&str>, at: Option<String>) -> Self {
+        let what = match (error.kind(), error.detail()) {
+            (minijinja::ErrorKind::UndefinedError, _) | (_, None) => error.kind().to_string(),
+            (kind, Some(detail)) => format!("{kind}: {detail}"),
+        };
+        let expression = source
+            .zip(error.range())
+            .and_then(|(source, range)| failed_expression(source, range))
+            .map(|expression| {
+                if expression != NATIVE_FILTER {
+                    return expression;
+                }
+                // Raised by the filter wrapping a sole expression: name what it wraps.
+                source
+                    .and_then(|source| source.get(source.find('(')? + 1..source.rfind(") |")?))
+                    .map_or(expression.clone(), str::to_owned)
+            });
+        // The registration suffix (`#14`) means nothing to a reader.
+        let name = name.rsplit_once('#').map_or(name, |(name, _)| name);
+        let place = match name.split_once(':') {
+            Some((route, place)) => format!("{route} {place}"),
+            None => name.to_owned(),
+        };
+        Self {
+            what,
+            expression,
+            at,
+            place,
+        }
+    }
+}
+
+/// The expression at `range` of `source`, widened to the whole dotted name it ends: minijinja
+/// points at `.invoce.id` in `steps.invoce.id`.
+fn failed_expression(source: &str, range: std::ops::Range<usize>) -> Option<String> {
+    let text = source.get(range.clone())?;
+    let before = source.get(..range.start)?;
+    let name_start = before
+        .char_indices()
+        .rev()
+        .take_while(|(_, c)| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+        .last()
+        .map_or(range.start, |(at, _)| at);
+    let expression = format!("{}{text}", &source[name_start..range.start]);
+    let expression = expression.trim();
+    (!expression.is_empty()).then(|| expression.to_owned())
 }
 
 /// A compiled value: a literal, a template, or a tree of them (for `data:` and `body:`).
@@ -132,6 +210,8 @@ pub struct TemplateEnvironment {
     registered: usize,
     /// Which filters, tests and globals exist, asked once each.
     known: names::Known,
+    /// `FILE:LINE:COL` of each registered template in its route file, for render errors.
+    locations: std::collections::HashMap<String, String>,
 }
 
 impl std::fmt::Debug for TemplateEnvironment {
@@ -182,6 +262,7 @@ impl TemplateEnvironment {
             limits,
             registered: 0,
             known: names::Known::default(),
+            locations: std::collections::HashMap::new(),
         }
     }
 
@@ -431,9 +512,38 @@ impl TemplateEnvironment {
         }
     }
 
+    /// Records that the template `template` (a leaf) is written at `at` (`FILE:LINE:COL`), for
+    /// its render errors to say.
+    pub fn locate(&mut self, template: &ValueTemplate, at: String) {
+        let name = match template {
+            ValueTemplate::Expression(expression) => &expression.name,
+            ValueTemplate::Text(text) => &text.name,
+            _ => return,
+        };
+        self.locations.insert(name.clone(), at);
+    }
+
+    /// Records where a `when:` is written (see [`TemplateEnvironment::locate`]).
+    pub fn locate_condition(&mut self, condition: &Condition, at: String) {
+        self.locations.insert(condition.name.clone(), at);
+    }
+
     fn render_named(&self, name: &str, context: &TemplateValue) -> Result<String, RenderError> {
-        let template = self.env.get_template(name)?;
-        let output = template.render(context)?;
+        let failure = |error: minijinja::Error, source: Option<&str>| {
+            RenderError::Template(TemplateFailure::new(
+                &error,
+                name,
+                source,
+                self.locations.get(name).cloned(),
+            ))
+        };
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|error| failure(error, None))?;
+        let output = template
+            .render(context)
+            .map_err(|error| failure(error, Some(template.source())))?;
         if output.len() > self.limits.max_output_bytes {
             return Err(RenderError::TooLarge {
                 actual: output.len(),
@@ -869,6 +979,41 @@ mod tests {
         let error = env.render(&text, &context).unwrap_err().to_string();
         assert!(error.contains("undefined"), "{error}");
         assert!(env.render(&expression, &context).is_err());
+    }
+
+    #[test]
+    fn render_errors_name_the_expression_and_the_place_and_no_values() {
+        let mut env = environment();
+        let url = env
+            .compile_text(
+                "billing:actions[1].http.url",
+                "{{ env.BILLING_URL }}/invoices/{{ data.name }}",
+            )
+            .unwrap();
+        env.locate(&url, "routes/billing.yaml:10:16".into());
+        let id = env
+            .compile_text("billing:actions[2].emit.key", "{{ steps.invoce.id }}")
+            .unwrap();
+        let context = event_context();
+        assert_eq!(
+            env.render(&url, &context).unwrap_err().to_string(),
+            "undefined value `env.BILLING_URL` (routes/billing.yaml:10:16, billing actions[1].http.url)"
+        );
+        let error = env.render(&id, &context).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "undefined value `steps.invoce.id` (billing actions[2].emit.key)"
+        );
+        let sum = env
+            .compile_text("billing:total", "{{ data.name + 1 }}")
+            .unwrap();
+        let error = env.render(&sum, &context).unwrap_err().to_string();
+        assert!(error.starts_with("invalid operation: "), "{error}");
+        assert!(error.contains("`data.name + 1`"), "{error}");
+        assert!(
+            !error.contains("Acme") && !error.contains("eu"),
+            "no values: {error}"
+        );
     }
 
     #[test]
