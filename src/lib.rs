@@ -22,6 +22,7 @@ pub mod route;
 pub mod schema;
 pub mod server;
 pub mod store;
+pub mod suite;
 pub mod telemetry;
 pub mod template;
 #[cfg(test)]

@@ -55,6 +55,14 @@ enum Command {
     /// Show what the routes would do with one event (each step's statement, request and emit),
     /// in a transaction that is rolled back, sending no HTTP; exit 1 when a route fails.
     Simulate(cli::simulate::SimulateArgs),
+    /// Run route tests (YAML files beside the routes, default ROUTES/tests) on a database
+    /// made for the run; exit 1 with what differed when one fails.
+    Test {
+        /// Test files, or directories of them.
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
+    },
     /// List the routes that would be loaded (trigger → actions).
     Routes(SourceArgs),
     /// Draw how the routes connect: events and schedules → routes → the events they emit.
@@ -111,6 +119,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => cli::run::run(&global, args).await,
         Command::Check(args) => cli::check::run(&global, args).await,
+        Command::Test { paths, source } => cli::test::run(&global, paths, source).await,
         Command::Init { dir, force, bare } => cli::init::run(&dir, force, bare),
         Command::Simulate(args) => cli::simulate::run(&global, args).await,
         Command::Routes(args) => cli::routes::run(&global, args),

@@ -169,7 +169,7 @@ impl Http {
                     .timeout(self.timeout)
                     .header("Idempotency-Key", idempotency),
             ),
-            HttpMode::DryRun => None,
+            HttpMode::DryRun | HttpMode::Respond(_) => None,
         };
         for (name, value) in &self.headers {
             let value = run.templates.render_string(value, &context)?;
@@ -190,6 +190,27 @@ impl Http {
         if let (Some(mut traced), Some(trace)) = (traced, run.trace.as_deref_mut()) {
             traced.body.clone_from(&body);
             trace.rendered(Rendered::Http(traced));
+        }
+        if let HttpMode::Respond(responder) = run.http {
+            let (status, body) = responder
+                .respond(self.method.as_str(), &url)
+                .map_err(|message| failure(message, false))?;
+            let succeeded = match &self.success {
+                Some(codes) => codes.contains(&status),
+                None => (200..300).contains(&status),
+            };
+            if !succeeded {
+                let retryable = status >= 500 || status == 429 || status == 408;
+                return Err(failure(format!("status {status}: {body}"), retryable));
+            }
+            let answer = json!({"status": status, "body": body});
+            if let Some(name) = &self.as_name {
+                scope.set_step(name, &answer);
+            }
+            if let Some(trace) = run.trace.as_deref_mut() {
+                trace.answered(answer);
+            }
+            return Ok(());
         }
         let Some(mut request) = request else {
             if let Some(name) = &self.as_name {

@@ -38,7 +38,9 @@ pub use emit::{Emit, EMITTED_FIELDS, EMIT_SOURCE};
 pub use http::{client as http_client, Http};
 pub use insert::Insert;
 pub use query::Query;
-pub use trace::{EmitTrace, HttpMode, HttpTrace, Rendered, StatementTrace, StepTrace, Trace};
+pub use trace::{
+    EmitTrace, HttpMode, HttpTrace, Rendered, Responder, StatementTrace, StepTrace, Trace,
+};
 pub use update::Update;
 pub use upsert::Upsert;
 

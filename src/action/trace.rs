@@ -16,6 +16,15 @@ pub enum HttpMode<'a> {
     Send(&'a reqwest::Client),
     /// Send nothing: the request is only rendered (and traced), and `steps.<as>` holds null.
     DryRun,
+    /// Send nothing: `crm-router test` answers it, and the answer is judged as a server's.
+    Respond(&'a dyn Responder),
+}
+
+/// Answers `http` steps in place of their servers (`crm-router test`'s mocked responses).
+pub trait Responder: Sync + std::fmt::Debug {
+    /// The status and JSON body answering `method url`, or why there is no answer (the
+    /// step then fails with it).
+    fn respond(&self, method: &str, url: &str) -> Result<(u16, serde_json::Value), String>;
 }
 
 /// What the steps of one route rendered, in the order they ran: a `for_each` step's rows

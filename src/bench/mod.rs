@@ -315,6 +315,7 @@ pub async fn run_variant(variant: Variant, options: &BenchOptions) -> Outcome {
         variant.backend(),
         dir.path(),
         &options.postgres_url,
+        "crm_router_bench",
     )
     .await
     {

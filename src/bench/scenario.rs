@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sqlx::Connection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,102 +19,7 @@ use crate::event::Event;
 use crate::route::load::Source;
 use crate::store::{log, Store};
 
-/// Where the variant keeps its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// A new SQLite file in a temporary directory.
-    Sqlite,
-    /// A new database on the PostgreSQL server, dropped afterwards.
-    Postgres,
-}
-
-/// A database made for one run, removed when the run ends.
-pub struct IsolatedDatabase {
-    /// Its URL.
-    pub url: String,
-    /// PostgreSQL: the server URL and database name to drop.
-    drop_on: Option<(String, String)>,
-}
-
-impl IsolatedDatabase {
-    /// Creates an empty database: a file in `dir`, or a database on the server at
-    /// `postgres_url`.
-    pub async fn create(
-        backend: Backend,
-        dir: &Path,
-        postgres_url: &str,
-    ) -> Result<Self, BenchError> {
-        match backend {
-            Backend::Sqlite => Ok(Self {
-                url: format!("sqlite://{}", dir.join("bench.db").display()),
-                drop_on: None,
-            }),
-            Backend::Postgres => {
-                let name = format!(
-                    "crm_router_bench_{}",
-                    &uuid::Uuid::new_v4().simple().to_string()[..12]
-                );
-                let cannot_connect = |error: &dyn std::fmt::Display| {
-                    BenchError::Postgres(format!(
-                        "cannot connect to {}: {error}",
-                        crate::store::redact_url(postgres_url)
-                    ))
-                };
-                let connect_options = crate::store::postgres_tls::connect_options(postgres_url)
-                    .map_err(|error| cannot_connect(&error))?;
-                let mut server = sqlx::PgConnection::connect_with(&connect_options)
-                    .await
-                    .map_err(|error| cannot_connect(&error))?;
-                sqlx::query(&format!("CREATE DATABASE \"{name}\""))
-                    .execute(&mut server)
-                    .await
-                    .map_err(|error| {
-                        BenchError::Postgres(format!("cannot create database {name}: {error}"))
-                    })?;
-                let _ = server.close().await;
-                let mut url = url::Url::parse(postgres_url).map_err(|error| {
-                    BenchError::Postgres(format!(
-                        "{:?} is not a URL: {error}",
-                        crate::store::redact_url(postgres_url)
-                    ))
-                })?;
-                url.set_path(&name);
-                Ok(Self {
-                    url: url.to_string(),
-                    drop_on: Some((postgres_url.to_owned(), name)),
-                })
-            }
-        }
-    }
-
-    /// Drops a PostgreSQL database (a SQLite file goes with its temporary directory).
-    pub async fn remove(self) {
-        let Some((server, name)) = self.drop_on else {
-            return;
-        };
-        let connected = match crate::store::postgres_tls::connect_options(&server) {
-            Ok(connect_options) => sqlx::PgConnection::connect_with(&connect_options)
-                .await
-                .map_err(|error| error.to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        match connected {
-            Ok(mut connection) => {
-                if let Err(error) =
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut connection)
-                        .await
-                {
-                    tracing::warn!(%error, database = %name, "cannot drop the bench database");
-                }
-                let _ = connection.close().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, database = %name, "cannot drop the bench database")
-            }
-        }
-    }
-}
+pub use crate::store::isolated::{Backend, IsolatedDatabase};
 
 /// What the daemon runs on.
 pub struct ScenarioSpec<'a> {

@@ -11,6 +11,7 @@ pub mod init;
 pub mod routes;
 pub mod run;
 pub mod simulate;
+pub mod test;
 pub mod topics;
 pub mod user;
 

@@ -133,6 +133,9 @@ pub struct RouteSimulation {
     pub outcome: RouteOutcome,
     /// Its steps, as they ran (with those skipped by their `when:`).
     pub steps: Vec<StepTrace>,
+    /// The events it emitted, when it applied (what the engine would append at the commit).
+    #[serde(skip)]
+    pub emitted: Vec<Event>,
 }
 
 /// How a route's run ended.
@@ -197,7 +200,9 @@ pub async fn run_routes(
     Ok(simulated)
 }
 
-async fn run_route(
+/// Runs `route` for `event` on `connection` in a savepoint, tracing its steps (see
+/// [`run_routes`]); a scheduled route takes its `SCHEDULE` event.
+pub async fn run_route(
     connection: &mut Conn<'_>,
     routes: &RouteSet,
     route: &Route,
@@ -211,6 +216,7 @@ async fn run_route(
         when: None,
         outcome: RouteOutcome::Applied,
         steps: Vec::new(),
+        emitted: Vec::new(),
     };
     if let Some(condition) = &route.trigger.when {
         match routes.templates.test(condition, &scope.context()) {
@@ -250,7 +256,10 @@ async fn run_route(
         run_steps(&mut run, &route.steps, &mut scope).await
     };
     match result {
-        Ok(()) => savepoint.commit().await?,
+        Ok(()) => {
+            savepoint.commit().await?;
+            simulated.emitted = emitted;
+        }
         Err(failure) => {
             savepoint.rollback().await?;
             let policy = failure.retry.unwrap_or(route.retry);

@@ -73,8 +73,12 @@ fn whole_file(path: &Path, message: String) -> Diagnostic {
 fn read_route_files(source: &Source, diagnostics: &mut Vec<Diagnostic>) -> Vec<TextFile> {
     let is_route_file = |name: &str| name.ends_with(".yaml") || name.ends_with(".yml");
     match source {
+        // Only the files at the top, as from a directory: `routes/tests/` holds route tests.
         Source::Bundled => bundled_files(&crate::bundled::ROUTES, |path| {
             is_route_file(&path.to_string_lossy())
+                && path
+                    .parent()
+                    .is_some_and(|parent| parent.as_os_str().is_empty())
         })
         .into_iter()
         .map(|(path, text)| TextFile {

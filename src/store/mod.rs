@@ -13,6 +13,7 @@ pub mod column_type;
 pub mod db;
 pub mod dead_letters;
 pub mod exclusive;
+pub mod isolated;
 pub mod log;
 mod migrate;
 pub mod postgres_tls;

@@ -290,6 +290,18 @@ fn init_writes_an_editable_project_that_checks_clean(backend: Backend) {
         "{stdout}"
     );
 
+    // The routes' tests come along, and pass where the project was written.
+    assert!(app.join("routes/tests/first-contact-task.yaml").is_file());
+    let tested = std::process::Command::new(crate::support::binary())
+        .args(["test"])
+        .current_dir(&app)
+        .env("DATABASE_URL", project.database_url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&tested.stdout);
+    assert!(tested.status.success(), "{stdout}");
+    assert!(stdout.contains("24 passed, 0 failed"), "{stdout}");
+
     let again = project.command(&["init", "app"]);
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists; pass --force"));
@@ -330,6 +342,7 @@ async fn init_bare_writes_a_project_of_your_own_that_runs(backend: Backend) {
         "schemas/orders/ORDER_PLACED.json",
         "schemas/route.schema.json",
         "migrations/20261207000000_orders.sql",
+        "routes/tests/orders.yaml",
     ] {
         assert!(
             project.path().join(written).is_file(),
@@ -350,6 +363,13 @@ async fn init_bare_writes_a_project_of_your_own_that_runs(backend: Backend) {
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(checked.starts_with("ok: 3 routes"), "{checked}");
+    let tested = project.command(&["test"]);
+    let tested_output = String::from_utf8_lossy(&tested.stdout);
+    assert!(tested.status.success(), "{tested_output}");
+    assert!(
+        tested_output.contains("3 passed, 0 failed"),
+        "{tested_output}"
+    );
 
     let daemon = project.start();
     let (status, body) = daemon
@@ -454,9 +474,13 @@ fn the_route_schema_matches_the_route_files() {
     )
     .unwrap();
     let validator = jsonschema::draft202012::new(&schema).unwrap();
-    for directory in ["routes", "examples/routes"] {
+    for directory in ["routes", "examples/routes", "examples/bare/routes"] {
         for entry in std::fs::read_dir(crate::support::repo().join(directory)).unwrap() {
             let path = entry.unwrap().path();
+            // `routes/tests/` holds the routes' tests, not routes.
+            if path.is_dir() {
+                continue;
+            }
             let document: serde_json::Value =
                 serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let errors: Vec<String> = validator

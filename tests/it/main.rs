@@ -28,6 +28,7 @@ mod original_api;
 mod postgres_tls;
 mod reload;
 mod replay;
+mod route_tests;
 mod schedule;
 mod simulate;
 mod slow_clients;
