@@ -6,10 +6,9 @@
 //! configured database inside a transaction that is rolled back after its catalog is read.
 
 use crate::config::Settings;
-use crate::route::load::{self, LoadOptions};
+use crate::route::load;
 use crate::route::Diagnostic;
 use crate::store::{Store, StoreError};
-use crate::template::TemplateLimits;
 
 /// What `check` found.
 #[derive(Debug)]
@@ -39,15 +38,7 @@ pub async fn check(settings: &Settings) -> Result<CheckReport, StoreError> {
         .await;
     store.close().await;
     let catalog = catalog?;
-    let loaded = load::load(&LoadOptions {
-        routes: &settings.routes,
-        schemas: &settings.schemas,
-        catalog: Some(&catalog),
-        env: settings.template_env(),
-        env_allow: Some(&settings.env_allow),
-        default_retry: settings.retry,
-        limits: TemplateLimits::default(),
-    });
+    let loaded = load::load(&settings.load_options(Some(&catalog)));
     Ok(match loaded {
         Ok(set) => CheckReport {
             diagnostics: Vec::new(),

@@ -536,6 +536,23 @@ impl Settings {
             .collect()
     }
 
+    /// What loading the routes these settings name takes, checked against `catalog` when
+    /// given.
+    pub fn load_options<'a>(
+        &'a self,
+        catalog: Option<&'a crate::store::Catalog>,
+    ) -> crate::route::load::LoadOptions<'a> {
+        crate::route::load::LoadOptions {
+            routes: &self.routes,
+            schemas: &self.schemas,
+            catalog,
+            env: self.template_env(),
+            env_allow: Some(&self.env_allow),
+            default_retry: self.retry,
+            limits: crate::template::TemplateLimits::default(),
+        }
+    }
+
     /// The `env` template variable: allow-listed variables that are set.
     pub fn template_env(&self) -> minijinja::Value {
         let visible: std::collections::BTreeMap<String, String> = self

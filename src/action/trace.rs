@@ -6,10 +6,8 @@
 use serde::Serialize;
 use serde_json::Value as Json;
 
-/// What an `http` step does with the request it rendered.
-///
-/// `crm-router test` will add a variant that answers from the test's own responses, without
-/// sending; each variant decides only what happens after the request is rendered.
+/// What an `http` step does with the request it rendered; each variant decides only what
+/// happens after the request is rendered.
 #[derive(Debug, Clone, Copy)]
 pub enum HttpMode<'a> {
     /// Send it with this client: the daemon, the scheduler and replays.
@@ -190,11 +188,11 @@ pub struct HttpTrace {
 /// How a header's value is shown: credentials only by their length, so a simulation's
 /// output can be pasted into a ticket.
 pub(super) fn shown_header(name: &reqwest::header::HeaderName, value: &str) -> Json {
-    let credential = matches!(
-        name.as_str(),
-        "authorization" | "proxy-authorization" | "cookie" | "x-api-key" | "api-key"
-    ) || name.as_str().contains("token")
-        || name.as_str().contains("secret");
+    let name = name.as_str();
+    let credential = matches!(name, "authorization" | "proxy-authorization" | "cookie")
+        || ["token", "secret", "key", "auth", "signature", "password"]
+            .iter()
+            .any(|part| name.contains(part));
     if credential {
         Json::String(format!("<hidden: {} characters>", value.chars().count()))
     } else {

@@ -22,8 +22,7 @@ use clap::Args;
 use tracing_subscriber::EnvFilter;
 
 use crm_router::config::{LogFormat, Overrides, Settings, SettingsSource};
-use crm_router::route::load::{self, LoadOptions};
-use crm_router::template::TemplateLimits;
+use crm_router::route::load;
 
 /// The flags every command takes (`--config`, `--log-format`).
 #[derive(Debug, Clone)]
@@ -131,15 +130,7 @@ fn stderr_is_terminal() -> bool {
 
 /// The routes `settings` name, loaded without a database; `None` after printing why not.
 pub fn loaded_routes(settings: &Settings) -> Option<crm_router::route::RouteSet> {
-    let loaded = load::load(&LoadOptions {
-        routes: &settings.routes,
-        schemas: &settings.schemas,
-        catalog: None,
-        env: settings.template_env(),
-        env_allow: Some(&settings.env_allow),
-        default_retry: settings.retry,
-        limits: TemplateLimits::default(),
-    });
+    let loaded = load::load(&settings.load_options(None));
     match loaded {
         Ok(set) => Some(set),
         Err(diagnostics) => {

@@ -10,9 +10,9 @@ use clap::Args;
 use serde_json::Value as Json;
 
 use crm_router::action::{Rendered, StepTrace};
-use crm_router::app::open_store;
 use crm_router::engine::simulate::{self, RouteOutcome, RouteSimulation, Simulation};
 use crm_router::route::RouteSet;
+use crm_router::store::Store;
 
 use super::{init_tracing_quiet, Global, SourceArgs};
 
@@ -43,7 +43,15 @@ pub async fn run(global: &Global, args: SimulateArgs) -> anyhow::Result<ExitCode
     let event = simulate::parse_event(&text, args.topic.as_deref())
         .map_err(|refused| anyhow::anyhow!("the event is refused: {refused}"))?;
     let settings = global.settings(args.source)?;
-    let store = open_store(&settings).await?;
+    // Opened, not migrated: a dry run leaves the schema as it is, migrations included.
+    let store = Store::connect(&settings.database_url).await?;
+    if store.catalog().await?.columns("event_log").is_none() {
+        store.close().await;
+        anyhow::bail!(
+            "the database at {} has not been prepared: run `crm-router run` on it once (simulate never changes its schema)",
+            crm_router::store::redact_url(&settings.database_url)
+        );
+    }
     // The routes as the daemon would load them, checked against the database.
     let handle = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(RouteSet::empty()));
     crm_router::reload::Reloader::new(
@@ -60,11 +68,12 @@ pub async fn run(global: &Global, args: SimulateArgs) -> anyhow::Result<ExitCode
     let simulation = simulate::simulate(&store, &routes, &event).await;
     store.close().await;
     let simulation = simulation?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&simulation)?);
+    let output = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&simulation)?)
     } else {
-        print!("{}", render(&simulation));
-    }
+        render(&simulation)
+    };
+    print!("{}", hide_environment(&output, &settings.env_allow));
     Ok(if simulation.failed() {
         ExitCode::FAILURE
     } else {
@@ -227,4 +236,31 @@ fn render_step(out: &mut String, step: &StepTrace) {
     if let Some(error) = &step.error {
         out.push_str(&format!("      ✗ {}\n", indented(error)));
     }
+}
+
+/// `output` with the value of each allowed environment variable replaced by `<env.NAME>`: a
+/// webhook URL or token read from the environment is a secret, and a simulation's output is
+/// meant to be pasted into tickets. Values shorter than 4 characters are left (they would
+/// hide ordinary text).
+fn hide_environment(output: &str, env_allow: &[String]) -> String {
+    let mut hidden = output.to_owned();
+    let mut values: Vec<(String, &str)> = env_allow
+        .iter()
+        .filter_map(|name| Some((std::env::var(name).ok()?, name.as_str())))
+        .filter(|(value, _)| value.chars().count() >= 4)
+        .collect();
+    // Longest first, so a value containing another is hidden whole.
+    values.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+    for (value, name) in values {
+        for written in [
+            value.clone(),
+            serde_json::to_string(&value).unwrap_or_default(),
+        ] {
+            let written = written.trim_matches('"');
+            if !written.is_empty() {
+                hidden = hidden.replace(written, &format!("<env.{name}>"));
+            }
+        }
+    }
+    hidden
 }

@@ -4,11 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crm_router::config::Settings;
-use crm_router::route::load::{self, LoadOptions, Source};
+use crm_router::route::load::{self, Source};
 use crm_router::store::isolated::{Backend, IsolatedDatabase};
 use crm_router::store::Store;
 use crm_router::suite::{self, CaseOutcome, TestFile};
-use crm_router::template::TemplateLimits;
 
 use super::{init_tracing_quiet, Global, SourceArgs};
 
@@ -64,15 +63,7 @@ async fn run_files(settings: &Settings, url: &str, files: &[TestFile]) -> anyhow
     let store = Store::connect(url).await?;
     store.migrate(settings.migrations.as_deref()).await?;
     let catalog = store.catalog().await?;
-    let loaded = load::load(&LoadOptions {
-        routes: &settings.routes,
-        schemas: &settings.schemas,
-        catalog: Some(&catalog),
-        env: settings.template_env(),
-        env_allow: Some(&settings.env_allow),
-        default_retry: settings.retry,
-        limits: TemplateLimits::default(),
-    });
+    let loaded = load::load(&settings.load_options(Some(&catalog)));
     let routes = match loaded {
         Ok(routes) => routes,
         Err(diagnostics) => {
@@ -85,9 +76,17 @@ async fn run_files(settings: &Settings, url: &str, files: &[TestFile]) -> anyhow
         }
     };
     let (mut passed, mut failed) = (0, 0);
+    let mut ran = std::collections::BTreeSet::new();
     for file in files {
-        let outcomes =
-            suite::run_file(&store, &routes, &catalog, &settings.env_allow, file).await?;
+        let outcomes = suite::run_file(
+            &store,
+            &routes,
+            &catalog,
+            &settings.env_allow,
+            file,
+            &mut ran,
+        )
+        .await?;
         for (name, outcome) in outcomes {
             match outcome {
                 CaseOutcome::Passed => {
@@ -111,6 +110,15 @@ async fn run_files(settings: &Settings, url: &str, files: &[TestFile]) -> anyhow
         }
     }
     store.close().await;
+    let untested: Vec<&str> = routes
+        .routes
+        .iter()
+        .map(|route| route.name.as_str())
+        .filter(|name| !ran.contains(*name))
+        .collect();
+    if !untested.is_empty() {
+        println!("no test ran these routes: {}", untested.join(", "));
+    }
     println!(
         "{passed} passed, {failed} failed ({} on an isolated database)",
         store_kind(url)

@@ -269,8 +269,13 @@ impl Reloader {
     }
 }
 
-/// When the config file was last written, and its length: a change is a reason to reload.
-fn stamp(file: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
-    let metadata = std::fs::metadata(file).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
+/// A digest of the config file's contents: a change is a reason to reload. Contents, not the
+/// modification time, which a same-length edit within the file system's timestamp granularity
+/// would leave unchanged; the file is small.
+fn stamp(file: &std::path::Path) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let contents = std::fs::read(file).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    contents.hash(&mut hasher);
+    Some(hasher.finish())
 }

@@ -30,6 +30,24 @@ impl Diagnostic {
         }
     }
 
+    /// serde_yaml's error, at the position it names (the start of the file when it names
+    /// none), without the ` at line L column C` it appends to its message.
+    pub fn from_yaml(file: impl Into<PathBuf>, error: &serde_yaml::Error) -> Self {
+        let position = error
+            .location()
+            .map(|location| Position {
+                line: location.line(),
+                column: location.column(),
+            })
+            .unwrap_or(Position { line: 1, column: 1 });
+        let message = error.to_string();
+        let message = match message.rfind(" at line ") {
+            Some(cut) => message[..cut].to_owned(),
+            None => message,
+        };
+        Self::at(file, position, message)
+    }
+
     /// Adds a hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

@@ -231,19 +231,8 @@ fn read_schema_files(source: &Source, diagnostics: &mut Vec<Diagnostic>) -> Vec<
 }
 
 fn yaml_error(path: &Path, error: &serde_yaml::Error) -> Diagnostic {
-    let position = error
-        .location()
-        .map(|location| Position {
-            line: location.line(),
-            column: location.column(),
-        })
-        .unwrap_or(Position { line: 1, column: 1 });
-    let message = error.to_string();
-    // serde_yaml appends " at line L column C"; the position is already in front.
-    let message = match message.rfind(" at line ") {
-        Some(cut) => message[..cut].to_owned(),
-        None => message,
-    };
+    let mut diagnostic = Diagnostic::from_yaml(path, error);
+    let message = &diagnostic.message;
     let hint = if message.contains("unknown field") {
         Some("check the spelling; the route format is in schemas/route.schema.json".to_owned())
     } else if message.contains("recursion limit") || message.contains("repetition limit") {
@@ -251,7 +240,6 @@ fn yaml_error(path: &Path, error: &serde_yaml::Error) -> Diagnostic {
     } else {
         None
     };
-    let mut diagnostic = Diagnostic::at(path, position, message);
     diagnostic.hint = hint;
     diagnostic
 }
@@ -393,7 +381,10 @@ fn compile_route(
     } else {
         Some(retry.unwrap_or(default_retry))
     });
+    // What the route's own `when:` reads guards all its steps.
+    compiler.push_guards(when.as_ref().and_then(Option::as_ref));
     let steps = compiler.steps(&format!("{path}.actions"), "", &definition.actions);
+    compiler.pop_guards();
     if steps.len() != definition.actions.len() {
         return None;
     }

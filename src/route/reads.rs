@@ -108,12 +108,27 @@ impl TemplateScope {
 
     /// The variables of a `when:` guard what follows until [`TemplateScope::pop_guards`].
     pub fn push_guards(&mut self, variables: BTreeSet<String>) {
-        self.guards.push(variables);
+        self.guards.push(
+            variables
+                .into_iter()
+                .map(|variable| as_data(&variable))
+                .collect(),
+        );
     }
 
     /// Ends the innermost guard.
     pub fn pop_guards(&mut self) {
         self.guards.pop();
+    }
+
+    /// Whether the template (`in_text`) or a `when:` around it reads the event's type.
+    fn tests_the_type(&self, in_text: bool) -> bool {
+        in_text
+            || self
+                .guards
+                .iter()
+                .flatten()
+                .any(|guard| guard == "event.eventType")
     }
 
     fn guarded(&self, variable: &str) -> bool {
@@ -134,14 +149,21 @@ impl TemplateScope {
         mut is_global: impl FnMut(&str) -> bool,
     ) -> Vec<Problem> {
         let mut problems = Vec::new();
-        for variable in variables {
+        for written in variables {
+            // `event.data.x` is `data.x`.
+            let variable = &as_data(written);
             let segments: Vec<&str> = variable.split('.').collect();
+            // Whether absence of `prefix` (`data.customer`) is handled, here or by a `when:`.
+            let handled = |prefix: &str| {
+                handles_absence(text, prefix)
+                    || handles_absence(text, &format!("event.{prefix}"))
+                    || self.guarded(prefix)
+            };
             let problem = match segments[0] {
-                "event" => self.event_problem(&segments[1..], handles_absence(text, variable)),
-                "data" => self.data_problem(
-                    &segments[1..],
-                    handles_absence(text, variable) || self.guarded(variable),
-                ),
+                "event" => self.event_problem(&segments[1..]),
+                "data" => {
+                    self.data_problem(&segments[1..], handled, text.contains("event.eventType"))
+                }
                 "steps" => self.step_problem(&segments[1..]),
                 "env" => self.env_problem(&segments[1..]),
                 "row" => self.row_problem(&segments[1..]),
@@ -159,7 +181,7 @@ impl TemplateScope {
             };
             if let Some((message, hint)) = problem {
                 problems.push(Problem {
-                    variable: variable.clone(),
+                    variable: written.clone(),
                     message,
                     hint,
                 });
@@ -168,15 +190,8 @@ impl TemplateScope {
         problems
     }
 
-    fn event_problem(
-        &self,
-        path: &[&str],
-        handles_absence: bool,
-    ) -> Option<(String, Option<String>)> {
+    fn event_problem(&self, path: &[&str]) -> Option<(String, Option<String>)> {
         let field = *path.first()?;
-        if field == "data" {
-            return self.data_problem(&path[1..], handles_absence);
-        }
         if EVENT_FIELDS.contains(&field) {
             return None;
         }
@@ -192,55 +207,77 @@ impl TemplateScope {
     fn data_problem(
         &self,
         path: &[&str],
-        handles_absence: bool,
+        handled: impl Fn(&str) -> bool,
+        text_reads_type: bool,
     ) -> Option<(String, Option<String>)> {
         let DataShape::Schemas(schemas) = &self.data else {
             return None;
         };
-        for (described, schema) in schemas {
-            let mut node = schema;
-            for (depth, field) in path.iter().enumerate() {
-                let Some(properties) = node.get("properties").and_then(|p| p.as_object()) else {
-                    break;
-                };
-                let written = format!("data.{}", path[..=depth].join("."));
-                let Some(child) = properties.get(*field) else {
-                    if handles_absence {
-                        return None;
-                    }
-                    let parent = path[..depth]
-                        .iter()
-                        .map(|s| format!(".{s}"))
-                        .collect::<String>();
-                    let hint = match did_you_mean(field, properties.keys().map(String::as_str)) {
-                        Some(close) => format!("did you mean data{parent}.{close}?"),
-                        None => "if producers send it, declare it in the event's schema".into(),
-                    };
-                    return Some((
-                        format!("{written} is not in the schema of {described}"),
-                        Some(hint),
-                    ));
-                };
-                let required = node
-                    .get("required")
-                    .and_then(|required| required.as_array())
-                    .is_some_and(|required| required.iter().any(|name| name == *field));
-                if handles_absence {
-                    // Absent or not, the template copes.
-                    return None;
-                }
-                if !required {
-                    return Some((
-                        format!("{written} is optional in the schema of {described}, so an event without it fails here"),
-                        Some(format!(
-                            "write {{{{ {written} | default(none) }}}}, or add `when: {written} is defined` to the step"
-                        )),
-                    ));
-                }
-                node = child;
-            }
+        let statuses: Vec<(&str, FieldStatus)> = schemas
+            .iter()
+            .map(|(described, schema)| (described.as_str(), field_status(schema, path)))
+            .collect();
+        if statuses
+            .iter()
+            .any(|(_, status)| matches!(status, FieldStatus::Unknown))
+        {
+            return None;
         }
-        None
+        let written = |depth: usize| format!("data.{}", path[..=depth].join("."));
+        let undeclared: Vec<_> = statuses
+            .iter()
+            .filter_map(|(described, status)| match status {
+                FieldStatus::Undeclared { depth, close } => Some((*described, *depth, close)),
+                _ => None,
+            })
+            .collect();
+        if !undeclared.is_empty() && undeclared.len() == statuses.len() {
+            let (described, depth, close) = undeclared[0];
+            if handled(&written(depth)) {
+                return None;
+            }
+            let parent = path[..depth]
+                .iter()
+                .map(|s| format!(".{s}"))
+                .collect::<String>();
+            let hint = match close {
+                Some(close) => format!("did you mean data{parent}.{close}?"),
+                None => "if producers send it, declare it in the event's schema".into(),
+            };
+            return Some((
+                format!("{} is not in the schema of {described}", written(depth)),
+                Some(hint),
+            ));
+        }
+        // A route taking several types often reads a field of one type behind a test of the
+        // type (`when: event.eventType == 'B'`); which types reach the read is not known here.
+        if !undeclared.is_empty() && self.tests_the_type(text_reads_type) {
+            return None;
+        }
+        // Present in some events only: optional, or declared by some of the route's types.
+        let (described, depth) = statuses
+            .iter()
+            .find_map(|(described, status)| match status {
+                FieldStatus::Optional { depth } | FieldStatus::Undeclared { depth, .. } => {
+                    Some((*described, *depth))
+                }
+                _ => None,
+            })?;
+        let written = written(depth);
+        if handled(&written) {
+            return None;
+        }
+        let why = if undeclared.is_empty() {
+            format!("{written} is optional in the schema of {described}")
+        } else {
+            format!("{written} is not in the schema of {described}")
+        };
+        Some((
+            format!("{why}, so an event without it fails here"),
+            Some(format!(
+                "write {{{{ {written} | default(none) }}}}, or add `when: {written} is defined` to the step"
+            )),
+        ))
     }
 
     fn step_problem(&self, path: &[&str]) -> Option<(String, Option<String>)> {
@@ -313,22 +350,93 @@ impl TemplateScope {
     }
 }
 
-/// Whether `text` reads `variable` only through `| default(...)`, or tests it with
-/// `is [not] defined`, `is [not] none` or `is [not] undefined`, somewhere.
+/// What one event type's schema says of a `data` path.
+enum FieldStatus {
+    /// Declared and required all the way, or required with a shape the schema does not give.
+    Present,
+    /// The schema's shape is not known here (`$ref`, `allOf`, `if`, a free-form object…).
+    Unknown,
+    /// Declared, but not required, at `depth`.
+    Optional { depth: usize },
+    /// Not declared at `depth`; `close` is a declared name like it.
+    Undeclared { depth: usize, close: Option<String> },
+}
+
+/// Keywords that declare or require properties other than through `properties`/`required`.
+const COMBINING: &[&str] = &[
+    "$ref",
+    "$dynamicRef",
+    "allOf",
+    "anyOf",
+    "oneOf",
+    "not",
+    "if",
+    "then",
+    "else",
+    "dependentSchemas",
+    "dependentRequired",
+    "patternProperties",
+    "unevaluatedProperties",
+];
+
+fn field_status(schema: &serde_json::Value, path: &[&str]) -> FieldStatus {
+    let mut node = schema;
+    for (depth, field) in path.iter().enumerate() {
+        if COMBINING.iter().any(|keyword| node.get(keyword).is_some()) {
+            return FieldStatus::Unknown;
+        }
+        let properties = node.get("properties").and_then(|p| p.as_object());
+        let required = node
+            .get("required")
+            .and_then(|required| required.as_array())
+            .is_some_and(|required| required.iter().any(|name| name == *field));
+        let Some(properties) = properties else {
+            return if required {
+                FieldStatus::Present
+            } else {
+                FieldStatus::Unknown
+            };
+        };
+        match properties.get(*field) {
+            None if required => return FieldStatus::Present,
+            None => {
+                return FieldStatus::Undeclared {
+                    depth,
+                    close: did_you_mean(field, properties.keys().map(String::as_str))
+                        .map(str::to_owned),
+                }
+            }
+            Some(_) if !required => return FieldStatus::Optional { depth },
+            Some(child) => node = child,
+        }
+    }
+    FieldStatus::Present
+}
+
+/// `event.data.x` as `data.x`; other names as they are.
+fn as_data(variable: &str) -> String {
+    variable
+        .strip_prefix("event.")
+        .filter(|rest| *rest == "data" || rest.starts_with("data."))
+        .map_or_else(|| variable.to_owned(), str::to_owned)
+}
+
+/// Whether `text` reads `variable` through `| default(...)` (or `| d(...)`), as another read's
+/// default, or tests it (`is defined`, `is string`…), somewhere.
 fn handles_absence(text: &str, variable: &str) -> bool {
     text.match_indices(variable).any(|(at, _)| {
+        // As the fallback of another read: `default(data.user_id)`, `d(data.x)`.
+        let before = text[..at].trim_end();
+        if before.ends_with("default(") || before.ends_with("d(") {
+            return true;
+        }
         let rest = text[at + variable.len()..].trim_start();
         if let Some(filter) = rest.strip_prefix('|') {
-            return filter.trim_start().starts_with("default");
+            let filter = filter.trim_start();
+            return filter.starts_with("default") || filter.starts_with("d(");
         }
-        let Some(test) = rest.strip_prefix("is ") else {
-            return false;
-        };
-        let test = test.trim_start();
-        let test = test.strip_prefix("not ").map_or(test, str::trim_start);
-        ["defined", "undefined", "none"]
-            .iter()
-            .any(|name| test.starts_with(name))
+        // Any test: tests do not fail on an undefined value.
+        rest.starts_with("is ")
     })
 }
 

@@ -37,7 +37,9 @@ pub enum Verdict {
     Unmatched(usize),
 }
 
-/// Compares `expected` with `actual`; `matches_one` decides one pair.
+/// Compares `expected` with `actual`; `matches_one` decides one pair. Expected items list
+/// only some keys, so one may match several actual items: the pairing is a maximum bipartite
+/// matching (augmenting paths), not first come first served.
 pub fn unmatched(
     expected: &[Json],
     actual: &[Json],
@@ -46,18 +48,49 @@ pub fn unmatched(
     if expected.len() != actual.len() {
         return Verdict::CountDiffers;
     }
-    let mut used = vec![false; actual.len()];
-    for (index, item) in expected.iter().enumerate() {
-        let found = actual
-            .iter()
-            .enumerate()
-            .find(|(at, candidate)| !used[*at] && matches_one(item, candidate));
-        match found {
-            Some((at, _)) => used[at] = true,
-            None => return Verdict::Unmatched(index),
+    let candidates: Vec<Vec<usize>> = expected
+        .iter()
+        .map(|item| {
+            actual
+                .iter()
+                .enumerate()
+                .filter(|(_, candidate)| matches_one(item, candidate))
+                .map(|(at, _)| at)
+                .collect()
+        })
+        .collect();
+    let mut taken_by: Vec<Option<usize>> = vec![None; actual.len()];
+    for item in 0..expected.len() {
+        let mut visited = vec![false; actual.len()];
+        if !assign(item, &candidates, &mut taken_by, &mut visited) {
+            return Verdict::Unmatched(item);
         }
     }
     Verdict::Matched
+}
+
+/// Gives expected `item` an actual item, moving earlier assignments along if need be.
+fn assign(
+    item: usize,
+    candidates: &[Vec<usize>],
+    taken_by: &mut [Option<usize>],
+    visited: &mut [bool],
+) -> bool {
+    for &at in &candidates[item] {
+        if visited[at] {
+            continue;
+        }
+        visited[at] = true;
+        let free = match taken_by[at] {
+            None => true,
+            Some(other) => assign(other, candidates, taken_by, visited),
+        };
+        if free {
+            taken_by[at] = Some(item);
+            return true;
+        }
+    }
+    false
 }
 
 /// What differs between `expected` and `actual`, key by key (`data.title: expected "a",
@@ -132,6 +165,16 @@ mod tests {
         assert_eq!(
             unmatched(&[json!({"a": 1})], &actual, matches),
             Verdict::CountDiffers
+        );
+        // The first expectation fits both rows; only one pairing fits the second.
+        let rows = [json!({"u": 1, "t": "X"}), json!({"u": 1, "t": "Y"})];
+        assert_eq!(
+            unmatched(
+                &[json!({"u": 1}), json!({"u": 1, "t": "X"})],
+                &rows,
+                matches
+            ),
+            Verdict::Matched
         );
         assert_eq!(
             differences(

@@ -46,7 +46,8 @@ pub struct TestCase {
     /// Answers to `http` steps: the first whose method and URL match.
     #[serde(default)]
     pub http: Vec<MockedResponse>,
-    /// Values of `env_allow` names for this test (others come from the environment).
+    /// Values of `env_allow` names for this test; names it does not give are unset (the
+    /// environment is not read, so a test gives the same result everywhere).
     #[serde(default)]
     pub env: IndexMap<String, String>,
     /// Events in order (as `POST /api/events` takes them, with `topic`), or `{run: ROUTE}` for
@@ -159,21 +160,8 @@ pub fn bundled() -> (Vec<TestFile>, Vec<Diagnostic>) {
 
 /// Parses one test file's `text`.
 pub fn parse(path: &Path, text: &str) -> Result<TestFile, Diagnostic> {
-    let parsed: Tests = serde_yaml::from_str(text).map_err(|error| {
-        let position = error
-            .location()
-            .map(|location| Position {
-                line: location.line(),
-                column: location.column(),
-            })
-            .unwrap_or(Position { line: 1, column: 1 });
-        let message = error.to_string();
-        let message = match message.rfind(" at line ") {
-            Some(cut) => message[..cut].to_owned(),
-            None => message,
-        };
-        Diagnostic::at(path, position, message)
-    })?;
+    let parsed: Tests =
+        serde_yaml::from_str(text).map_err(|error| Diagnostic::from_yaml(path, &error))?;
     let source = SourceMap::build(text);
     let mut seen = std::collections::HashSet::new();
     for (index, test) in parsed.tests.iter().enumerate() {

@@ -75,13 +75,14 @@ impl Responder for Answers<'_> {
 }
 
 /// Runs every test of `file` on `store`, whose tables `catalog` describes; `env_allow` names
-/// the variables a test's `env:` may give.
+/// the variables a test's `env:` may give. The routes that ran are added to `ran`.
 pub async fn run_file(
     store: &Store,
     routes: &RouteSet,
     catalog: &Catalog,
     env_allow: &[String],
     file: &TestFile,
+    ran: &mut std::collections::BTreeSet<String>,
 ) -> Result<Vec<(String, CaseOutcome)>, StoreError> {
     let mut outcomes = Vec::with_capacity(file.tests.len());
     for (index, case) in file.tests.iter().enumerate() {
@@ -91,9 +92,8 @@ pub async fn run_file(
             routes,
             catalog,
             env_allow,
-            file,
-            index,
-            case,
+            (file, index, case),
+            ran,
         )
         .await?;
         transaction.rollback().await?;
@@ -112,9 +112,8 @@ async fn run_case(
     routes: &RouteSet,
     catalog: &Catalog,
     env_allow: &[String],
-    file: &TestFile,
-    index: usize,
-    case: &TestCase,
+    (file, index, case): (&TestFile, usize, &TestCase),
+    ran: &mut std::collections::BTreeSet<String>,
 ) -> Result<Vec<Failure>, StoreError> {
     let here = |path: String| file.position(&format!("tests[{index}]{path}"));
     for (table, rows) in &case.rows {
@@ -133,18 +132,9 @@ async fn run_case(
             message: format!("{name} is not in env_allow, so no template may read it"),
         }]);
     }
-    let env: std::collections::BTreeMap<&str, String> = env_allow
-        .iter()
-        .filter_map(|name| {
-            let value = case
-                .env
-                .get(name)
-                .cloned()
-                .or_else(|| std::env::var(name).ok())?;
-            Some((name.as_str(), value))
-        })
-        .collect();
-    let env = TemplateValue::from_serialize(env);
+    // Only what the test gives: the shell's values would make results depend on the machine,
+    // and a failure's report would print them.
+    let env = TemplateValue::from_serialize(&case.env);
     let answers = Answers(&case.http);
     let mut happened = Happened::default();
     for (event_index, given) in case.events.iter().enumerate() {
@@ -174,6 +164,7 @@ async fn run_case(
                     .collect(),
             };
             for route in chosen {
+                ran.insert(route.name.to_string());
                 let scope = Scope::new(&event, env.clone());
                 let ran = run_route(
                     connection,

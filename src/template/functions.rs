@@ -21,9 +21,14 @@ fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, Error> {
             .expect("midnight exists")
             .and_utc());
     }
+    // Without the value: render errors end up in dead letters and logs, and event data may
+    // be personal.
     Err(Error::new(
         ErrorKind::InvalidOperation,
-        format!("{text:?} is not an RFC 3339 timestamp or YYYY-MM-DD date"),
+        format!(
+            "a text of {} characters is not an RFC 3339 timestamp or YYYY-MM-DD date",
+            text.chars().count()
+        ),
     ))
 }
 

@@ -882,3 +882,98 @@ fn templates_certain_to_fail_are_refused_where_they_read(backend: Backend) {
     );
     assert_eq!(output.status.code(), Some(1));
 }
+
+/// What the template checks must not refuse: valid idioms that read what exists, or handle
+/// its absence, in every way the docs allow.
+#[test_case(Backend::Sqlite ; "sqlite")]
+#[test_case(Backend::Postgres ; "postgres")]
+fn valid_template_idioms_load_clean(backend: Backend) {
+    let Some(project) = Project::empty_on(backend) else {
+        return;
+    };
+    project.write(
+        "migrations/20270101000000_notes.sql",
+        "CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT, n INTEGER);\n",
+    );
+    project.write(
+        "schemas/orders/PLACED.json",
+        r#"{"type": "object", "required": ["amount", "items", "sku"],
+            "properties": {"amount": {"type": "number"}, "items": {"type": "array"},
+              "note": {"type": "string"}, "customer": {"type": "object", "required": ["id"],
+                "properties": {"id": {}, "tier": {}}}}}"#,
+    );
+    project.write(
+        "schemas/orders/PAID.json",
+        r#"{"type": "object", "required": ["amount", "receipt"],
+            "properties": {"amount": {"type": "number"}, "receipt": {"type": "string"}}}"#,
+    );
+    project.write(
+        "schemas/orders/SHIPPED.json",
+        r#"{"type": "object", "allOf": [{"required": ["carrier"]}]}"#,
+    );
+    project.write("crm-router.yaml", "env_allow: [HOOK_URL]\n");
+    project.write(
+        "routes/idioms.yaml",
+        r#"routes:
+  - name: placed
+    on: {topic: orders, type: PLACED, when: "data.note is defined"}
+    actions:
+      - insert:
+          table: notes
+          values:
+            id: "{{ uuid() }}"
+            body: "{% set n = data.amount %}{{ n }} {{ data.note }} {{ event.data.note }} {{ data['whatever'] }}"
+            n: "{{ data.items | length }}"
+          as: note
+      - insert:
+          table: notes
+          values:
+            id: "{{ random_uuid() }}"
+            body: "{% for item in data.items %}{{ loop.index }}{{ item }}{% endfor %}{% macro m(v) %}{{ v }}{% endmacro %}{{ m(data.sku) }}"
+      - insert:
+          table: notes
+          values:
+            id: "{{ now() }}-{{ today() }}-{{ range(3) | list | length }}"
+            body: "{% if data.customer is defined %}{{ data.customer.tier }}{% endif %} {{ data.customer | d('') }} {{ data.customer.id | default(data.sku) }}"
+            n: "{{ steps.note.n }}"
+      - query:
+          table: notes
+          where: {body: {is_null: false}}
+          as: found
+          for_each:
+            - query:
+                table: notes
+                where: {id: "{{ row.id }}"}
+                as: inner
+                for_each:
+                  - update: {table: notes, where: {id: "{{ row.id }}"}, set: {body: "{{ steps.found[0].body }} {{ steps.inner[0].id }}"}}
+      - http:
+          url: "{{ env.HOOK_URL }}/notes/{{ steps.note.id }}"
+          body: {first: "{{ steps.found[0].id }}", note: "{{ data.note }}"}
+          as: hook
+      - emit: {topic: orders, eventType: NOTED, key: "{{ steps.hook.status }}", data: {body: "{{ steps.hook.body }}"}}
+  - name: paid-or-placed
+    on: {topic: orders, type: [PLACED, PAID]}
+    actions:
+      - insert:
+          when: "event.eventType == 'PAID'"
+          table: notes
+          values: {id: "{{ data.receipt }}", n: "{{ data.amount }}"}
+      - insert:
+          table: notes
+          values: {id: "{{ data.receipt if event.eventType == 'PAID' else data.sku }}"}
+  - name: shipped
+    on: {topic: orders, type: SHIPPED}
+    actions:
+      - insert: {table: notes, values: {id: "{{ data.carrier }}", body: "{{ data.anything.deeper }}"}}
+"#,
+    );
+    let output = project.command(&["check"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("ok: 3 routes"), "{stdout}");
+}

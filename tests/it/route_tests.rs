@@ -23,21 +23,8 @@ fn the_bundled_routes_pass_their_tests(backend: Backend) {
     let (code, output) = run_tests(&project, &[]);
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("24 passed, 0 failed"), "{output}");
-    // Each bundled route is named by some test's events (directly or through its cascade):
-    // every route file has a test file.
-    for route_file in std::fs::read_dir(project.path().join("routes")).unwrap() {
-        let path = route_file.unwrap().path();
-        if path
-            .extension()
-            .is_some_and(|extension| extension == "yaml")
-        {
-            let tests = project
-                .path()
-                .join("routes/tests")
-                .join(path.file_name().unwrap());
-            assert!(tests.is_file(), "{} has no tests", path.display());
-        }
-    }
+    // Every bundled route ran in some test, directly or through a cascade.
+    assert!(!output.contains("no test ran these routes"), "{output}");
     if backend == Backend::Sqlite {
         assert!(
             !project.path().join("crm.db").exists(),

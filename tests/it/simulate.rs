@@ -59,13 +59,28 @@ fn routes(hook: &str) -> String {
     )
 }
 
-/// A project with [`routes`] calling `hook`, its migration and the schema of `ORDER_PLACED`.
+/// A project with [`routes`] calling `hook`, its migration and the schema of `ORDER_PLACED`,
+/// whose database the daemon has prepared (simulate never migrates).
 fn project(backend: Backend, hook: &str) -> Option<Project> {
     let project = Project::empty_on(backend)?;
     project.write("migrations/20270101000000_orders.sql", MIGRATION);
     project.write("schemas/orders/ORDER_PLACED.json", SCHEMA);
     project.write("routes/orders.yaml", &routes(hook));
+    drop(project.start());
     Some(project)
+}
+
+/// A database crm-router never ran on is refused, and left without a schema.
+#[test]
+fn an_unprepared_database_is_refused_and_not_migrated() {
+    let project = Project::empty();
+    project.write("placed.json", PLACED);
+    let (code, stdout, stderr) = simulate(&project, &["--event", "placed.json"], "");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("has not been prepared: run `crm-router run` on it once (simulate never changes its schema)"),
+        "{stderr}"
+    );
 }
 
 /// An HTTP target that counts the requests it gets.
