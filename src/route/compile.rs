@@ -15,7 +15,9 @@ use crate::store::column_type::{with_article, SUPPORTED};
 use crate::store::sql::FilterOp;
 use crate::store::{Catalog, ColumnType};
 use crate::template::names::Callable;
-use crate::template::{CompileError, Condition, TemplateEnvironment, ValueTemplate};
+use crate::template::{
+    CompileError, Condition, TemplateEnvironment, TemplateLocation, ValueTemplate,
+};
 
 /// A column a route writes, with the type the catalog gives it and the compiled value.
 #[derive(Debug, Clone)]
@@ -162,7 +164,8 @@ impl<'a> Compiler<'a> {
             (Yaml::String(text), ValueTemplate::Expression(_) | ValueTemplate::Text(_)) => {
                 let variables = self.templates.variables(compiled);
                 self.check_reads(path, text, &variables, false);
-                self.templates.locate(compiled, self.location(path));
+                let location = self.template_location(path, &variables);
+                self.templates.locate(compiled, location);
             }
             (Yaml::Sequence(items), ValueTemplate::List(compiled_items)) => {
                 for (index, (item, compiled_item)) in items.iter().zip(compiled_items).enumerate() {
@@ -241,6 +244,26 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// Where the template at `path` and each of its `variables` are written, for its render
+    /// errors.
+    fn template_location(&self, path: &str, variables: &BTreeSet<String>) -> TemplateLocation {
+        let shown = |position: Position| {
+            format!(
+                "{}:{}:{}",
+                self.file.display(),
+                position.line,
+                position.column
+            )
+        };
+        TemplateLocation {
+            at: self.location(path),
+            variables: variables
+                .iter()
+                .map(|variable| (variable.clone(), shown(self.position_in(path, variable))))
+                .collect(),
+        }
+    }
+
     /// `FILE:LINE:COL` of the value at `path`, for errors found at run time.
     pub fn location(&self, path: &str) -> String {
         let position = self.source.value(path);
@@ -284,7 +307,8 @@ impl<'a> Compiler<'a> {
             Ok(template) => {
                 let variables = self.templates.variables(&template);
                 self.check_reads(path, text, &variables, false);
-                self.templates.locate(&template, self.location(path));
+                let location = self.template_location(path, &variables);
+                self.templates.locate(&template, location);
                 Some(template)
             }
             Err(error) => {
@@ -316,8 +340,8 @@ impl<'a> Compiler<'a> {
             Ok(condition) => {
                 let variables = self.templates.condition_variables(&condition);
                 self.check_reads(path, expression, &variables, true);
-                self.templates
-                    .locate_condition(&condition, self.location(path));
+                let location = self.template_location(path, &variables);
+                self.templates.locate_condition(&condition, location);
                 Some(condition)
             }
             Err(error) => {

@@ -70,6 +70,35 @@ pub enum RenderError {
     NotJson(#[from] serde_json::Error),
 }
 
+/// Where a template is written in its route file, and each variable it reads.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateLocation {
+    /// `FILE:LINE:COL` of the template.
+    pub at: String,
+    /// `FILE:LINE:COL` of each variable it reads (`env.BILLING_URL`), where found.
+    pub variables: Vec<(String, String)>,
+}
+
+impl TemplateLocation {
+    /// Where `expression` (what a render error points at) is written: at the variable it
+    /// reads, the longest whose path begins it, else at the template.
+    fn of(&self, expression: Option<&str>) -> String {
+        expression
+            .and_then(|expression| {
+                self.variables
+                    .iter()
+                    .filter(|(variable, _)| {
+                        expression == variable
+                            || expression.starts_with(&format!("{variable}."))
+                            || expression.starts_with(&format!("{variable}["))
+                            || expression.starts_with(&format!("{variable} "))
+                    })
+                    .max_by_key(|(variable, _)| variable.len())
+            })
+            .map_or_else(|| self.at.clone(), |(_, at)| at.clone())
+    }
+}
+
 /// A template that failed for one event: what went wrong, in which expression, and where the
 /// template is written. minijinja's own report is not kept: it lists the values of every
 /// variable the template read, `env` secrets included, and dead letters and logs keep it.
@@ -79,7 +108,8 @@ pub struct TemplateFailure {
     pub what: String,
     /// The expression minijinja points at (`env.BILLING_URL`), when it points at one.
     pub expression: Option<String>,
-    /// `FILE:LINE:COL` of the template in its route file, when it came from one.
+    /// `FILE:LINE:COL` of the expression (or else of the template) in its route file, when it
+    /// came from one.
     pub at: Option<String>,
     /// The route and the template's place in it: `order-paid-creates-invoice actions[1].http.url`.
     pub place: String,
@@ -100,7 +130,12 @@ impl std::fmt::Display for TemplateFailure {
 
 impl TemplateFailure {
     /// Describes `error`, raised by the template registered as `name` with `source`.
-    fn new(error: &minijinja::Error, name: &str, source: Option<&str>, at: Option<String>) -> Self {
+    fn new(
+        error: &minijinja::Error,
+        name: &str,
+        source: Option<&str>,
+        location: Option<&TemplateLocation>,
+    ) -> Self {
         let what = match (error.kind(), error.detail()) {
             (minijinja::ErrorKind::UndefinedError, _) | (_, None) => error.kind().to_string(),
             (kind, Some(detail)) => format!("{kind}: {detail}"),
@@ -124,9 +159,9 @@ impl TemplateFailure {
             None => name.to_owned(),
         };
         Self {
+            at: location.map(|location| location.of(expression.as_deref())),
             what,
             expression,
-            at,
             place,
         }
     }
@@ -210,8 +245,8 @@ pub struct TemplateEnvironment {
     registered: usize,
     /// Which filters, tests and globals exist, asked once each.
     known: names::Known,
-    /// `FILE:LINE:COL` of each registered template in its route file, for render errors.
-    locations: std::collections::HashMap<String, String>,
+    /// Where each registered template is written, for render errors.
+    locations: std::collections::HashMap<String, TemplateLocation>,
 }
 
 impl std::fmt::Debug for TemplateEnvironment {
@@ -512,20 +547,20 @@ impl TemplateEnvironment {
         }
     }
 
-    /// Records that the template `template` (a leaf) is written at `at` (`FILE:LINE:COL`), for
-    /// its render errors to say.
-    pub fn locate(&mut self, template: &ValueTemplate, at: String) {
+    /// Records where the template `template` (a leaf) is written, for its render errors to
+    /// say.
+    pub fn locate(&mut self, template: &ValueTemplate, location: TemplateLocation) {
         let name = match template {
             ValueTemplate::Expression(expression) => &expression.name,
             ValueTemplate::Text(text) => &text.name,
             _ => return,
         };
-        self.locations.insert(name.clone(), at);
+        self.locations.insert(name.clone(), location);
     }
 
     /// Records where a `when:` is written (see [`TemplateEnvironment::locate`]).
-    pub fn locate_condition(&mut self, condition: &Condition, at: String) {
-        self.locations.insert(condition.name.clone(), at);
+    pub fn locate_condition(&mut self, condition: &Condition, location: TemplateLocation) {
+        self.locations.insert(condition.name.clone(), location);
     }
 
     fn render_named(&self, name: &str, context: &TemplateValue) -> Result<String, RenderError> {
@@ -534,7 +569,7 @@ impl TemplateEnvironment {
                 &error,
                 name,
                 source,
-                self.locations.get(name).cloned(),
+                self.locations.get(name),
             ))
         };
         let template = self
@@ -990,14 +1025,23 @@ mod tests {
                 "{{ env.BILLING_URL }}/invoices/{{ data.name }}",
             )
             .unwrap();
-        env.locate(&url, "routes/billing.yaml:10:16".into());
+        env.locate(
+            &url,
+            TemplateLocation {
+                at: "routes/billing.yaml:10:16".into(),
+                variables: vec![
+                    ("data.name".into(), "routes/billing.yaml:10:52".into()),
+                    ("env.BILLING_URL".into(), "routes/billing.yaml:10:20".into()),
+                ],
+            },
+        );
         let id = env
             .compile_text("billing:actions[2].emit.key", "{{ steps.invoce.id }}")
             .unwrap();
         let context = event_context();
         assert_eq!(
             env.render(&url, &context).unwrap_err().to_string(),
-            "undefined value `env.BILLING_URL` (routes/billing.yaml:10:16, billing actions[1].http.url)"
+            "undefined value `env.BILLING_URL` (routes/billing.yaml:10:20, billing actions[1].http.url)"
         );
         let error = env.render(&id, &context).unwrap_err().to_string();
         assert_eq!(

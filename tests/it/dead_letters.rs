@@ -133,7 +133,7 @@ async fn failing_routes_are_retried_then_dead_lettered_and_the_stream_moves_on(b
     // The error names the expression and where its template is written, and no values.
     assert_eq!(
         error,
-        "template error: undefined value `data.nmae` (routes/routes.yaml:15:55, typo actions[0].insert.values.label)"
+        "template error: undefined value `data.nmae` (routes/routes.yaml:15:59, typo actions[0].insert.values.label)"
     );
     let (route, index, kind, error, attempts) = &letters[1];
     assert_eq!(
