@@ -22,6 +22,17 @@ const EVENT_FIELDS: &[&str] = &[
     "data",
 ];
 
+/// Functions a suggestion may name: ours, and minijinja's that make sense in a route.
+const FUNCTIONS: &[&str] = &[
+    "uuid",
+    "random_uuid",
+    "now",
+    "today",
+    "range",
+    "dict",
+    "namespace",
+];
+
 /// What `data` holds.
 #[derive(Debug, Clone, Default)]
 pub enum DataShape {
@@ -168,6 +179,12 @@ impl TemplateScope {
                 "env" => self.env_problem(&segments[1..]),
                 "row" => self.row_problem(&segments[1..]),
                 name if is_global(name) => None,
+                name if text.contains(&format!("{name}(")) => {
+                    let hint = did_you_mean(name, FUNCTIONS.iter().copied())
+                        .map(|close| format!("did you mean {close}()?"))
+                        .unwrap_or_else(|| format!("the functions are {}", FUNCTIONS.join(", ")));
+                    Some((format!("unknown function {name}"), Some(hint)))
+                }
                 name => {
                     let mut known = vec!["event", "data", "steps", "env"];
                     if !self.rows.is_empty() {
@@ -531,6 +548,14 @@ mod tests {
         ] {
             assert_eq!(problems(&scope, &[variable], "{{ x }}"), [expected], "{variable}");
         }
+    }
+
+    #[test]
+    fn unknown_functions_are_called_functions() {
+        assert_eq!(
+            problems(&scope(), &["uuidd"], "{{ uuidd() }}"),
+            ["unknown function uuidd (hint: did you mean uuid()?)"]
+        );
     }
 
     #[test]
