@@ -8,7 +8,7 @@
 use crate::config::Settings;
 use crate::route::load;
 use crate::route::Diagnostic;
-use crate::store::{Store, StoreError};
+use crate::store::{Dialect, Store, StoreError};
 
 /// What `check` found.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ pub async fn check(settings: &Settings) -> Result<CheckReport, StoreError> {
     let scratch = tempfile::tempdir().map_err(|error| {
         StoreError::UserMigration(format!("cannot create a scratch directory: {error}"))
     })?;
-    let is_postgres = settings.database_url.starts_with("postgres");
+    let is_postgres = crate::store::dialect_of(&settings.database_url)? == Dialect::Postgres;
     let url = if is_postgres {
         settings.database_url.clone()
     } else {

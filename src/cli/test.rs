@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use crm_router::config::Settings;
 use crm_router::route::load::{self, Source};
 use crm_router::store::isolated::{Backend, IsolatedDatabase};
-use crm_router::store::Store;
+use crm_router::store::{self, Dialect, Store};
 use crm_router::suite::{self, CaseOutcome, TestFile};
 
 use super::{init_tracing_quiet, Global, SourceArgs};
@@ -41,10 +41,10 @@ pub async fn run(
         eprintln!("{} test file(s) could not be read", problems.len());
         return Ok(ExitCode::FAILURE);
     }
-    let backend = if settings.database_url.starts_with("postgres") {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
+    // The configured database says only which kind to make; it is never opened.
+    let backend = match store::dialect_of(&settings.database_url)? {
+        Dialect::Postgres => Backend::Postgres,
+        Dialect::Sqlite => Backend::Sqlite,
     };
     let directory = tempfile::tempdir()?;
     let database = IsolatedDatabase::create(
@@ -54,12 +54,17 @@ pub async fn run(
         "crm_router_test",
     )
     .await?;
-    let result = run_files(&settings, &database.url, &files).await;
+    let result = run_files(&settings, &database.url, backend, &files).await;
     database.remove().await;
     result
 }
 
-async fn run_files(settings: &Settings, url: &str, files: &[TestFile]) -> anyhow::Result<ExitCode> {
+async fn run_files(
+    settings: &Settings,
+    url: &str,
+    backend: Backend,
+    files: &[TestFile],
+) -> anyhow::Result<ExitCode> {
     let store = Store::connect(url).await?;
     store.migrate(settings.migrations.as_deref()).await?;
     let catalog = store.catalog().await?;
@@ -121,7 +126,10 @@ async fn run_files(settings: &Settings, url: &str, files: &[TestFile]) -> anyhow
     }
     println!(
         "{passed} passed, {failed} failed ({} on an isolated database)",
-        store_kind(url)
+        match backend {
+            Backend::Postgres => "PostgreSQL",
+            Backend::Sqlite => "SQLite",
+        }
     );
     Ok(if failed == 0 && passed > 0 {
         ExitCode::SUCCESS
@@ -131,12 +139,4 @@ async fn run_files(settings: &Settings, url: &str, files: &[TestFile]) -> anyhow
         }
         ExitCode::FAILURE
     })
-}
-
-fn store_kind(url: &str) -> &'static str {
-    if url.starts_with("postgres") {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    }
 }

@@ -129,6 +129,11 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The dialect of a `DATABASE_URL` as [`Store::connect`] reads it (a plain path is SQLite).
+pub fn dialect_of(url: &str) -> Result<Dialect, StoreError> {
+    normalise_url(url).map(|(_, dialect)| dialect)
+}
+
 /// Normalises what a user may pass as `DATABASE_URL`: a plain path means a SQLite file.
 fn normalise_url(url: &str) -> Result<(String, Dialect), StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -18,8 +18,9 @@ use crate::event::Event;
 use crate::route::diagnostic::Position;
 use crate::route::trigger::TriggerKind;
 use crate::route::{Ident, RouteSet};
+use crate::store::db;
 use crate::store::db::Conn;
-use crate::store::sql::{row_columns, typed_param, StatementBuilder};
+use crate::store::sql::{insert_sql, row_columns, typed_param, Conflict, StatementBuilder};
 use crate::store::{Catalog, Store, StoreError};
 use crate::template::{now_rfc3339, TemplateValue};
 
@@ -252,7 +253,7 @@ async fn insert_row(
     let columns = catalog
         .columns(table)
         .ok_or_else(|| format!("there is no table {table}"))?;
-    let mut names = Vec::with_capacity(row.len());
+    let mut idents = Vec::with_capacity(row.len());
     let mut params = Vec::with_capacity(row.len());
     for (name, value) in row {
         let column = columns
@@ -265,23 +266,11 @@ async fn insert_row(
             typed_param(&ident, &column.column_type, value.clone())
                 .map_err(|refused| refused.to_string())?,
         );
-        names.push(ident.quoted());
+        idents.push(ident);
     }
-    let mut builder = StatementBuilder::new(format!(
-        "INSERT INTO {} ({}) VALUES (",
-        table_ident.quoted(),
-        names.join(", ")
-    ));
-    for (index, param) in params.into_iter().enumerate() {
-        if index > 0 {
-            builder.push(", ");
-        }
-        builder.push_typed(param);
-    }
-    builder.push(")");
-    builder
-        .finish()
-        .into_query()
+    let names: Vec<&Ident> = idents.iter().collect();
+    db::query_owned(insert_sql(&table_ident, &names, &Conflict::Fail, None))
+        .bind_all(params)
         .execute(&mut *connection)
         .await
         .map_err(|error| format!("cannot insert the row into {table}: {error}"))?;
